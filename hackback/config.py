@@ -1,0 +1,265 @@
+"""Layered configuration: shipped defaults < user file < environment < flags,
+merged once into a frozen, validated object."""
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import difflib
+import os
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on older Pythons only
+    import tomli as tomllib
+
+DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
+USER_FILE_NAME = "hackback.toml"
+ENV_PREFIX = "HACKBACK_"
+
+BaseMode = Literal["auto", "pull", "bootstrap"]
+Gem5Variant = Literal["opt", "fast", "debug"]
+
+
+@dataclass(frozen=True)
+class Gem5Config:
+    version: str
+    repo: str
+    src: Optional[Path]
+    clone_timeout: int
+    variant: Gem5Variant
+    build_options: Mapping[str, str]
+    jobs: int
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    mode: BaseMode
+    image: str
+    distribution: str
+    suite: str
+    mirror: str
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    work_dir: Path
+    gem5: Gem5Config
+    base: BaseConfig
+    # Which files were layered, lowest first (for messages).
+    sources: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def jobs(self) -> int:
+        return self.gem5.jobs or (os.cpu_count() or 1)
+
+
+# A raw layer is a nested dict as TOML gives it, plus where it came from and
+# the directory its relative paths are taken from.
+@dataclass
+class _Layer:
+    origin: str
+    data: dict[str, Any]
+    base_dir: Path
+
+
+def _schema(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "sources"}
+
+
+def _known_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    keys = []
+    for key, tp in _schema(cls).items():
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            keys += _known_keys(tp, f"{prefix}{key}.")
+        else:
+            keys.append(prefix + key)
+    return keys
+
+
+def _unknown(key: str, origin: str) -> ConfigError:
+    close = difflib.get_close_matches(key, _known_keys(), n=1)
+    hint = f"did you mean '{close[0]}'?" if close else "see hackback/defaults.toml for the known keys"
+    return ConfigError(f"unknown config key '{key}' in {origin}", hint)
+
+
+def _flatten(data: Mapping[str, Any], origin: str, cls: type = Config, prefix: str = "") -> dict[str, Any]:
+    """Nested TOML dict -> {'gem5.version': value}, rejecting unknown keys."""
+    schema = _schema(cls)
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = prefix + key
+        if key not in schema:
+            raise _unknown(dotted, origin)
+        tp = schema[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"'{dotted}' in {origin} must be a table", f"write it as [{dotted}]")
+            out.update(_flatten(value, origin, tp, dotted + "."))  # type: ignore[arg-type]
+        else:
+            out[dotted] = value
+    return out
+
+
+def _coerce(key: str, tp: Any, value: Any, layer: _Layer) -> Any:
+    """Check one value against its declared type; strings from the environment are converted."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    where = f"'{key}' in {layer.origin}"
+    if origin is typing.Union and type(None) in args:  # Optional[Path]: "" means unset
+        if value in ("", None):
+            return None
+        return _coerce(key, args[0], value, layer)
+    if tp is Path:
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(f"{where} must be a path string, got {value!r}")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (layer.base_dir / path).resolve()
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(map(str, args))
+            raise ConfigError(f"{where} is {value!r}", f"choose one of: {choices}")
+        return value
+    if tp is int:
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                raise ConfigError(f"{where} must be a whole number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{where} must be a whole number >= 0, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if origin is collections.abc.Mapping:
+        if isinstance(value, str):  # from the environment: KEY=VALUE,KEY=VALUE
+            pairs = [p for p in value.split(",") if p.strip()]
+            if not all("=" in p for p in pairs):
+                raise ConfigError(f"{where} must look like KEY=VALUE,KEY=VALUE, got {value!r}")
+            value = dict(p.strip().split("=", 1) for p in pairs)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a table of KEY = \"VALUE\"")
+        return _FrozenMap({str(k): str(v) for k, v in value.items()})
+    raise AssertionError(f"no coercion for {tp}")  # a schema bug, not user input
+
+
+class _FrozenMap(Mapping[str, str]):
+    """A read-only, hashable mapping so Config stays frozen all the way down."""
+
+    def __init__(self, data: Mapping[str, str]) -> None:
+        self._data = dict(sorted(data.items()))
+
+    def __getitem__(self, key: str) -> str:
+        return self._data[key]
+
+    def __iter__(self) -> typing.Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._data.items()))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self._data) == dict(other)
+
+    def __repr__(self) -> str:
+        return repr(self._data)
+
+
+def _read_toml(path: Path, origin: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            data: dict[str, Any] = tomllib.load(f)
+            return data
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist", "fix HACKBACK_CONFIG or --config") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{origin} is not valid TOML: {e}") from None
+
+
+def _env_layer(environ: Mapping[str, str], cwd: Path) -> _Layer:
+    data: dict[str, Any] = {}
+    wanted = {ENV_PREFIX + k.replace(".", "_").upper(): k for k in _known_keys()}
+    for var, value in environ.items():
+        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "CONFIG":
+            continue
+        if var in wanted:
+            data[wanted[var]] = value
+        elif var.startswith(ENV_PREFIX + "TEST_"):
+            continue  # test-suite switches, not config
+        else:
+            raise _unknown(var[len(ENV_PREFIX):].lower().replace("_", ".", 1), "the environment")
+    return _Layer("the environment", data, cwd)
+
+
+def load(
+    flags: Optional[Mapping[str, Any]] = None,
+    user_file: Optional[Path] = None,
+    environ: Optional[Mapping[str, str]] = None,
+    cwd: Optional[Path] = None,
+) -> Config:
+    """Merge every layer into one validated Config.
+
+    flags: dotted keys ('gem5.src') to values; a value of None means "not given".
+    """
+    environ = os.environ if environ is None else environ
+    cwd = (cwd or Path.cwd()).resolve()
+    layers = [_Layer(str(DEFAULTS_FILE), _flatten(_read_toml(DEFAULTS_FILE, "defaults"), "defaults"), cwd)]
+    if user_file is None and environ.get(ENV_PREFIX + "CONFIG"):
+        user_file = Path(environ[ENV_PREFIX + "CONFIG"])
+    if user_file is None and (cwd / USER_FILE_NAME).is_file():
+        user_file = cwd / USER_FILE_NAME
+    if user_file is not None:
+        user_file = (cwd / user_file).resolve()
+        layers.append(_Layer(str(user_file), _flatten(_read_toml(user_file, str(user_file)), str(user_file)), user_file.parent))
+    layers.append(_env_layer(environ, cwd))
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    for key in given:
+        if key not in _known_keys():
+            raise _unknown(key, "the task flags")
+    layers.append(_Layer("the task flags", given, cwd))
+
+    merged: dict[str, tuple[Any, _Layer]] = {}
+    for layer in layers:
+        for key, value in layer.data.items():
+            merged[key] = (value, layer)
+    cfg: Config = _build(Config, merged, "", tuple(layer.origin for layer in layers if layer.data))
+    return cfg
+
+
+def _build(cls: type, merged: Mapping[str, tuple[Any, _Layer]], prefix: str, sources: tuple[str, ...]) -> Any:
+    kwargs: dict[str, Any] = {}
+    for key, tp in _schema(cls).items():
+        dotted = prefix + key
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, merged, dotted + ".", sources)  # type: ignore[arg-type]
+        else:
+            if dotted not in merged:
+                raise ConfigError(f"'{dotted}' has no value", "the shipped defaults.toml is incomplete")
+            value, layer = merged[dotted]
+            kwargs[key] = _coerce(dotted, tp, value, layer)
+    if cls is Config:
+        kwargs["sources"] = sources
+        _validate(kwargs)
+    return cls(**kwargs)
+
+
+def _validate(kw: Mapping[str, Any]) -> None:
+    name = kw["name"]
+    if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
+        raise ConfigError(f"name {name!r} is not usable as a directory name", "use letters, digits, '-', '_' and '.'")
+    for key in kw["gem5"].build_options:
+        if not key.replace("_", "").isalnum() or not key.isupper():
+            raise ConfigError(f"gem5.build_options key {key!r} is not a Kconfig name", "use names like RUBY or USE_SYSTEMC")

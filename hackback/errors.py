@@ -1,0 +1,77 @@
+"""Typed errors. Library code raises these; only the edge (tasks.py / cli.py)
+turns one into a one-line message and an exit code."""
+from __future__ import annotations
+
+
+class HackbackError(Exception):
+    """Base class: a message that says what is wrong and a hint that says how to fix it."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        text = f"hackback: error: {self.message}"
+        if self.hint:
+            text += f" ({self.hint})"
+        return " ".join(text.split())
+
+
+class ConfigError(HackbackError):
+    exit_code = 2
+
+
+class UsageError(HackbackError):
+    """Bad task input (a missing file, an empty script, a wrong flag value)."""
+
+    exit_code = 2
+
+
+class NotImplementedYet(HackbackError):
+    exit_code = 3
+
+
+class DockerUnavailable(HackbackError):
+    exit_code = 4
+
+
+class DockerFailure(HackbackError):
+    """The engine refused or failed an action (build, import, create)."""
+
+    exit_code = 5
+
+
+class ContainerFailed(HackbackError):
+    """A step's command ran in its container and exited non-zero."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, hint: str = "", exit_status: int = 1, log_tail: str = "") -> None:
+        super().__init__(message, hint)
+        self.exit_status = exit_status
+        self.log_tail = log_tail
+
+
+class Gem5SourceError(HackbackError):
+    exit_code = 7
+
+
+class DiskSpaceError(HackbackError):
+    exit_code = 8
+
+
+class ArtifactError(HackbackError):
+    """A manifest is missing, corrupt, or does not match what it is used with."""
+
+    exit_code = 9
+
+
+class LockBusy(HackbackError):
+    exit_code = 10
+
+
+class Interrupted(HackbackError):
+    exit_code = 130
