@@ -1,0 +1,321 @@
+"""Artifacts on disk: layout, manifests, cached hashing, staged writes, locks.
+
+Layout under the work directory:
+    env/<name>/  images/<name>/  kernels/<name>/  checkpoints/<name>/  runs/<run-id>/
+        each with a manifest.json
+    cache/   build trees and downloads that outlive artifacts (gem5 scons tree, kernel tree)
+    .tmp/    staging directories, renamed into place when complete
+    .locks/  one lock file per artifact
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Mapping, Optional
+
+from . import log
+from .errors import ArtifactError, DiskSpaceError, LockBusy
+
+SCHEMA_VERSION = 1
+Kind = Literal["env", "images", "kernels", "checkpoints", "runs"]
+KINDS: tuple[Kind, ...] = ("env", "images", "kernels", "checkpoints", "runs")
+MANIFEST = "manifest.json"
+_CHUNK = 4 << 20
+
+
+@dataclass(frozen=True)
+class Layout:
+    work_dir: Path
+
+    def artifact_dir(self, kind: Kind, name: str) -> Path:
+        return self.work_dir / kind / name
+
+    def cache_dir(self, *parts: str) -> Path:
+        return self.work_dir.joinpath("cache", *parts)
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.work_dir / ".tmp"
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.work_dir / ".locks"
+
+    @property
+    def hash_db(self) -> Path:
+        return self.work_dir / ".hashes.sqlite"
+
+
+# ---------------------------------------------------------------- hashing
+
+
+class HashCache:
+    """sha256 of files, remembered by (path, size, mtime_ns, inode, ctime_ns) so
+    a multi-GB disk image is read once, not at every check. SQLite because
+    parallel restores share it."""
+
+    def __init__(self, db_path: Path) -> None:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(db_path), timeout=30, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INT, mtime INT, ino INT, ctime INT, sha256 TEXT)"
+        )
+        self.reads = 0  # files actually read; benchmarks and tests look at this
+
+    def close(self) -> None:
+        self._db.close()
+
+    def sha256(self, path: Path) -> str:
+        path = Path(path).resolve()
+        st = path.stat()
+        key = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+        row = self._db.execute("SELECT size, mtime, ino, ctime, sha256 FROM hashes WHERE path = ?", (str(path),)).fetchone()
+        if row is not None and tuple(row[:4]) == key:
+            return str(row[4])
+        digest = sha256_file(path)
+        self.reads += 1
+        self._db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?)", (str(path), *key, digest))
+        return digest
+
+    def tree_sha256(self, root: Path, skip: Callable[[Path], bool] = lambda p: False) -> str:
+        """One digest for a directory tree: relative paths, modes and file digests."""
+        h = hashlib.sha256()
+        root = Path(root)
+        self._db.execute("BEGIN")
+        try:
+            for dirpath, dirnames, filenames in os.walk(root):
+                here = Path(dirpath)
+                dirnames[:] = sorted(d for d in dirnames if not skip(here / d))
+                for fn in sorted(filenames):
+                    p = here / fn
+                    if skip(p):
+                        continue
+                    rel = p.relative_to(root).as_posix()
+                    if p.is_symlink():
+                        h.update(f"L {rel} {os.readlink(p)}\n".encode())
+                    elif p.is_file():
+                        mode = "x" if os.access(p, os.X_OK) else "f"
+                        h.update(f"{mode} {rel} {self.sha256(p)}\n".encode())
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return h.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def digest_of(value: Any) -> str:
+    """Stable digest of JSON-able data (dict key order does not matter)."""
+    return sha256_bytes(json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode())
+
+
+# ---------------------------------------------------------------- manifests
+
+
+@dataclass
+class Manifest:
+    """What an artifact was made from (inputs, whose digest decides staleness),
+    what it is (outputs with sha256), and facts worth keeping (info).
+    `parts` lets one artifact be brought up to date piece by piece (env: m5, gem5)."""
+
+    kind: str
+    name: str
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    schema: int = SCHEMA_VERSION
+
+    def part(self, part: str) -> Optional[dict[str, Any]]:
+        return self.parts.get(part)
+
+    def set_part(self, part: str, inputs: Mapping[str, Any], outputs: Mapping[str, Any], info: Mapping[str, Any]) -> None:
+        self.parts[part] = {
+            "inputs": dict(inputs),
+            "inputs_digest": digest_of(inputs),
+            "outputs": dict(outputs),
+            "info": dict(info),
+            "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "built_on": socket.gethostname(),
+        }
+
+    def is_fresh(self, part: str, inputs: Mapping[str, Any], directory: Path) -> bool:
+        """Same inputs as recorded, and every recorded output file still there at its size."""
+        rec = self.parts.get(part)
+        if rec is None or rec.get("inputs_digest") != digest_of(inputs):
+            return False
+        for rel, out in rec.get("outputs", {}).items():
+            if isinstance(out, dict) and "size" in out:
+                p = directory / rel
+                if not p.is_file() or p.stat().st_size != out["size"]:
+                    return False
+        return True
+
+    def to_json(self) -> str:
+        return json.dumps({"schema": self.schema, "kind": self.kind, "name": self.name, "parts": self.parts}, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def read(cls, directory: Path) -> Optional["Manifest"]:
+        path = directory / MANIFEST
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            raise ArtifactError(f"{path} is unreadable ({e})", "remove it with `invoke clean` and rebuild") from None
+        if raw.get("schema") != SCHEMA_VERSION:
+            raise ArtifactError(
+                f"{path} has manifest schema {raw.get('schema')}, this hackback writes {SCHEMA_VERSION}",
+                "rebuild it with --force",
+            )
+        return cls(kind=raw["kind"], name=raw["name"], parts=raw.get("parts", {}), schema=raw["schema"])
+
+
+def file_record(path: Path, hashes: HashCache) -> dict[str, Any]:
+    return {"sha256": hashes.sha256(path), "size": path.stat().st_size}
+
+
+# ---------------------------------------------------------------- locks and staged writes
+
+
+@contextlib.contextmanager
+def lock(layout: Layout, kind: Kind, name: str, wait: bool = True) -> Iterator[None]:
+    """Exclusive per-artifact lock. Waits (saying so) if another run holds it,
+    unless wait=False, then raises LockBusy."""
+    layout.lock_dir.mkdir(parents=True, exist_ok=True)
+    path = layout.lock_dir / f"{kind}-{name}.lock"
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            if not wait:
+                raise LockBusy(f"{kind}/{name} is being built by {holder}", "wait for it to finish, or stop it") from None
+            log.info(f"waiting for {kind}/{name}: {holder} is building it")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def new_tmp(layout: Layout, label: str) -> Path:
+    """A fresh staging directory; its name carries our pid so `clean` can tell abandoned ones."""
+    layout.tmp_dir.mkdir(parents=True, exist_ok=True)
+    path = layout.tmp_dir / f"{label}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    return path
+
+
+@contextlib.contextmanager
+def staged(layout: Layout, kind: Kind, name: str, keep_existing: bool = False) -> Iterator[Path]:
+    """Yield a staging directory; on success it replaces <kind>/<name> by rename.
+    On any error (or Ctrl-C) the staging directory is removed and the old
+    artifact is left exactly as it was. keep_existing copies the current
+    artifact in first, for updating one part of it."""
+    final = layout.artifact_dir(kind, name)
+    tmp = new_tmp(layout, f"{kind}-{name}")
+    try:
+        if keep_existing and final.is_dir():
+            shutil.copytree(final, tmp, dirs_exist_ok=True, copy_function=_link_or_copy)
+        yield tmp
+        final.parent.mkdir(parents=True, exist_ok=True)
+        old = None
+        if final.exists():
+            old = layout.tmp_dir / f"old-{kind}-{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+            os.rename(final, old)
+        os.rename(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    # Hard links make keeping an artifact's big unchanged files free; every
+    # writer replaces files (write temp, rename) and never edits one in place.
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> None:
+    tmp = directory / (MANIFEST + ".tmp")
+    tmp.write_text(manifest.to_json())
+    os.replace(tmp, directory / MANIFEST)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def abandoned_tmp(layout: Layout) -> list[Path]:
+    """Staging directories left by runs of this host that are no longer alive."""
+    if not layout.tmp_dir.is_dir():
+        return []
+    out = []
+    host = socket.gethostname()
+    for p in sorted(layout.tmp_dir.iterdir()):
+        parts = p.name.rsplit(".", 3)
+        if len(parts) == 4 and parts[1] == host and parts[2].isdigit() and not pid_alive(int(parts[2])):
+            out.append(p)
+        elif p.name.startswith("old-"):
+            out.append(p)
+    return out
+
+
+# ---------------------------------------------------------------- disk space
+
+
+def require_free(path: Path, need_bytes: int, what: str) -> None:
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < need_bytes:
+        raise DiskSpaceError(
+            f"{what} needs about {need_bytes / 2**30:.1f} GiB free under {probe}, only {free / 2**30:.1f} GiB is",
+            "free some space, or point work_dir (HACKBACK_WORK_DIR) at a larger disk",
+        )
+
+
+def now() -> float:
+    return time.monotonic()
