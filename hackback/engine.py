@@ -1,0 +1,346 @@
+"""The one module that talks to the Docker engine.
+
+Every container hackback starts is named, labelled (so a killed run's leftovers
+can be found and reaped), streams its output, and is removed when its block
+ends, on success, error or Ctrl-C alike. docker.errors.* become our own errors here.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import shlex
+import socket
+import stat
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Callable, Iterable, Mapping, Optional, Sequence
+
+import docker
+import docker.errors
+import requests
+
+from . import log
+from .errors import ContainerFailed, DockerFailure, DockerUnavailable
+
+LABEL = "io.hackback"  # value "1" on everything we create
+LABEL_STEP = "io.hackback.step"
+LABEL_OWNER = "io.hackback.owner"  # "<host>:<pid>" of the run that started it
+KVM_DEVICE = Path("/dev/kvm")
+_TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host path inside a container. Read-only unless the step writes it."""
+
+    host: Path
+    container: str
+    read_only: bool = True
+
+    def as_flag(self) -> str:
+        return f"-v {self.host}:{self.container}:{'ro' if self.read_only else 'rw'}"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    image: str
+    command: Sequence[str]
+    step: str  # e.g. "env-gem5"; part of the container name and a label
+    mounts: Sequence[Mount] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
+    workdir: Optional[str] = None
+    # Root inside the container only when a step must be (debootstrap); such a
+    # step hands its outputs back to the host user itself.
+    as_root: bool = False
+    cap_add: Sequence[str] = ()
+    kvm: bool = True  # pass /dev/kvm through when the host has one
+    network: Optional[str] = None  # None: the default bridge
+    # Seconds a first Ctrl-C gives the step to stop by itself (SIGTERM) before it
+    # is killed, for steps that save state on the way out (scons writes its
+    # signature database); 0 kills at once. A second Ctrl-C kills at once.
+    stop_grace: int = 0
+
+
+def owner_label() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def host_user() -> str:
+    return f"{os.getuid()}:{os.getgid()}"
+
+
+class Engine:
+    """A connected Docker engine. Create with Engine.connect()."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    @classmethod
+    def connect(cls) -> "Engine":
+        try:
+            client = docker.from_env(version="auto", timeout=600)
+            client.ping()
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+            where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+            raise DockerUnavailable(
+                f"no Docker engine answers at {where} ({_first_line(e)})",
+                "start one with `sudo dockerd &` (or `sudo systemctl start docker`), or set DOCKER_HOST",
+            ) from None
+        return cls(client)
+
+    def info(self) -> Mapping[str, Any]:
+        return self._call(self._client.info)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ images
+
+    def image_id(self, ref: str) -> Optional[str]:
+        try:
+            return str(self._client.images.get(ref).id)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as e:
+            raise DockerFailure(f"could not inspect image {ref}: {_first_line(e)}") from None
+
+    def image_labels(self, ref: str) -> dict[str, str]:
+        try:
+            return dict(self._client.images.get(ref).labels or {})
+        except docker.errors.ImageNotFound:
+            return {}
+
+    def pull(self, ref: str) -> bool:
+        """Try to pull; False (with the reason printed) when the registry cannot be reached."""
+        repo, _, tag = ref.partition(":")
+        log.action(f"docker pull {ref}")
+        try:
+            self._client.images.pull(repo, tag=tag or "latest")
+            return True
+        except docker.errors.APIError as e:
+            log.info(f"    pull failed: {_first_line(e)}")
+            return False
+
+    def import_rootfs(self, tarball: Path, ref: str, changes: Sequence[str], labels: Mapping[str, str]) -> str:
+        repo, _, tag = ref.partition(":")
+        all_changes = list(changes) + [f"LABEL {k}={shlex.quote(v)}" for k, v in {LABEL: "1", **labels}.items()]
+        log.action(f"docker import {tarball} {ref}")
+        self._call(self._client.api.import_image, src=str(tarball), repository=repo, tag=tag or "latest", changes=all_changes)
+        image_id = self.image_id(ref)
+        if image_id is None:
+            raise DockerFailure(f"docker import of {tarball} produced no image {ref}")
+        return image_id
+
+    def build(
+        self,
+        context: Path,
+        tag: str,
+        phase: str,
+        buildargs: Optional[Mapping[str, str]] = None,
+        labels: Optional[Mapping[str, str]] = None,
+        log_file: Optional[IO[str]] = None,
+    ) -> str:
+        """Build an image, streaming the builder's output (the low-level API;
+        images.build() would say nothing until the end)."""
+        args = " ".join(f"--build-arg {k}={v}" for k, v in (buildargs or {}).items())
+        log.action(f"docker build {args} -t {tag} {context}")
+        tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+        image_id = None
+        try:
+            stream = self._client.api.build(
+                path=str(context),
+                tag=tag,
+                buildargs=dict(buildargs or {}),
+                labels={LABEL: "1", **(labels or {})},
+                decode=True,
+                rm=True,
+                forcerm=True,
+                pull=False,
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    raise DockerFailure(
+                        f"building {tag} failed: {_first_line(chunk['error'])}",
+                        "the lines above show the failing step" + (f": {tail[-1]}" if tail else ""),
+                    )
+                if "aux" in chunk and isinstance(chunk["aux"], dict):
+                    image_id = chunk["aux"].get("ID", image_id)
+                for line in str(chunk.get("stream", "")).splitlines():
+                    if line.strip():
+                        tail.append(line)
+                        log.stream(phase, line)
+                        if log_file:
+                            log_file.write(line + "\n")
+        except (docker.errors.APIError, docker.errors.BuildError) as e:
+            raise DockerFailure(f"building {tag} failed: {_first_line(e)}") from None
+        return image_id or self.image_id(tag) or ""
+
+    def remove_image(self, ref: str) -> bool:
+        try:
+            self._client.images.remove(ref, force=True)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+        except docker.errors.APIError as e:
+            raise DockerFailure(f"could not remove image {ref}: {_first_line(e)}") from None
+
+    def images(self, label: str = LABEL) -> list[tuple[str, list[str], dict[str, str]]]:
+        """(id, tags, labels) of our images."""
+        out = []
+        for img in self._call(self._client.images.list, filters={"label": label}):
+            out.append((str(img.id), list(img.tags), dict(img.labels or {})))
+        return out
+
+    # ------------------------------------------------------------ containers
+
+    def run(
+        self,
+        spec: RunSpec,
+        phase: Optional[str] = None,
+        log_file: Optional[IO[str]] = None,
+        on_line: Optional[Callable[[str], None]] = None,
+        check: bool = True,
+    ) -> int:
+        """Run a container to completion, streaming its output; always removed afterwards.
+        Returns the exit status; with check=True a non-zero one raises ContainerFailed."""
+        name = f"hackback-{spec.step}-{uuid.uuid4().hex[:8]}"
+        kwargs = self._create_kwargs(spec, name)
+        self._print_run(spec, name, kwargs)
+        tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+        container = self._call(self._client.containers.create, **kwargs)
+        try:
+            self._call(container.start)
+            pending = b""
+            for chunk in container.logs(stream=True, follow=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    self._emit(raw, phase or spec.step, tail, log_file, on_line)
+            if pending:
+                self._emit(pending, phase or spec.step, tail, log_file, on_line)
+            status = int(self._call(container.wait).get("StatusCode", 1))
+        except KeyboardInterrupt:
+            if spec.stop_grace:
+                log.info(f"\nstopping {spec.step} (up to {spec.stop_grace}s) so it can resume later; Ctrl-C again kills it now")
+                try:
+                    container.stop(timeout=spec.stop_grace)
+                    for raw in container.logs(tail=5).splitlines():  # what it said on the way out
+                        self._emit(raw, phase or spec.step, tail, log_file, on_line)
+                except (docker.errors.APIError, KeyboardInterrupt):
+                    pass
+            raise
+        finally:
+            # Reached on Ctrl-C and on errors too: nothing we start outlives us.
+            try:
+                container.remove(force=True)
+            except docker.errors.APIError:
+                pass
+        if status != 0 and check:
+            raise ContainerFailed(
+                f"step {spec.step} failed: `{' '.join(spec.command)[:120]}` exited {status}",
+                f"last output: {tail[-1]}" if tail else "it printed nothing",
+                exit_status=status,
+                log_tail="\n".join(tail),
+            )
+        return status
+
+    def _emit(self, raw: bytes, phase: str, tail: "collections.deque[str]", log_file: Optional[IO[str]], on_line: Optional[Callable[[str], None]]) -> None:
+        line = raw.decode("utf-8", "replace").rstrip("\r")
+        tail.append(line)
+        if log_file:
+            log_file.write(line + "\n")
+        if on_line:
+            on_line(line)
+        else:
+            log.stream(phase, line)
+
+    def _create_kwargs(self, spec: RunSpec, name: str) -> dict[str, Any]:
+        env = {"HOME": "/tmp", **spec.environment}
+        kwargs: dict[str, Any] = dict(
+            image=spec.image,
+            command=list(spec.command),
+            name=name,
+            labels={LABEL: "1", LABEL_STEP: spec.step, LABEL_OWNER: owner_label()},
+            environment=env,
+            volumes={str(m.host): {"bind": m.container, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts},
+            working_dir=spec.workdir,
+            init=True,  # signals reach the step's process; zombies are reaped
+            detach=True,
+        )
+        if not spec.as_root:
+            kwargs["user"] = host_user()
+        if spec.cap_add:
+            kwargs["cap_add"] = list(spec.cap_add)
+        if spec.network:
+            kwargs["network_mode"] = spec.network
+        if spec.kvm and kvm_usable_on_host():
+            kwargs["devices"] = [f"{KVM_DEVICE}:{KVM_DEVICE}:rwm"]
+            if not spec.as_root:
+                kwargs["group_add"] = [str(KVM_DEVICE.stat().st_gid)]
+        for m in spec.mounts:
+            if not m.host.is_absolute():
+                raise AssertionError(f"mount source must be absolute: {m.host}")
+        return kwargs
+
+    def _print_run(self, spec: RunSpec, name: str, kwargs: Mapping[str, Any]) -> None:
+        parts = ["docker run --rm", f"--name {name}"]
+        if "user" in kwargs:
+            parts.append(f"--user {kwargs['user']}")
+        parts += [f"--cap-add {c}" for c in spec.cap_add]
+        if "devices" in kwargs:
+            parts.append(f"--device {KVM_DEVICE}")
+        parts += [m.as_flag() for m in spec.mounts]
+        if spec.workdir:
+            parts.append(f"-w {spec.workdir}")
+        parts.append(spec.image)
+        parts.append(shlex.join(spec.command))
+        log.action(" ".join(parts))
+
+    def containers(self, all_owners: bool = False) -> list[tuple[str, str, str]]:
+        """(id, name, owner) of our containers; by default only those whose owning
+        run (on this host) is gone."""
+        from .artifacts import pid_alive
+
+        out = []
+        host = socket.gethostname()
+        for c in self._call(self._client.containers.list, all=True, filters={"label": LABEL}):
+            owner = c.labels.get(LABEL_OWNER, "")
+            o_host, _, o_pid = owner.partition(":")
+            orphan = o_host == host and o_pid.isdigit() and not pid_alive(int(o_pid))
+            if all_owners or orphan or o_host != host:
+                out.append((str(c.id), str(c.name), owner))
+        return out
+
+    def remove_container(self, container_id: str) -> None:
+        try:
+            self._client.containers.get(container_id).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as e:
+            raise DockerFailure(f"could not remove container {container_id[:12]}: {_first_line(e)}") from None
+
+    # ------------------------------------------------------------ helpers
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except docker.errors.ImageNotFound as e:
+            raise DockerFailure(f"image not found: {_first_line(e)}", "build it first; `invoke env` builds the images") from None
+        except docker.errors.APIError as e:
+            raise DockerFailure(_first_line(e)) from None
+        except requests.exceptions.ConnectionError as e:
+            raise DockerUnavailable(f"lost the Docker engine: {_first_line(e)}", "is dockerd still running?") from None
+
+
+def kvm_usable_on_host() -> bool:
+    """True when /dev/kvm exists and is a character device we can open for
+    read-write. Whether it can actually run a guest is another question (the
+    image step probes that)."""
+    try:
+        st = KVM_DEVICE.stat()
+    except OSError:
+        return False
+    return stat.S_ISCHR(st.st_mode) and os.access(KVM_DEVICE, os.R_OK | os.W_OK)
+
+
+def _first_line(e: object) -> str:
+    text = str(getattr(e, "explanation", None) or e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

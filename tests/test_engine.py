@@ -1,0 +1,143 @@
+"""The Docker layer against the real engine (Docker tier)."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from hackback import base, clean
+from hackback.artifacts import Layout
+from hackback.engine import LABEL, LABEL_OWNER, LABEL_STEP, Engine, Mount, RunSpec
+from hackback.errors import ContainerFailed, DockerUnavailable
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def image(engine: Engine, session_work: Path) -> str:
+    from hackback import config
+
+    cfg = config.load(flags={"work_dir": str(session_work)}, environ={})
+    return base.ensure_base(cfg, engine, Layout(cfg.work_dir)).ref
+
+
+def ours(step: str) -> list[object]:
+    client = docker.from_env(version="auto")
+    return client.containers.list(all=True, filters={"label": f"{LABEL_STEP}={step}"})
+
+
+def test_output_is_streamed_in_order_and_the_container_removed(engine: Engine, image: str) -> None:
+    lines: list[str] = []
+    script = "for i in 1 2 3 4 5; do echo out$i; done; echo err >&2"
+    status = engine.run(RunSpec(image, ["sh", "-c", script], step="t-stream"), on_line=lines.append)
+    assert status == 0
+    # stdout and stderr are separate pipes: each keeps its order, and both arrive
+    assert [ln for ln in lines if ln.startswith("out")] == [f"out{i}" for i in range(1, 6)]
+    assert "err" in lines
+    assert ours("t-stream") == []
+
+
+def test_failure_carries_status_and_tail_and_still_removes(engine: Engine, image: str) -> None:
+    with pytest.raises(ContainerFailed) as e:
+        engine.run(RunSpec(image, ["sh", "-c", "echo about to fail; exit 3"], step="t-fail"), on_line=lambda _l: None)
+    assert e.value.exit_status == 3
+    assert "about to fail" in e.value.log_tail and "exited 3" in e.value.message
+    assert ours("t-fail") == []
+    assert engine.run(RunSpec(image, ["false"], step="t-fail"), check=False, on_line=lambda _l: None) == 1
+
+
+def test_interrupt_removes_the_container(engine: Engine, image: str) -> None:
+    def interrupt(line: str) -> None:
+        raise KeyboardInterrupt
+
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        engine.run(RunSpec(image, ["sh", "-c", "echo started; sleep 300"], step="t-intr"), on_line=interrupt)
+    assert time.monotonic() - start < 30
+    assert ours("t-intr") == []
+
+
+def test_graceful_stop_lets_the_step_save_state(engine: Engine, image: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    script = "trap 'echo saved > /out/state; exit 2' TERM; echo started; while :; do sleep 0.2; done"
+
+    def interrupt(line: str) -> None:
+        if line == "started":
+            raise KeyboardInterrupt
+
+    spec = RunSpec(image, ["sh", "-c", script], step="t-grace", mounts=[Mount(out, "/out", read_only=False)], stop_grace=20)
+    with pytest.raises(KeyboardInterrupt):
+        engine.run(spec, on_line=interrupt)
+    assert (out / "state").read_text() == "saved\n"
+    assert ours("t-grace") == []
+
+
+def test_mounts_are_read_only_unless_written_and_outputs_are_the_users(engine: Engine, image: str, tmp_path: Path) -> None:
+    ro, rw = tmp_path / "ro", tmp_path / "rw"
+    ro.mkdir()
+    rw.mkdir()
+    status = engine.run(
+        RunSpec(image, ["sh", "-c", "touch /ro/x"], step="t-ro", mounts=[Mount(ro, "/ro")]), check=False, on_line=lambda _l: None
+    )
+    assert status != 0 and not (ro / "x").exists()
+    engine.run(RunSpec(image, ["sh", "-c", "echo $HOME > /rw/x"], step="t-rw", mounts=[Mount(rw, "/rw", read_only=False)]))
+    st = (rw / "x").stat()
+    assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
+    assert (rw / "x").read_text().strip() == "/tmp"
+
+
+def test_kvm_is_passed_through_when_the_host_has_it(engine: Engine, image: str) -> None:
+    lines: list[str] = []
+    engine.run(RunSpec(image, ["sh", "-c", "test -c /dev/kvm && echo yes || echo no"], step="t-kvm"), on_line=lines.append)
+    from hackback.engine import kvm_usable_on_host
+
+    assert lines == (["yes"] if kvm_usable_on_host() else ["no"])
+
+
+def test_clean_reaps_containers_of_dead_runs_only(engine: Engine, image: str, make_config) -> None:  # type: ignore[no-untyped-def]
+    import socket
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    client = docker.from_env(version="auto")
+    host = socket.gethostname()
+    orphan = client.containers.create(image, ["sleep", "300"], labels={LABEL: "1", LABEL_STEP: "t-orphan", LABEL_OWNER: f"{host}:{dead.pid}"})
+    alive = client.containers.create(image, ["sleep", "300"], labels={LABEL: "1", LABEL_STEP: "t-alive", LABEL_OWNER: f"{host}:{os.getpid()}"})
+    try:
+        orphan.start()
+        report = clean.clean(make_config(), engine=engine, yes=True)
+        assert orphan.name in report.containers and alive.name not in report.containers
+        assert ours("t-orphan") == [] and len(ours("t-alive")) == 1
+    finally:
+        for c in (orphan, alive):
+            try:
+                c.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+
+
+def test_no_engine_is_one_line_saying_how_to_start_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no.sock")
+    with pytest.raises(DockerUnavailable) as e:
+        Engine.connect()
+    assert "dockerd" in e.value.one_line() and "\n" not in e.value.one_line()
+
+
+def test_concurrent_runs_do_not_mix_output(engine: Engine, image: str) -> None:
+    got: dict[str, list[str]] = {"a": [], "b": []}
+
+    def go(tag: str) -> None:
+        engine.run(RunSpec(image, ["sh", "-c", f"for i in 1 2 3; do echo {tag}$i; done"], step=f"t-par-{tag}"), on_line=got[tag].append)
+
+    threads = [threading.Thread(target=go, args=(t,)) for t in got]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == {"a": ["a1", "a2", "a3"], "b": ["b1", "b2", "b3"]}
