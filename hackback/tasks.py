@@ -1,0 +1,95 @@
+"""The tasks: a table of contents. Each is a few lines calling one library
+function; docstrings are the --help. Flags default to None and fall back to
+config (hackback/defaults.toml < hackback.toml < HACKBACK_* < flags)."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from invoke import Collection, task
+
+from . import clean as _clean
+from . import env as _env
+from . import pipeline
+from .artifacts import Layout
+from .edge import guarded, load_config
+from .engine import Engine
+
+COMMON = {
+    "name": "artifact name (default: config `name`, 'default')",
+    "work-dir": "where artifacts and build trees live (default: config `work_dir`, ./build)",
+    "config": "a TOML file layered over the shipped defaults (default: ./hackback.toml if present)",
+    "force": "rebuild this step even if its manifest says it is up to date",
+}
+
+# Each step's builder: (config, results of the steps it needs) -> its artifact.
+BUILDERS: Mapping[str, pipeline.Builder] = {
+    "m5": lambda cfg, deps: _env.ensure_m5(cfg),
+    "env": lambda cfg, deps: _env.ensure(cfg),
+}
+
+
+def _build(target: str, flags: Mapping[str, Any], config: Optional[str], force: bool) -> None:
+    def go() -> None:
+        cfg = load_config(flags, config)
+        _clean.reap_orphans(Engine.connect(), Layout(cfg.work_dir))
+        builders = dict(BUILDERS)
+        if force:  # --force applies to the step asked for, not to its dependencies
+            builders[target] = {
+                "m5": lambda c, d: _env.ensure_m5(c, force=True),
+                "env": lambda c, d: _env.ensure(c, force=True),
+            }.get(target, builders.get(target))  # type: ignore[assignment]
+        pipeline.run(target, cfg, builders)
+
+    guarded(go)
+
+
+@task(help={"gem5-src": "a gem5 checkout or tarball to build instead of cloning the pinned release", **COMMON})
+def env(c: Any, gem5_src: Optional[str] = None, name: Optional[str] = None, work_dir: Optional[str] = None,
+        config: Optional[str] = None, force: bool = False) -> None:
+    """Build the env image: Packer, QEMU, scons, gem5 (X86) and the x86 m5 utility."""
+    _build("env", {"gem5.src": gem5_src, "name": name, "work_dir": work_dir}, config, force)
+
+
+@task(help={"gem5-src": "gem5 source for the m5 utility", **COMMON})
+def image(c: Any, gem5_src: Optional[str] = None, name: Optional[str] = None, work_dir: Optional[str] = None,
+          config: Optional[str] = None, force: bool = False) -> None:
+    """Build the hack-back disk image with Packer + QEMU (m5, autologin, rcS)."""
+    _build("image", {"gem5.src": gem5_src, "name": name, "work_dir": work_dir}, config, force)
+
+
+@task(help=COMMON)
+def kernel(c: Any, name: Optional[str] = None, work_dir: Optional[str] = None,
+           config: Optional[str] = None, force: bool = False) -> None:
+    """Build a vmlinux that gem5 can boot (and a bzImage QEMU can)."""
+    _build("kernel", {"name": name, "work_dir": work_dir}, config, force)
+
+
+@task(help={"gem5-src": "gem5 source to build the env from", **COMMON})
+def checkpoint(c: Any, gem5_src: Optional[str] = None, name: Optional[str] = None, work_dir: Optional[str] = None,
+               config: Optional[str] = None, force: bool = False) -> None:
+    """Boot the image in gem5 and save the checkpoint the guest asks for."""
+    _build("checkpoint", {"gem5.src": gem5_src, "name": name, "work_dir": work_dir}, config, force)
+
+
+@task(help={"script": "the rcS script the restored guest runs", "gem5-src": "gem5 source to build the env from", **COMMON})
+def restore(c: Any, script: Optional[str] = None, gem5_src: Optional[str] = None, name: Optional[str] = None,
+            work_dir: Optional[str] = None, config: Optional[str] = None, force: bool = False) -> None:
+    """Restore the checkpoint and run a script in the guest; collect stats and output."""
+    _build("restore", {"gem5.src": gem5_src, "name": name, "work_dir": work_dir}, config, force)
+
+
+@task(help={
+    "kind": "env, images, kernels, checkpoints or runs",
+    "name": "only artifacts of this name",
+    "images": "also remove hackback's Docker images",
+    "yes": "do not ask before deleting",
+    "work-dir": COMMON["work-dir"],
+    "config": COMMON["config"],
+})
+def clean(c: Any, kind: Optional[str] = None, name: Optional[str] = None, images: bool = False, yes: bool = False,
+          work_dir: Optional[str] = None, config: Optional[str] = None) -> None:
+    """Reap containers and temp paths left by killed runs; remove artifacts (asks first)."""
+    guarded(lambda: _clean.clean(load_config({"work_dir": work_dir}, config), kind=kind, name=name, images=images, yes=yes))
+
+
+ns = Collection(env, image, kernel, checkpoint, restore, clean)

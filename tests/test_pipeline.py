@@ -1,0 +1,61 @@
+"""The make-like order of steps. The builders here are test doubles that only
+record calls: this checks our own orchestration, not any step."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pytest
+
+from hackback import pipeline
+from hackback.errors import NotImplementedYet
+from hackback.pipeline import Step
+
+ALL_BUILT = {name: Step(s.name, s.needs) for name, s in pipeline.STEPS.items()}
+
+
+def recording_doubles(calls: list[str]) -> dict[str, pipeline.Builder]:
+    def make(name: str) -> pipeline.Builder:
+        def double(cfg: Any, deps: Mapping[str, Any]) -> str:
+            calls.append(name)
+            return f"{name}({','.join(sorted(deps.values()))})"
+
+        return double
+
+    return {name: make(name) for name in ALL_BUILT}
+
+
+def test_restore_plans_every_step_it_needs_dependencies_first() -> None:
+    order = pipeline.plan("restore", ALL_BUILT)
+    assert order[-1] == "restore" and order[-2] == "checkpoint"
+    assert set(order) == {"m5", "env", "image", "kernel", "checkpoint", "restore"}
+    for name in order:
+        for dep in ALL_BUILT[name].needs:
+            assert order.index(dep) < order.index(name)
+
+
+def test_each_step_runs_once_and_gets_its_dependencies_results() -> None:
+    calls: list[str] = []
+    result = pipeline.run("checkpoint", None, recording_doubles(calls), ALL_BUILT)  # type: ignore[arg-type]
+    assert sorted(calls) == sorted(set(calls))
+    assert result == "checkpoint(env(),image(m5()),kernel())"
+
+
+def test_a_step_not_built_yet_is_refused_before_anything_runs() -> None:
+    calls: list[str] = []
+    steps = dict(ALL_BUILT, image=Step("image", ("m5",), issue=3))
+    with pytest.raises(NotImplementedYet) as e:
+        pipeline.run("restore", None, recording_doubles(calls), steps)  # type: ignore[arg-type]
+    assert calls == []
+    assert "`invoke restore` needs image" in e.value.message and "issue #3" in e.value.message
+
+
+def test_shipped_table_has_env_and_marks_later_steps() -> None:
+    assert pipeline.STEPS["env"].issue is None
+    assert pipeline.plan("env") == ["env"]
+    assert all(pipeline.STEPS[s].issue for s in ("image", "kernel", "checkpoint", "restore"))
+
+
+def test_cycles_are_caught() -> None:
+    steps = {"a": Step("a", ("b",)), "b": Step("b", ("a",))}
+    with pytest.raises(AssertionError, match="cycle"):
+        pipeline.plan("a", steps)
