@@ -137,6 +137,7 @@ class Engine:
         buildargs: Optional[Mapping[str, str]] = None,
         labels: Optional[Mapping[str, str]] = None,
         log_file: Optional[IO[str]] = None,
+        nocache: bool = False,
     ) -> str:
         """Build an image, streaming the builder's output (the low-level API;
         images.build() would say nothing until the end)."""
@@ -154,6 +155,7 @@ class Engine:
                 rm=True,
                 forcerm=True,
                 pull=False,
+                nocache=nocache,
             )
             for chunk in stream:
                 if "error" in chunk:

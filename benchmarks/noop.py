@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""No-op reruns: how long a task takes when everything is up to date, and what
+the hash cache saves on the gem5 source tree.
+
+    python3 benchmarks/noop.py --gem5-src PATH [--work-dir DIR] [--repeat 5]
+
+The env must already be built in that work directory (`invoke env --gem5-src PATH`).
+Tasks that are not available yet are listed as such.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from _common import report, timed
+
+from hackback import gem5src, pipeline
+from hackback.artifacts import HashCache
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--gem5-src", required=True)
+    ap.add_argument("--work-dir", default=os.environ.get("HACKBACK_WORK_DIR", str(REPO / "build")))
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    src = Path(args.gem5_src)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cold = timed(lambda: gem5src.describe(src, "bench", HashCache(Path(tmp) / "h.sqlite")))
+        warm_cache = HashCache(Path(tmp) / "h.sqlite")
+        warm = [timed(lambda: gem5src.describe(src, "bench", warm_cache)) for _ in range(args.repeat)]
+    report("gem5 tree identity, cold hash cache", [cold])
+    report("gem5 tree identity, warm hash cache", warm)
+    print(f"{'':<48} ratio cold/warm {cold / sorted(warm)[len(warm) // 2]:.1f}x")
+
+    env = dict(os.environ, HACKBACK_WORK_DIR=args.work_dir)
+    for task, step in pipeline.STEPS.items():
+        if task == "m5":
+            continue  # part of env
+        if step.issue is not None:
+            print(f"invoke {task:<41} not available yet (issue #{step.issue})")
+            continue
+        cmd = [sys.executable, "-m", "invoke", task, "--gem5-src", str(src)]
+        samples = [timed(lambda: subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)) for _ in range(args.repeat)]
+        report(f"invoke {task} (no-op rerun, whole process)", samples)
+
+
+if __name__ == "__main__":
+    main()
