@@ -90,6 +90,11 @@ class HashCache:
         self._db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?)", (str(path), *key, digest))
         return digest
 
+    @staticmethod
+    def quick_sha256(path: Path) -> str:
+        """For small files shipped with hackback: read every time, no cache."""
+        return sha256_file(path)
+
     def tree_sha256(self, root: Path, skip: Callable[[Path], bool] = lambda p: False) -> str:
         """One digest for a directory tree: relative paths, modes and file digests."""
         h = hashlib.sha256()
@@ -151,14 +156,7 @@ class Manifest:
         return self.parts.get(part)
 
     def set_part(self, part: str, inputs: Mapping[str, Any], outputs: Mapping[str, Any], info: Mapping[str, Any]) -> None:
-        self.parts[part] = {
-            "inputs": dict(inputs),
-            "inputs_digest": digest_of(inputs),
-            "outputs": dict(outputs),
-            "info": dict(info),
-            "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "built_on": socket.gethostname(),
-        }
+        self.parts[part] = part_record(inputs, outputs, info)
 
     def is_fresh(self, part: str, inputs: Mapping[str, Any], directory: Path) -> bool:
         """Same inputs as recorded, and every recorded output file still there at its size."""
@@ -190,6 +188,17 @@ class Manifest:
                 "rebuild it with --force",
             )
         return cls(kind=raw["kind"], name=raw["name"], parts=raw.get("parts", {}), schema=raw["schema"])
+
+
+def part_record(inputs: Mapping[str, Any], outputs: Mapping[str, Any], info: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "inputs": dict(inputs),
+        "inputs_digest": digest_of(inputs),
+        "outputs": dict(outputs),
+        "info": dict(info),
+        "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "built_on": socket.gethostname(),
+    }
 
 
 def file_record(path: Path, hashes: HashCache) -> dict[str, Any]:

@@ -27,6 +27,8 @@ from .artifacts import (
     digest_of,
     file_record,
     lock,
+    new_tmp,
+    part_record,
     require_free,
     staged,
     write_manifest,
@@ -78,6 +80,7 @@ class _Ctx:
             "build_options": dict(self.cfg.gem5.build_options),
             "variant": self.cfg.gem5.variant,
             "env_dockerfile": digest_of((resources.docker_dir("env") / "Dockerfile").read_text()),
+            "m5_source_sha256": self.source.m5_sha256,  # the env image carries m5 too
         }
 
 
@@ -92,25 +95,44 @@ def ensure(cfg: Config, force: bool = False, engine: Optional[Engine] = None) ->
 
 
 def _ensure(ctx: _Ctx, want_gem5: bool, force: bool) -> EnvArtifact:
+    """Bring each wanted part up to date. Each part has its own build lock, so
+    building m5 never waits for an hours-long gem5 build; the artifact lock is
+    held only for the moment a part is committed."""
     cfg, layout = ctx.cfg, ctx.layout
-    with lock(layout, "env", cfg.name):
-        manifest = Manifest.read(ctx.directory) or Manifest("env", cfg.name)
-        m5_fresh = not force and manifest.is_fresh("m5", ctx.m5_inputs(), ctx.directory)
-        gem5_fresh = not want_gem5 or (
-            not force
-            and manifest.is_fresh("gem5", ctx.gem5_inputs(), ctx.directory)
-            and ctx.engine.image_id(str(manifest.parts["gem5"]["outputs"]["image"]["ref"])) is not None
-        )
-        if m5_fresh and gem5_fresh:
-            log.info(f"env '{cfg.name}' is up to date ({ctx.directory})")
-            return _artifact(ctx, manifest)
-        # Each part is committed on its own: m5 is kept even if the long gem5 build is interrupted.
-        for fresh, build_part in ((m5_fresh, _build_m5), (gem5_fresh, _build_gem5)):
-            if not fresh:
-                with staged(layout, "env", cfg.name, keep_existing=True) as tmp:
-                    build_part(ctx, manifest, tmp)
+    parts = [("m5", ctx.m5_inputs, _build_m5)]
+    if want_gem5:
+        parts.append(("gem5", ctx.gem5_inputs, _build_gem5))
+    built = False
+    for part, inputs, build_part in parts:
+        if not force and _fresh(ctx, part, inputs()):
+            continue
+        with lock(layout, "env", f"{cfg.name}.{part}"):
+            if not force and _fresh(ctx, part, inputs()):
+                continue  # another run built it while we waited
+            work = new_tmp(layout, f"env-{cfg.name}-{part}")
+            try:
+                record = build_part(ctx, work)
+                with lock(layout, "env", cfg.name), staged(layout, "env", cfg.name, keep_existing=True) as tmp:
+                    manifest = Manifest.read(ctx.directory) or Manifest("env", cfg.name)
+                    for produced in work.iterdir():
+                        os.replace(produced, tmp / produced.name)
+                    manifest.parts[part] = record
                     write_manifest(tmp, manifest)
-    return _artifact(ctx, manifest)
+                built = True
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    if not built:
+        log.info(f"env '{cfg.name}' is up to date ({ctx.directory})")
+    return _artifact(ctx, Manifest.read(ctx.directory) or Manifest("env", cfg.name))
+
+
+def _fresh(ctx: _Ctx, part: str, inputs: dict[str, Any]) -> bool:
+    manifest = Manifest.read(ctx.directory)
+    if manifest is None or not manifest.is_fresh(part, inputs, ctx.directory):
+        return False
+    if part == "gem5":
+        return ctx.engine.image_id(str(manifest.parts["gem5"]["outputs"]["image"]["ref"])) is not None
+    return True
 
 
 def _artifact(ctx: _Ctx, manifest: Manifest) -> EnvArtifact:
@@ -119,7 +141,7 @@ def _artifact(ctx: _Ctx, manifest: Manifest) -> EnvArtifact:
     return EnvArtifact(ctx.cfg.name, ctx.directory, image, ctx.directory / "m5", manifest, ctx.tools, ctx.source)
 
 
-def _build_m5(ctx: _Ctx, manifest: Manifest, tmp: Path) -> None:
+def _build_m5(ctx: _Ctx, tmp: Path) -> dict[str, Any]:
     """util/m5 wants to write util/m5/build inside the source; build in a scratch
     copy (it is small and takes seconds) so the source stays read-only."""
     with log.step("m5 utility (x86, static)"):
@@ -142,8 +164,7 @@ def _build_m5(ctx: _Ctx, manifest: Manifest, tmp: Path) -> None:
         if not (info.x86_64 and info.static):
             raise ArtifactError(f"the m5 built from {ctx.source.path} is not a static x86-64 executable", "check util/m5 in that tree")
         os.replace(tmp / "m5.new", tmp / "m5")
-        manifest.set_part(
-            "m5",
+        return part_record(
             ctx.m5_inputs(),
             {"m5": file_record(tmp / "m5", ctx.hashes)},
             {"tools": ctx.tools.versions, "gem5_source": ctx.source.identity()},
@@ -154,7 +175,7 @@ def gem5_build_dir(layout: Layout, name: str) -> Path:
     return layout.cache_dir("gem5-build", name)
 
 
-def _build_gem5(ctx: _Ctx, manifest: Manifest, tmp: Path) -> None:
+def _build_gem5(ctx: _Ctx, tmp: Path) -> dict[str, Any]:
     cfg, layout = ctx.cfg, ctx.layout
     build = gem5_build_dir(layout, cfg.name)
     binary = f"gem5.{cfg.gem5.variant}"
@@ -205,9 +226,9 @@ def _build_gem5(ctx: _Ctx, manifest: Manifest, tmp: Path) -> None:
     try:
         shutil.copy2(resources.docker_dir("env") / "Dockerfile", context / "Dockerfile")
         shutil.copy2(stripped, context / binary)
-        shutil.copy2(tmp / "m5", context / "m5")
+        shutil.copy2(ctx.directory / "m5", context / "m5")  # committed before this part is built
         gem5_sha = ctx.hashes.sha256(full)
-        ref = f"{ENV_REPO}:{digest_of({'tools': ctx.tools.id, 'gem5': gem5_sha, 'm5': ctx.hashes.sha256(tmp / 'm5')})[:12]}"
+        ref = f"{ENV_REPO}:{digest_of({'tools': ctx.tools.id, 'gem5': gem5_sha, 'm5': ctx.hashes.sha256(ctx.directory / 'm5')})[:12]}"
         labels = {
             LABEL_KIND: "env",
             "io.hackback.name": cfg.name,
@@ -221,8 +242,7 @@ def _build_gem5(ctx: _Ctx, manifest: Manifest, tmp: Path) -> None:
             )
     finally:
         shutil.rmtree(context, ignore_errors=True)
-    manifest.set_part(
-        "gem5",
+    return part_record(
         ctx.gem5_inputs(),
         {"image": {"ref": ref, "id": image_id, "binary": f"/opt/hackback/bin/{binary}"}},
         {
