@@ -11,6 +11,7 @@ import os
 import shlex
 import socket
 import stat
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +22,15 @@ import docker.errors
 import requests
 
 from . import log
-from .errors import ContainerFailed, DockerFailure, DockerUnavailable
+from .errors import ContainerFailed, DockerFailure, DockerUnavailable, StepStalled
 
 LABEL = "io.hackback"  # value "1" on everything we create
 LABEL_STEP = "io.hackback.step"
 LABEL_OWNER = "io.hackback.owner"  # "<host>:<pid>" of the run that started it
 KVM_DEVICE = Path("/dev/kvm")
 _TAIL_LINES = 40
+UNTIL_MET = -1  # run()'s status when its `until` predicate ended it
+WATCH_INTERVAL = 2.0
 
 
 @dataclass(frozen=True)
@@ -200,25 +203,45 @@ class Engine:
         log_file: Optional[IO[str]] = None,
         on_line: Optional[Callable[[str], None]] = None,
         check: bool = True,
+        until: Optional[Callable[[str], bool]] = None,
+        watchdog: Optional[Callable[[], Optional[str]]] = None,
     ) -> int:
         """Run a container to completion, streaming its output; always removed afterwards.
-        Returns the exit status; with check=True a non-zero one raises ContainerFailed."""
+        Returns the exit status; with check=True a non-zero one raises ContainerFailed.
+        until(line) -> True ends the run early (status UNTIL_MET). watchdog() is
+        polled every few seconds; a reason it returns kills the step and raises
+        StepStalled with that reason and the output's tail."""
         name = f"hackback-{spec.step}-{uuid.uuid4().hex[:8]}"
         kwargs = self._create_kwargs(spec, name)
         self._print_run(spec, name, kwargs)
         tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
         container = self._call(self._client.containers.create, **kwargs)
+        stalled: list[str] = []
+        done = threading.Event()
         try:
             self._call(container.start)
+            if watchdog is not None:
+                threading.Thread(target=self._watch, args=(container, watchdog, stalled, done), daemon=True).start()
             pending = b""
+            met = False
             for chunk in container.logs(stream=True, follow=True):
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for raw in lines:
-                    self._emit(raw, phase or spec.step, tail, log_file, on_line)
-            if pending:
+                    line = self._emit(raw, phase or spec.step, tail, log_file, on_line)
+                    if until is not None and until(line):
+                        met = True
+                        break
+                if met:
+                    break
+            if pending and not met:
                 self._emit(pending, phase or spec.step, tail, log_file, on_line)
+            if met:
+                container.kill()
+                return UNTIL_MET
             status = int(self._call(container.wait).get("StatusCode", 1))
+            if stalled:
+                raise StepStalled(f"step {spec.step} stopped making progress: {stalled[0]}", log_tail="\n".join(tail))
         except KeyboardInterrupt:
             if spec.stop_grace:
                 log.info(f"\nstopping {spec.step} (up to {spec.stop_grace}s) so it can resume later; Ctrl-C again kills it now")
@@ -230,6 +253,7 @@ class Engine:
                     pass
             raise
         finally:
+            done.set()
             # Reached on Ctrl-C and on errors too: nothing we start outlives us.
             try:
                 container.remove(force=True)
@@ -244,7 +268,19 @@ class Engine:
             )
         return status
 
-    def _emit(self, raw: bytes, phase: str, tail: "collections.deque[str]", log_file: Optional[IO[str]], on_line: Optional[Callable[[str], None]]) -> None:
+    @staticmethod
+    def _watch(container: Any, watchdog: Callable[[], Optional[str]], stalled: list[str], done: threading.Event) -> None:
+        while not done.wait(WATCH_INTERVAL):
+            reason = watchdog()
+            if reason:
+                stalled.append(reason)
+                try:
+                    container.kill()
+                except docker.errors.APIError:
+                    pass
+                return
+
+    def _emit(self, raw: bytes, phase: str, tail: "collections.deque[str]", log_file: Optional[IO[str]], on_line: Optional[Callable[[str], None]]) -> str:
         line = raw.decode("utf-8", "replace").rstrip("\r")
         tail.append(line)
         if log_file:
@@ -253,6 +289,7 @@ class Engine:
             on_line(line)
         else:
             log.stream(phase, line)
+        return line
 
     def _create_kwargs(self, spec: RunSpec, name: str) -> dict[str, Any]:
         env = {"HOME": "/tmp", **spec.environment}

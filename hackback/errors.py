@@ -55,6 +55,12 @@ class ContainerFailed(HackbackError):
         self.log_tail = log_tail
 
 
+class StepStalled(ContainerFailed):
+    """A step's watchdog saw no progress (a hung guest) and stopped it."""
+
+    exit_code = 11
+
+
 class Gem5SourceError(HackbackError):
     exit_code = 7
 
