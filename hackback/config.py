@@ -47,12 +47,29 @@ class BaseConfig:
     mirror: str
 
 
+Accel = Literal["auto", "kvm", "tcg"]
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    distribution: str
+    suite: str
+    mirror: str
+    packages: tuple[str, ...]
+    size_mib: int
+    accel: Accel
+    stall_timeout: int
+    memory_mib: int
+    m5: Optional[Path]
+
+
 @dataclass(frozen=True)
 class Config:
     name: str
     work_dir: Path
     gem5: Gem5Config
     base: BaseConfig
+    image: ImageConfig
     # Which files were layered, lowest first (for messages).
     sources: tuple[str, ...] = field(default=(), compare=False)
 
@@ -141,6 +158,12 @@ def _coerce(key: str, tp: Any, value: Any, layer: _Layer) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string, got {value!r}")
         return value
+    if origin is tuple:  # tuple[str, ...]: a TOML array, or comma-separated from the environment
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+        return tuple(value)
     if origin is collections.abc.Mapping:
         if isinstance(value, str):  # from the environment: KEY=VALUE,KEY=VALUE
             pairs = [p for p in value.split(",") if p.strip()]
@@ -260,6 +283,11 @@ def _validate(kw: Mapping[str, Any]) -> None:
     name = kw["name"]
     if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
         raise ConfigError(f"name {name!r} is not usable as a directory name", "use letters, digits, '-', '_' and '.'")
+    image = kw["image"]
+    if image.size_mib < 1024:
+        raise ConfigError(f"image.size_mib = {image.size_mib} is too small for a Debian system", "use at least 1024 (MiB)")
+    if image.stall_timeout < 30:
+        raise ConfigError(f"image.stall_timeout = {image.stall_timeout}s would fail healthy builds", "use at least 30")
     for key in kw["gem5"].build_options:
         if not key.replace("_", "").isalnum() or not key.isupper():
             raise ConfigError(f"gem5.build_options key {key!r} is not a Kconfig name", "use names like RUBY or USE_SYSTEMC")

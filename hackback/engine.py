@@ -299,7 +299,8 @@ class Engine:
             name=name,
             labels={LABEL: "1", LABEL_STEP: spec.step, LABEL_OWNER: owner_label()},
             environment=env,
-            volumes={str(m.host): {"bind": m.container, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts},
+            # A list, not a dict keyed by host path: one host directory may be mounted twice.
+            volumes=[f"{m.host}:{m.container}:{'ro' if m.read_only else 'rw'}" for m in spec.mounts],
             working_dir=spec.workdir,
             init=True,  # signals reach the step's process; zombies are reaped
             detach=True,

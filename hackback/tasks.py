@@ -3,12 +3,14 @@ function; docstrings are the --help. Flags default to None and fall back to
 config (hackback/defaults.toml < hackback.toml < HACKBACK_* < flags)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from invoke import Collection, task
 
 from . import clean as _clean
 from . import env as _env
+from . import image as _image
 from . import pipeline
 from .artifacts import Layout
 from .edge import guarded, load_config
@@ -23,8 +25,16 @@ COMMON = {
 
 # Each step's builder: (config, results of the steps it needs) -> its artifact.
 BUILDERS: Mapping[str, pipeline.Builder] = {
-    "m5": lambda cfg, deps: _env.ensure_m5(cfg),
+    # An explicit image.m5 (--m5) stands in for the one `invoke env` builds.
+    "m5": lambda cfg, deps: cfg.image.m5 or _env.ensure_m5(cfg).m5,
     "env": lambda cfg, deps: _env.ensure(cfg),
+    "image": lambda cfg, deps: _image.ensure(cfg, deps["m5"]),
+}
+# What --force does to the step asked for (never to its dependencies).
+FORCED: Mapping[str, pipeline.Builder] = {
+    "m5": lambda cfg, deps: cfg.image.m5 or _env.ensure_m5(cfg, force=True).m5,
+    "env": lambda cfg, deps: _env.ensure(cfg, force=True),
+    "image": lambda cfg, deps: _image.ensure(cfg, deps["m5"], force=True),
 }
 
 
@@ -33,11 +43,8 @@ def _build(target: str, flags: Mapping[str, Any], config: Optional[str], force: 
         cfg = load_config(flags, config)
         _clean.reap_orphans(Engine.connect(), Layout(cfg.work_dir))
         builders = dict(BUILDERS)
-        if force:  # --force applies to the step asked for, not to its dependencies
-            builders[target] = {
-                "m5": lambda c, d: _env.ensure_m5(c, force=True),
-                "env": lambda c, d: _env.ensure(c, force=True),
-            }.get(target, builders.get(target))  # type: ignore[assignment]
+        if force and target in FORCED:
+            builders[target] = FORCED[target]
         pipeline.run(target, cfg, builders)
 
     guarded(go)
@@ -50,11 +57,26 @@ def env(c: Any, gem5_src: Optional[str] = None, name: Optional[str] = None, work
     _build("env", {"gem5.src": gem5_src, "name": name, "work_dir": work_dir}, config, force)
 
 
-@task(help={"gem5-src": "gem5 source for the m5 utility", **COMMON})
-def image(c: Any, gem5_src: Optional[str] = None, name: Optional[str] = None, work_dir: Optional[str] = None,
+@task(
+    optional=["check"],
+    help={
+        "gem5-src": "gem5 source for the m5 utility",
+        "m5": "install this m5 binary instead of building one",
+        "accel": "auto (default: KVM only where it really runs a guest), kvm or tcg",
+        "check": "check an existing image (the built one, or PATH) instead of building",
+        **COMMON,
+    },
+)
+def image(c: Any, gem5_src: Optional[str] = None, m5: Optional[str] = None, accel: Optional[str] = None,
+          check: Any = None, name: Optional[str] = None, work_dir: Optional[str] = None,
           config: Optional[str] = None, force: bool = False) -> None:
     """Build the hack-back disk image with Packer + QEMU (m5, autologin, rcS)."""
-    _build("image", {"gem5.src": gem5_src, "name": name, "work_dir": work_dir}, config, force)
+    flags = {"gem5.src": gem5_src, "image.m5": m5, "image.accel": accel, "name": name, "work_dir": work_dir}
+    if check:
+        path = None if check is True else Path(check)
+        guarded(lambda: _image.check_existing(load_config(flags, config), path, Path(m5) if m5 else None))
+        return
+    _build("image", flags, config, force)
 
 
 @task(help=COMMON)

@@ -28,7 +28,7 @@ def test_list_names_every_task_with_help(program: list[str], tmp_path: Path) -> 
         assert len(line.split()) > 2, f"{task} has no one-line help in:\n{out.stdout}"
 
 
-@pytest.mark.parametrize("task, missing", [("kernel", "kernel"), ("image", "image"), ("restore", "image")])
+@pytest.mark.parametrize("task, missing", [("kernel", "kernel"), ("checkpoint", "kernel"), ("restore", "kernel")])
 def test_steps_not_built_yet_say_so_and_exit_non_zero(task: str, missing: str, tmp_path: Path) -> None:
     out = run([sys.executable, "-m", "invoke", task], tmp_path)
     assert out.returncode == 3

@@ -49,10 +49,11 @@ def test_a_step_not_built_yet_is_refused_before_anything_runs() -> None:
     assert "`invoke restore` needs image" in e.value.message and "issue #3" in e.value.message
 
 
-def test_shipped_table_has_env_and_marks_later_steps() -> None:
-    assert pipeline.STEPS["env"].issue is None
+def test_shipped_table_has_env_and_image_and_marks_later_steps() -> None:
+    assert pipeline.STEPS["env"].issue is None and pipeline.STEPS["image"].issue is None
     assert pipeline.plan("env") == ["env"]
-    assert all(pipeline.STEPS[s].issue for s in ("image", "kernel", "checkpoint", "restore"))
+    assert pipeline.plan("image") == ["m5", "image"]
+    assert all(pipeline.STEPS[s].issue for s in ("kernel", "checkpoint", "restore"))
 
 
 def test_cycles_are_caught() -> None:

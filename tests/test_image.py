@@ -1,0 +1,199 @@
+"""`invoke image`. Template rendering needs nothing; the check runs on a small
+image the test makes (Docker tier); the real two-stage build, its check, and a
+boot of the result under QEMU TCG are the QEMU tier. CI has no gem5, so the m5
+installed there is tests/data/m5-standin, a test double that records its
+calls on the console."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hackback import config, image, qemu
+from hackback.artifacts import HashCache, Layout
+from hackback.engine import Engine, Mount, RunSpec
+
+REPO = Path(__file__).resolve().parent.parent
+STANDIN = REPO / "tests" / "data" / "m5-standin"
+
+
+def rendered(**over: object) -> dict:
+    params = dict(image._PLACEHOLDERS, **over)
+    return image.render_template(params)
+
+
+def test_template_provisions_an_existing_raw_disk_with_its_own_kernel() -> None:
+    b = rendered(kernel="/k/vmlinuz", initrd="/k/initrd.img", append="root=PARTUUID=abcd1234-01 console=ttyS0")["builders"][0]
+    assert b["type"] == "qemu" and b["disk_image"] is True and b["format"] == "raw"
+    assert b["iso_checksum"] == "none"
+    args = {a[0]: a[1] for a in b["qemuargs"]}
+    assert args["-kernel"] == "/k/vmlinuz" and args["-initrd"] == "/k/initrd.img"
+    assert "root=PARTUUID=abcd1234-01" in args["-append"]
+    assert "-accel" not in args and "-machine" not in args  # Packer sets accel itself
+    assert b["ssh_handshake_attempts"] >= 100
+
+
+def test_template_digest_ignores_nothing_that_matters() -> None:
+    assert rendered(accel="kvm") != rendered(accel="tcg")
+    assert json.dumps(rendered(), sort_keys=True) == json.dumps(rendered(), sort_keys=True)
+
+
+def test_inputs_change_with_what_goes_into_the_image(make_config) -> None:  # type: ignore[no-untyped-def]
+    class Tools:
+        id = "sha256:tools"
+
+    a = image.inputs(make_config(), Tools(), "m5sha")  # type: ignore[arg-type]
+    assert a == image.inputs(make_config(), Tools(), "m5sha")  # type: ignore[arg-type]
+    assert a != image.inputs(make_config(), Tools(), "other")  # type: ignore[arg-type]
+    assert a != image.inputs(make_config(image__packages=["systemd-sysv"]), Tools(), "m5sha")  # type: ignore[arg-type]
+    assert a == image.inputs(make_config(image__accel="tcg", image__stall_timeout=60), Tools(), "m5sha")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- Docker tier: the check on a small image
+
+
+def make_small_image(engine: Engine, tools_ref: str, out: Path, m5: Path, with_autologin: bool = True) -> Path:
+    guest = image.GUEST
+    script = f"""set -e
+mkdir -p /t/root /t/usr/sbin /t/etc/systemd/system/serial-getty@ttyS0.service.d
+ln -s usr/sbin /t/sbin
+cp /m5/{m5.name} /t/usr/sbin/m5
+cp /g/hack_back_ckpt.rcS /t/root/
+cat /g/bashrc-hook.sh > /t/root/.bashrc
+{"cp /g/autologin.conf /t/etc/systemd/system/serial-getty@ttyS0.service.d/" if with_autologin else "true"}
+mke2fs -q -t ext4 -d /t /tmp/p.img 20M
+truncate -s 21M /out/small.img
+printf 'label: dos\\nlabel-id: 0x0badcafe\\nstart=2048, type=83\\n' | sfdisk -q /out/small.img
+dd if=/tmp/p.img of=/out/small.img bs=1M seek=1 conv=notrunc status=none
+"""
+    engine.run(RunSpec(tools_ref, ["bash", "-c", script], step="t-small-image", kvm=False, mounts=[
+        Mount(guest, "/g"), Mount(m5.parent, "/m5"), Mount(out, "/out", read_only=False)]), on_line=lambda _l: None)
+    return out / "small.img"
+
+
+@pytest.mark.docker
+def test_check_accepts_a_good_image_and_names_what_is_wrong(engine: Engine, tools, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    m5_sha = HashCache.quick_sha256(STANDIN)
+    good = make_small_image(engine, tools.ref, tmp_path, STANDIN)
+    assert image.check(engine, tools, good, image.expected_facts(m5_sha, disk_id="0badcafe")) == []
+    wrong_m5 = image.check(engine, tools, good, image.expected_facts("0" * 64))
+    assert len(wrong_m5) == 1 and "/sbin/m5" in wrong_m5[0]
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    no_login = make_small_image(engine, tools.ref, bad_dir, STANDIN, with_autologin=False)
+    problems = image.check(engine, tools, no_login, image.expected_facts(m5_sha))
+    assert problems == [f"SHA {image.AUTOLOGIN_PATH}: expected {image.expected_facts(m5_sha)[f'SHA {image.AUTOLOGIN_PATH}']}, found missing"]
+
+
+@pytest.mark.docker
+def test_check_refuses_a_file_that_is_not_a_disk(engine: Engine, tools, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(b"\0" * 4096)
+    problems = image.check(engine, tools, junk, image.expected_facts("x"))
+    assert problems and "no partition table" in problems[0]
+
+
+# ---------------------------------------------------------------- QEMU tier: the real build
+
+
+@pytest.fixture(scope="module")
+def built(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> tuple[config.Config, image.ImageArtifact, float]:
+    work = os.environ.get("HACKBACK_TEST_IMAGE_WORK_DIR") or str(tmp_path_factory.mktemp("imgwork"))
+    cfg = config.load(flags={"work_dir": work, "image.m5": str(STANDIN)}, environ={})
+    start = time.monotonic()
+    art = image.ensure(cfg, STANDIN, engine=engine)
+    return cfg, art, time.monotonic() - start
+
+
+@pytest.mark.qemu
+def test_build_yields_a_checked_image_with_a_manifest(built, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    cfg, art, _seconds = built
+    rec = art.manifest.parts["image"]
+    assert rec["inputs"]["m5_sha256"] == HashCache.quick_sha256(STANDIN)
+    assert rec["outputs"]["disk.img"]["size"] == cfg.image.size_mib * 2**20
+    info = rec["info"]
+    assert info["allocated_bytes"] < info["virtual_bytes"]  # sparse on the host
+    assert info["packages"]["systemd"] and info["accelerator"] in ("kvm", "tcg")
+    assert art.partuuid.endswith("-01")
+    st = art.disk.stat()
+    assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
+    assert not any(Layout(cfg.work_dir).tmp_dir.iterdir())
+
+
+@pytest.mark.qemu
+def test_rerun_is_a_no_op(built, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    cfg, art, _ = built
+    start = time.monotonic()
+    again = image.ensure(cfg, STANDIN, engine=engine)
+    assert time.monotonic() - start < 5
+    assert again.manifest.parts == art.manifest.parts
+
+
+@pytest.mark.qemu
+def test_image_boots_logs_in_and_checkpoints_once(built, engine: Engine, tools) -> None:  # type: ignore[no-untyped-def]
+    _cfg, art, _ = built
+    sha_before = HashCache.quick_sha256(art.disk)
+    met, lines = qemu.boot(
+        engine, tools.ref, art.disk, art.kernel, initrd=art.initrd,
+        append=f"root=PARTUUID={art.partuuid} console=ttyS0", until=lambda ln: ln.startswith("HACKBACK-AGAIN"), timeout=900,
+    )
+    text = "\n".join(lines)
+    assert met, f"no second login seen; console tail:\n" + "\n".join(lines[-30:])
+    assert "root (automatic login)" in text
+    calls = [ln.split("HACKBACK-M5-STANDIN ", 1)[1] for ln in lines if "HACKBACK-M5-STANDIN " in ln]
+    assert calls[:2] == ["checkpoint", "readfile"], calls
+    assert calls.count("checkpoint") == 1  # the second login took none
+    assert HashCache.quick_sha256(art.disk) == sha_before  # booting never writes the image
+
+
+@pytest.mark.qemu
+def test_marker_mode_makes_no_m5_call(built, engine: Engine, tools) -> None:  # type: ignore[no-untyped-def]
+    _cfg, art, _ = built
+    met, lines = qemu.boot(
+        engine, tools.ref, art.disk, art.kernel, initrd=art.initrd,
+        append=f"root=PARTUUID={art.partuuid} console=ttyS0 hackback.m5=off", until=lambda ln: "HACKBACK-SCRIPT-EXIT" in ln, timeout=900,
+    )
+    assert met, "\n".join(lines[-30:])
+    assert not any("HACKBACK-M5-STANDIN" in ln for ln in lines)
+    assert any(ln.startswith("HACKBACK-MARK m5 checkpoint") for ln in lines)
+    assert any("HACKBACK-SCRIPT-EXIT empty" in ln for ln in lines)
+
+
+@pytest.mark.qemu
+def test_check_task_on_the_built_image(built) -> None:  # type: ignore[no-untyped-def]
+    cfg, art, _ = built
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HACKBACK_")}
+    env["HACKBACK_WORK_DIR"] = str(cfg.work_dir)
+    out = subprocess.run([sys.executable, "-m", "invoke", "image", "--check"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "is a hack-back image" in out.stdout
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("stage_line", ["==> image stage 1", "==> image stage 2"])
+def test_ctrl_c_in_a_stage_leaves_nothing(engine: Engine, tmp_path: Path, stage_line: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HACKBACK_")}
+    env.update(HACKBACK_WORK_DIR=str(tmp_path / "work"), HACKBACK_IMAGE_M5=str(STANDIN))
+    before = engine.containers(all_owners=True)
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "image"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 900
+    for line in proc.stdout:
+        if line.startswith(stage_line):
+            time.sleep(8)  # let the stage's container get going
+            proc.send_signal(signal.SIGINT)
+            break
+        assert time.monotonic() < deadline
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out[-2000:]
+    assert "interrupted" in out
+    assert not (tmp_path / "work" / "images" / "default").exists()
+    assert not any((tmp_path / "work" / ".tmp").iterdir())
+    assert engine.containers(all_owners=True) == before
