@@ -16,7 +16,7 @@ from . import log, resources
 from .artifacts import Layout, digest_of, new_tmp, require_free, sha256_file
 from .config import Config
 from .engine import LABEL, Engine, RunSpec
-from .errors import DockerFailure, UsageError
+from .errors import DockerFailure, HostCommandFailed, UsageError
 
 TOOLS_REPO = "hackback-tools"
 BASE_REPO = "hackback-base"
@@ -105,7 +105,7 @@ def _run_streamed(cmd: list[str], phase: str) -> None:
         tail = (tail + [line.rstrip()])[-20:]
         log.stream(phase, line)
     if proc.wait() != 0:
-        raise DockerFailure(f"`{' '.join(cmd[:3])} …` failed with exit {proc.returncode}", tail[-1] if tail else "")
+        raise HostCommandFailed(f"`{' '.join(cmd[:3])} …` failed with exit {proc.returncode}", tail[-1] if tail else "")
 
 
 def tools_ref(cfg: Config, base: BaseImage) -> str:

@@ -55,6 +55,12 @@ class ContainerFailed(HackbackError):
         self.log_tail = log_tail
 
 
+class HostCommandFailed(HackbackError):
+    """A command hackback runs on the host itself (debootstrap, tar) failed."""
+
+    exit_code = 6
+
+
 class StepStalled(ContainerFailed):
     """A step's watchdog saw no progress (a hung guest) and stopped it."""
 
