@@ -197,3 +197,22 @@ def test_ctrl_c_in_a_stage_leaves_nothing(engine: Engine, tmp_path: Path, stage_
     assert not (tmp_path / "work" / "images" / "default").exists()
     assert not any((tmp_path / "work" / ".tmp").iterdir())
     assert [c for c in engine.containers(all_owners=True) if c[2].endswith(f":{proc.pid}")] == []
+
+
+def test_watchdog_fires_only_after_the_limit_without_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    console = tmp_path / "console.log"
+    console.write_text("[    1.0] booting\nhackback login: \n")
+    clock = [1000.0]
+    monkeypatch.setattr(image.time, "monotonic", lambda: clock[0])
+    watch = image._Watchdog(console, limit=60)
+    assert watch.check() is None  # first look: the console grew
+    clock[0] += 59
+    assert watch.check() is None
+    with console.open("a") as f:
+        f.write("more output\n")
+    clock[0] += 59
+    assert watch.check() is None  # growth is progress
+    watch.progress()  # so is a Packer line
+    clock[0] += 61
+    reason = watch.check()
+    assert reason is not None and "for 61s" in reason and "more output" in reason
