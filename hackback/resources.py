@@ -6,20 +6,16 @@ from pathlib import Path
 _PKG = Path(__file__).resolve().parent
 
 
-def _top(name: str) -> Path:
-    # In a checkout (or an editable install) they sit beside the package; in a
-    # wheel, setuptools maps them into it (see pyproject.toml, package-dir).
-    for candidate in (_PKG.parent / name, _PKG / name):
-        if candidate.is_dir():
+def _top(name: str, marker: str) -> Path:
+    # In a wheel setuptools maps them into the package (pyproject.toml,
+    # package-dir); in a checkout or editable install they sit beside it. The
+    # marker matters: beside an installed package, site-packages/docker is the
+    # Docker SDK.
+    for candidate in (_PKG / name, _PKG.parent / name):
+        if (candidate / marker).is_file():
             return candidate
-    import importlib.resources
-
-    return Path(str(importlib.resources.files(f"hackback.{name}")))
+    raise FileNotFoundError(f"hackback's {name}/ directory is missing from {_PKG} (a broken install?)")
 
 
 def docker_dir(image: str) -> Path:
-    return _top("docker") / image
-
-
-def configs_dir() -> Path:
-    return _top("configs")
+    return _top("docker", "tools/Dockerfile") / image
