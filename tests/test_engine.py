@@ -144,7 +144,7 @@ def test_concurrent_runs_do_not_mix_output(engine: Engine, image: str) -> None:
 
 
 def test_one_host_directory_can_be_mounted_twice(engine: Engine, image: str, tmp_path: Path) -> None:
-    (tmp_path / "f").write_text("same")
+    (tmp_path / "f").write_text("same\n")
     lines: list[str] = []
     engine.run(RunSpec(image, ["sh", "-c", "cat /a/f /b/f"], step="t-twice", mounts=[Mount(tmp_path, "/a"), Mount(tmp_path, "/b")]), on_line=lines.append)
     assert lines == ["same", "same"]
