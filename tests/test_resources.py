@@ -21,5 +21,6 @@ def test_a_wheel_carries_dockerfiles_guest_files_and_defaults(tmp_path: Path) ->
     assert out.returncode == 0, out.stderr
     names = zipfile.ZipFile(next(tmp_path.glob("hackback-*.whl"))).namelist()
     for want in ("hackback/docker/tools/Dockerfile", "hackback/docker/env/Dockerfile", "hackback/defaults.toml",
-                 "hackback/guest/hack_back_ckpt.rcS", "hackback/guest/stage1.sh", "hackback/guest/check.sh"):
+                 "hackback/guest/hack_back_ckpt.rcS", "hackback/guest/stage1.sh", "hackback/guest/check.sh",
+                 "hackback/kernel/gem5.config"):
         assert want in names

@@ -1,0 +1,45 @@
+"""The kernel configuration gem5 x86 needs: our fragment, and the check that a
+merged .config has every option in it built in (=y). Used by the kernel step."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .errors import ConfigError
+
+FRAGMENT = Path(__file__).resolve().parent / "kernel" / "gem5.config"
+_SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
+_UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
+
+
+def parse(text: str) -> dict[str, str]:
+    """A .config (or fragment) as {option: value}; 'n' for `# CONFIG_X is not set`."""
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        m = _SET.match(line)
+        if m:
+            out[m.group(1)] = m.group(2)
+        elif (m := _UNSET.match(line)):
+            out[m.group(1)] = "n"
+    return out
+
+
+def required(fragment: Path = FRAGMENT) -> list[str]:
+    """Options the fragment asks to be built in."""
+    return sorted(k for k, v in parse(fragment.read_text()).items() if v == "y")
+
+
+def missing(config_text: str, fragment: Path = FRAGMENT) -> list[str]:
+    have = parse(config_text)
+    return [opt for opt in required(fragment) if have.get(opt) != "y"]
+
+
+def check(config_text: str, fragment: Path = FRAGMENT) -> None:
+    gone = missing(config_text, fragment)
+    if gone:
+        more = f" (and {len(gone) - 1} more)" if len(gone) > 1 else ""
+        raise ConfigError(
+            f"the merged kernel config does not build in {gone[0]}{more}, which gem5 x86 needs",
+            "it depends on an option the base config lacks, or the fragment was edited; see `make menuconfig` for its dependencies",
+        )

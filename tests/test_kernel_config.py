@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hackback import kernel_config
+from hackback.errors import ConfigError
+
+
+def test_fragment_holds_what_gem5_x86_needs() -> None:
+    req = kernel_config.required()
+    for opt in ("CONFIG_ATA_PIIX", "CONFIG_BLK_DEV_SD", "CONFIG_EXT4_FS", "CONFIG_SERIAL_8250_CONSOLE",
+                "CONFIG_DEVTMPFS", "CONFIG_DEVTMPFS_MOUNT", "CONFIG_DEVMEM"):
+        assert opt in req
+
+
+def test_a_config_with_everything_passes() -> None:
+    text = "\n".join(f"{o}=y" for o in kernel_config.required()) + "\nCONFIG_OTHER=m\n"
+    kernel_config.check(text)
+
+
+def test_a_module_or_unset_option_is_named(tmp_path: Path) -> None:
+    opts = kernel_config.required()
+    lines = [f"{o}=y" for o in opts if o not in ("CONFIG_ATA_PIIX", "CONFIG_DEVMEM")]
+    lines += ["CONFIG_ATA_PIIX=m", "# CONFIG_DEVMEM is not set"]
+    assert kernel_config.missing("\n".join(lines)) == ["CONFIG_ATA_PIIX", "CONFIG_DEVMEM"]
+    with pytest.raises(ConfigError) as e:
+        kernel_config.check("\n".join(lines))
+    assert "CONFIG_ATA_PIIX (and 1 more)" in e.value.one_line()
+
+
+def test_a_fragment_with_an_option_removed_no_longer_requires_it(tmp_path: Path) -> None:
+    frag = tmp_path / "f.config"
+    frag.write_text("\n".join(ln for ln in kernel_config.FRAGMENT.read_text().splitlines() if "DEVMEM" not in ln))
+    assert "CONFIG_DEVMEM" not in kernel_config.required(frag)
