@@ -4,7 +4,6 @@ they are renamed into place, with progress. (For the kernel step's kernel.org
 tarball or prebuilt vmlinux; requests does the HTTP.)"""
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Callable, Optional
 import requests
 
 from . import log
+from .artifacts import sha256_file
 from .errors import UsageError
 
 CHUNK = 1 << 20
@@ -34,7 +34,7 @@ def fetch(
     sha256 = sha256.lower()
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise DownloadError(f"sha256 {sha256!r} for {url} is not a sha256 hex digest", "give the 64 hex digits the publisher lists")
-    if dest.is_file() and _sha256(dest) == sha256:
+    if dest.is_file() and sha256_file(dest) == sha256:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -49,7 +49,7 @@ def fetch(
             time.sleep(1)
     else:
         raise DownloadError(f"could not download {url}: {last_error}", "check the URL and the network; a rerun resumes")
-    got = _sha256(part)
+    got = sha256_file(part)
     if got != sha256:
         part.unlink()
         raise DownloadError(f"{url} has sha256 {got}, expected {sha256}", "the file changed upstream or the digest in the config is wrong")
@@ -84,14 +84,6 @@ def _total(r: requests.Response, have: int) -> Optional[int]:
         return int(size) if size.isdigit() else None
     length = r.headers.get("Content-Length")
     return int(length) + (have if r.status_code == 206 else 0) if length and length.isdigit() else None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _printer(url: str) -> Callable[[int, Optional[int]], None]:

@@ -23,29 +23,26 @@ COMMON = {
     "force": "rebuild this step even if its manifest says it is up to date",
 }
 
-# Each step's builder: (config, results of the steps it needs) -> its artifact.
-BUILDERS: Mapping[str, pipeline.Builder] = {
-    # An explicit image.m5 (--m5) stands in for the one `invoke env` builds.
-    "m5": lambda cfg, deps: cfg.image.m5 or _env.ensure_m5(cfg).m5,
-    "env": lambda cfg, deps: _env.ensure(cfg),
-    "image": lambda cfg, deps: _image.ensure(cfg, deps["m5"]),
-}
-# What --force does to the step asked for (never to its dependencies).
-FORCED: Mapping[str, pipeline.Builder] = {
-    "m5": lambda cfg, deps: cfg.image.m5 or _env.ensure_m5(cfg, force=True).m5,
-    "env": lambda cfg, deps: _env.ensure(cfg, force=True),
-    "image": lambda cfg, deps: _image.ensure(cfg, deps["m5"], force=True),
-}
+def builders(forced: Optional[str] = None) -> Mapping[str, pipeline.Builder]:
+    """Each step's builder: (config, results of the steps it needs) -> its artifact.
+    --force reaches only the step asked for (`forced`), never its dependencies."""
+
+    def force(step: str) -> bool:
+        return step == forced
+
+    return {
+        # An explicit image.m5 (--m5) stands in for the one `invoke env` builds.
+        "m5": lambda cfg, deps: cfg.image.m5 or _env.ensure_m5(cfg, force=force("m5")).m5,
+        "env": lambda cfg, deps: _env.ensure(cfg, force=force("env")),
+        "image": lambda cfg, deps: _image.ensure(cfg, deps["m5"], force=force("image")),
+    }
 
 
 def _build(target: str, flags: Mapping[str, Any], config: Optional[str], force: bool) -> None:
     def go() -> None:
         cfg = load_config(flags, config)
         _clean.reap_orphans(Engine.connect(), Layout(cfg.work_dir))
-        builders = dict(BUILDERS)
-        if force and target in FORCED:
-            builders[target] = FORCED[target]
-        pipeline.run(target, cfg, builders)
+        pipeline.run(target, cfg, builders(target if force else None))
 
     guarded(go)
 
