@@ -43,7 +43,7 @@ ENV_REPO = "hackback-env"
 SRC_MNT = "/hackback/gem5"
 BUILD_MNT = "/hackback/gem5-build"
 OUT_MNT = "/hackback/out"
-GEM5_BUILD_BYTES = 12 << 30  # an X86 gem5.opt tree without Ruby/SystemC, with headroom
+GEM5_BUILD_BYTES = 16 << 30  # an X86 gem5.opt tree without Ruby/SystemC (~10 GiB with -g) + its ccache
 
 
 @dataclass(frozen=True)
