@@ -183,7 +183,10 @@ def _build_gem5(ctx: _Ctx, tmp: Path) -> dict[str, Any]:
         require_free(build, GEM5_BUILD_BYTES, "a gem5 build")
     build.mkdir(parents=True, exist_ok=True)
     target = f"{BUILD_MNT}/build/X86"
-    mounts = [Mount(ctx.source.path, SRC_MNT), Mount(build, BUILD_MNT, read_only=False)]
+    # The source is mounted writable for gem5 alone: its ext/libelf/native-elf-format
+    # makes a scratch file in the current directory (the source top), and a
+    # read-only tree left native-elf-format.h empty and failed the build.
+    mounts = [Mount(ctx.source.path, SRC_MNT, read_only=False), Mount(build, BUILD_MNT, read_only=False)]
 
     def run(step: str, command: list[str], **kw: Any) -> None:
         spec = RunSpec(ctx.tools.ref, command, step=step, mounts=mounts, workdir=SRC_MNT, kvm=False, **kw)
