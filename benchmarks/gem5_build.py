@@ -4,7 +4,7 @@ and (with --cold) a cold gem5 build in a fresh work directory.
 
     python3 benchmarks/gem5_build.py --gem5-src PATH [--work-dir DIR] [--repeat 3] [--cold]
 
-The incremental figure appends a comment to one .cc of the tree (default
+The incremental figure appends a function to one .cc of the tree (default
 src/cpu/simple/atomic.cc), rebuilds, then restores the file and rebuilds again;
 both rebuilds are reported. The env must already be built in --work-dir.
 A cold build takes hours on 2 cores.
@@ -44,7 +44,9 @@ def main() -> None:
     edit, revert = [], []
     try:
         for i in range(args.repeat):
-            target.write_bytes(original + f"\n// hackback benchmark edit {i}\n".encode())
+            # A new external function, not a comment: ccache drops comments and scons
+            # would then see an identical object and skip the link.
+            target.write_bytes(original + f'\nextern "C" int hackback_benchmark_edit_{i}() {{ return {i}; }}\n'.encode())
             edit.append(timed(lambda: env.ensure(cfg)))
             target.write_bytes(original)
             revert.append(timed(lambda: env.ensure(cfg)))
