@@ -1,0 +1,236 @@
+"""`invoke kernel`: a vmlinux gem5 x86 can boot, and a bzImage QEMU can.
+
+Linux is built out of tree in the tools image: the source (kernel_src) is
+mounted read-only, the build tree lives in <work>/cache/kernel-build/<name>/
+so a config change rebuilds only what it touches. The config is the base
+config with our fragment merged over it; before compiling, every option gem5
+needs is checked to be built in (kernel_config.check). Outputs go to
+<work>/kernels/<name>/: vmlinux, bzImage, config, manifest.json.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from . import elf, kernel_config, kernel_src, log
+from .artifacts import HashCache, Layout, Manifest, digest_of, file_record, lock, require_free, staged, write_manifest
+from .base import ToolsImage, ensure_tools
+from .config import Config
+from .engine import Engine, Mount, RunSpec
+from .errors import ArtifactError, ConfigError
+
+KERNEL_DIR = Path(__file__).resolve().parent / "kernel"
+BUILD_SCRIPT = KERNEL_DIR / "build.sh"
+SRC_MNT, BUILD_MNT, FRAG_MNT, BASE_MNT = "/hackback/linux", "/hackback/kbuild", "/hackback/fragment.config", "/hackback/base.config"
+KERNEL_BUILD_BYTES = 6 << 30  # an x86_64_defconfig tree without debug info is ~2-3 GiB
+
+
+@dataclass(frozen=True)
+class KernelArtifact:
+    name: str
+    directory: Path
+    vmlinux: Path  # for gem5
+    bzimage: Optional[Path]  # for QEMU; None for a prebuilt vmlinux
+    config: Optional[Path]
+    manifest: Manifest
+
+
+def fragment_path(cfg: Config) -> Path:
+    return cfg.kernel.fragment or kernel_config.FRAGMENT
+
+
+def inputs(cfg: Config, tools: ToolsImage) -> dict[str, Any]:
+    kc = cfg.kernel
+    want: dict[str, Any] = {"source": kernel_src.spec_inputs(kc)}
+    if kc.source == "prebuilt":
+        return want
+    base = Path(kc.base_config)
+    return {
+        **want,
+        "tools_image": tools.id,
+        "base_config": {"file_sha256": HashCache.quick_sha256(base)} if base.is_file() else {"target": kc.base_config},
+        "fragment_sha256": HashCache.quick_sha256(fragment_path(cfg)),
+        "required": kernel_config.required(),
+        "build_script": HashCache.quick_sha256(BUILD_SCRIPT),
+    }
+
+
+def ensure(cfg: Config, force: bool = False, engine: Optional[Engine] = None) -> KernelArtifact:
+    engine = engine or Engine.connect()
+    layout = Layout(cfg.work_dir)
+    hashes = HashCache(layout.hash_db)
+    kernel_src.validate(cfg.kernel)
+    _check_config_paths(cfg)
+    tools = ensure_tools(cfg, engine, layout)
+    want = inputs(cfg, tools)
+    directory = layout.artifact_dir("kernels", cfg.name)
+    with lock(layout, "kernels", cfg.name):
+        manifest = Manifest.read(directory)
+        if manifest and not force and manifest.is_fresh("kernel", want, directory):
+            log.info(f"kernel '{cfg.name}' is up to date ({directory / 'vmlinux'})")
+            return _artifact(cfg.name, directory, manifest)
+        source = kernel_src.resolve(cfg.kernel, engine, tools, layout, hashes, refresh=force)
+        manifest = Manifest("kernels", cfg.name)
+        with staged(layout, "kernels", cfg.name) as tmp:
+            if source.vmlinux is not None:
+                _take_prebuilt(source, tmp, hashes, want, manifest)
+            else:
+                _build(cfg, engine, layout, hashes, tools, source, want, manifest, tmp)
+            write_manifest(tmp, manifest)
+    return _artifact(cfg.name, directory, manifest)
+
+
+def _check_config_paths(cfg: Config) -> None:
+    frag = fragment_path(cfg)
+    if not frag.is_file():
+        raise ConfigError(f"kernel fragment {frag} does not exist", "fix kernel.fragment, or set it to \"\" for the shipped one")
+    base = cfg.kernel.base_config
+    if "/" in base and not Path(base).is_file():
+        raise ConfigError(f"kernel.base_config {base} does not exist", "give a .config file, or a make target like x86_64_defconfig")
+
+
+def _artifact(name: str, directory: Path, manifest: Manifest) -> KernelArtifact:
+    outputs = manifest.parts["kernel"]["outputs"]
+    return KernelArtifact(
+        name, directory, directory / "vmlinux",
+        directory / "bzImage" if "bzImage" in outputs else None,
+        directory / "config" if "config" in outputs else None,
+        manifest,
+    )
+
+
+def _check_vmlinux(path: Path) -> None:
+    info = elf.read(path)
+    if not (info.x86_64 and info.type == elf.ET_EXEC):
+        raise ArtifactError(f"{path} is not an x86-64 ELF executable", "gem5 x86 needs an uncompressed x86-64 vmlinux")
+
+
+def _take_prebuilt(source: kernel_src.KernelSource, tmp: Path, hashes: HashCache, want: dict[str, Any], manifest: Manifest) -> None:
+    assert source.vmlinux is not None
+    _check_vmlinux(source.vmlinux)
+    shutil.copy2(source.vmlinux, tmp / "vmlinux")
+    log.warn("a prebuilt vmlinux: its config cannot be checked for what gem5 needs, and there is no QEMU form")
+    manifest.set_part("kernel", want, {"vmlinux": file_record(tmp / "vmlinux", hashes)}, {"source": source.identity()})
+
+
+def build_dir(layout: Layout, name: str) -> Path:
+    return layout.cache_dir("kernel-build", name)
+
+
+def merge_config(engine: Engine, tools: ToolsImage, tree: Path, build: Path, fragment: Path, base_config: str) -> str:
+    """Base config + fragment, resolved by Kconfig; the merged text. Checked by the caller."""
+    build.mkdir(parents=True, exist_ok=True)
+    mounts, env = _mounts(tree, build, fragment, base_config)
+    with log.step(f"kernel config: {Path(base_config).name if '/' in base_config else base_config} + {fragment.name}"):
+        engine.run(
+            RunSpec(tools.ref, ["bash", f"{BUILD_MNT}/.build.sh", "config"], step="kernel-config", mounts=mounts,
+                    environment=env, network="none", kvm=False),
+            phase="kernel:config", on_line=lambda ln: log.stream("kernel:config", ln),
+        )
+    return (build / ".config.merged").read_text()
+
+
+def _mounts(tree: Path, build: Path, fragment: Path, base_config: str) -> tuple[list[Mount], dict[str, str]]:
+    shutil.copy2(BUILD_SCRIPT, build / ".build.sh")  # the tree is mounted anyway; one mount fewer
+    mounts = [Mount(tree, SRC_MNT), Mount(build, BUILD_MNT, read_only=False), Mount(fragment.resolve(), FRAG_MNT)]
+    env = {"SRC": SRC_MNT, "B": BUILD_MNT, "FRAGMENT": FRAG_MNT, "BASE_CONFIG": base_config}
+    if Path(base_config).is_file():
+        mounts.append(Mount(Path(base_config).resolve(), BASE_MNT))
+        env["BASE_CONFIG"] = BASE_MNT
+    return mounts, env
+
+
+def _build(cfg: Config, engine: Engine, layout: Layout, hashes: HashCache, tools: ToolsImage,
+           source: kernel_src.KernelSource, want: dict[str, Any], manifest: Manifest, tmp: Path) -> None:
+    assert source.tree is not None
+    build = build_dir(layout, cfg.name)
+    stamp = build / "hackback-source.json"
+    if build.is_dir() and (not stamp.is_file() or json.loads(stamp.read_text()) != source.identity()):
+        log.info(f"kernel: the source changed since {build} was built; starting that tree afresh")
+        shutil.rmtree(build)
+    if not (build / "vmlinux").is_file():
+        require_free(layout.work_dir, KERNEL_BUILD_BYTES, "a kernel build")
+    build.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(source.identity(), sort_keys=True))
+
+    fragment = fragment_path(cfg)
+    merged = merge_config(engine, tools, source.tree, build, fragment, cfg.kernel.base_config)
+    kernel_config.check(merged)  # before half an hour of compiling, not after
+
+    mounts, env = _mounts(source.tree, build, fragment, cfg.kernel.base_config)
+    env["JOBS"] = str(cfg.jobs)
+    start = time.monotonic()
+    progress = _Progress()
+    with log.step(f"kernel build: {source.version}, {cfg.jobs} jobs (tree kept in {build})"):
+        with open(build / "last-build.log", "w") as build_log:
+            engine.run(
+                RunSpec(tools.ref, ["bash", f"{BUILD_MNT}/.build.sh", "build"], step="kernel-build", mounts=mounts,
+                        environment=env, network="none", kvm=False, stop_grace=30),
+                phase="kernel", log_file=build_log, on_line=progress,
+            )
+        progress.summary()
+    seconds = time.monotonic() - start
+
+    for name, rel in (("vmlinux", "vmlinux"), ("bzImage", "arch/x86/boot/bzImage"), ("config", ".config")):
+        shutil.copy2(build / rel, tmp / name)
+    _check_vmlinux(tmp / "vmlinux")
+    kernel_config.check((tmp / "config").read_text())
+    release_file = build / "include" / "config" / "kernel.release"
+    manifest.set_part(
+        "kernel",
+        want,
+        {name: file_record(tmp / name, hashes) for name in ("vmlinux", "bzImage", "config")},
+        {
+            "source": source.identity(),
+            "kernel_release": release_file.read_text().strip() if release_file.is_file() else "",
+            "base_config": cfg.kernel.base_config,
+            "fragment": str(fragment),
+            "config_sha256": hashes.sha256(tmp / "config"),
+            "compiler": tools.versions.get("gcc", ""),
+            "tools_image": tools.ref,
+            "build_dir": str(build),
+            "build_seconds": round(seconds, 1),
+            "files_compiled": progress.compiled,
+        },
+    )
+    log.info(f"kernel: vmlinux {(tmp / 'vmlinux').stat().st_size / 2**20:.0f} MiB, "
+             f"bzImage {(tmp / 'bzImage').stat().st_size / 2**20:.1f} MiB, built in {log.format_seconds(seconds)}")
+
+
+# Kbuild's one line per action: two spaces, a short upper-case tag, the target.
+_KBUILD_STEP = re.compile(r"^  ([A-Z][A-Z0-9_.]*(?: \[M\])?)\s+(\S.*)$")
+
+
+class _Progress:
+    """Kbuild prints a line per file; show a count every 15 s instead of thousands of lines.
+    Warnings, errors and our own step lines pass straight through."""
+
+    EVERY = 15.0
+
+    def __init__(self, show: Callable[[str], None] = log.info) -> None:
+        self.show = show
+        self.compiled = 0
+        self.last = ""
+        self.start = self.next = time.monotonic()
+
+    def __call__(self, line: str) -> None:
+        step = _KBUILD_STEP.match(line)
+        if step:
+            self.compiled += step.group(1) in ("CC", "AS")
+            self.last = step.group(2)
+            now = time.monotonic()
+            if now >= self.next:
+                self.next = now + self.EVERY
+                self.show(f"[kernel] {self.compiled} files compiled in {log.format_seconds(now - self.start)} (now: {self.last})")
+        elif line.startswith("HACKBACK-STEP "):
+            self.show(f"--- {line.split(' ', 1)[1]}")
+        elif line.strip() and not line.startswith(("make[", "make:")):
+            self.show(f"[kernel] {line}")
+
+    def summary(self) -> None:
+        self.show(f"[kernel] {self.compiled} files compiled")

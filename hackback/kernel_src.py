@@ -1,0 +1,157 @@
+"""Where the kernel step's Linux comes from, resolved to a tree on disk once.
+
+  debian:   a linux-source-X.Y package from the configured Debian mirror
+            (apt in the tools image: signed indexes, so it works air-gapped
+            through the mirror). The mirror keeps only its newest version, so the
+            exact version and the .deb's sha256 are pinned in
+            cache/kernel-src/<package>.json and reused until --force.
+  tarball:  a kernel.org-style tarball, url + sha256 (download.fetch).
+  prebuilt: a ready vmlinux, url + sha256; nothing to build.
+
+Trees are extracted once under cache/kernel-src/ (staging dir, then rename)
+and mounted read-only into the build: the build is out of tree (make O=).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from . import download, log
+from .artifacts import HashCache, Layout, new_tmp
+from .base import ToolsImage
+from .config import KernelConfig
+from .engine import Engine, Mount, RunSpec
+from .errors import ArtifactError, ConfigError
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    kind: str
+    tree: Optional[Path]  # None for prebuilt
+    version: str  # package version, tarball name, or "prebuilt"
+    sha256: str  # of the .deb, tarball or vmlinux
+    origin: str  # where it came from, for the manifest
+    vmlinux: Optional[Path] = None  # prebuilt only
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": self.kind, "version": self.version, "sha256": self.sha256, "origin": self.origin}
+
+
+def spec_inputs(kc: KernelConfig) -> dict[str, Any]:
+    """What the config says about the source: enough to decide a rebuild is
+    needed without asking the mirror (the resolved version is info, recorded)."""
+    if kc.source == "debian":
+        return {"kind": "debian", "package": kc.package, "mirror": kc.mirror, "suite": kc.suite}
+    return {"kind": kc.source, "url": kc.url, "sha256": kc.sha256.lower()}
+
+
+def validate(kc: KernelConfig) -> None:
+    if kc.source in ("tarball", "prebuilt") and not (kc.url and kc.sha256):
+        raise ConfigError(
+            f"kernel.source = '{kc.source}' needs kernel.url and kernel.sha256",
+            "set both in hackback.toml (the sha256 the publisher lists), or use source = 'debian'",
+        )
+
+
+def resolve(kc: KernelConfig, engine: Engine, tools: ToolsImage, layout: Layout, hashes: HashCache,
+            refresh: bool = False) -> KernelSource:
+    validate(kc)
+    root = layout.cache_dir("kernel-src")
+    root.mkdir(parents=True, exist_ok=True)
+    if kc.source == "debian":
+        return _debian(kc, engine, tools, layout, root, hashes, refresh)
+    name = urllib.parse.urlparse(kc.url).path.rsplit("/", 1)[-1] or "download"
+    dest = root / "downloads" / f"{kc.sha256.lower()[:16]}-{name}"
+    with log.step(f"kernel source: {kc.url}"):
+        download.fetch(kc.url, dest, kc.sha256)
+    if kc.source == "prebuilt":
+        return KernelSource("prebuilt", None, "prebuilt", kc.sha256.lower(), kc.url, vmlinux=dest)
+    tree = root / f"tarball-{kc.sha256.lower()[:16]}"
+    if not (tree / "Makefile").is_file():
+        _extract(engine, tools, layout, dest, tree, f"tar -xf /hb/in/{dest.name} -C /hb/out")
+    return KernelSource("tarball", tree, name, kc.sha256.lower(), kc.url)
+
+
+def _debian(kc: KernelConfig, engine: Engine, tools: ToolsImage, layout: Layout, root: Path, hashes: HashCache,
+            refresh: bool) -> KernelSource:
+    pin = root / f"{kc.package}.json"
+    pinned = json.loads(pin.read_text()) if pin.is_file() else None
+    if pinned and not refresh and pinned.get("mirror") == kc.mirror and pinned.get("suite") == kc.suite \
+            and (Path(pinned["tree"]) / "Makefile").is_file():
+        return KernelSource("debian", Path(pinned["tree"]), pinned["version"], pinned["sha256"], pinned["origin"])
+
+    debs = root / "debs"
+    debs.mkdir(exist_ok=True)
+    with log.step(f"kernel source: {kc.package} from {kc.mirror} {kc.suite}"):
+        # apt checks the mirror's signed indexes; our own sources list, so the
+        # tools image's apt config does not matter.
+        script = (
+            "set -e; "
+            f"echo 'deb {kc.mirror} {kc.suite} main' > /tmp/sources.list; "
+            "APT='-q -o Dir::Etc::SourceList=/tmp/sources.list -o Dir::Etc::SourceParts=/nonexistent "
+            "-o Debug::NoLocking=1 -o APT::Sandbox::User=root'; "
+            "apt-get $APT update >/dev/null; "
+            f"cd /hb/debs && apt-get $APT download {kc.package}; "
+            f"chown {os.getuid()}:{os.getgid()} /hb/debs/*.deb; "
+            f"apt-cache $APT show --no-all-versions {kc.package} | grep -m1 '^Version:'"
+        )
+        lines: list[str] = []
+
+        def show(line: str) -> None:
+            lines.append(line)
+            log.stream("kernel:fetch", line)
+
+        engine.run(
+            RunSpec(tools.ref, ["bash", "-c", script], step="kernel-fetch", as_root=True, kvm=False,
+                    mounts=[Mount(debs, "/hb/debs", read_only=False)]),
+            phase="kernel:fetch", on_line=show,
+        )
+    version = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("Version:")), "")
+    if not version:
+        raise ArtifactError(f"apt did not say which version of {kc.package} it downloaded", "see the lines above")
+    deb = debs / f"{kc.package}_{urllib.parse.quote(version, safe='+.~-')}_all.deb"
+    if not deb.is_file():
+        found = sorted(debs.glob(f"{kc.package}_*.deb"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise ArtifactError(f"apt downloaded no {kc.package} package", "check the package name and the mirror")
+        deb = found[-1]
+    sha = hashes.sha256(deb)
+    tree = root / f"{kc.package}-{version}"
+    if not (tree / "Makefile").is_file():
+        # The .deb holds /usr/src/<package>.tar.xz; the tree inside it is <package>/.
+        _extract(engine, tools, layout, deb, tree,
+                 f"dpkg-deb --fsys-tarfile /hb/in/{deb.name} | tar -xO --wildcards './usr/src/linux-source-*.tar.*' "
+                 "| tar -xJ -C /hb/out")
+    origin = f"{kc.mirror} {kc.suite} {kc.package}={version}"
+    pin_tmp = pin.with_suffix(".json.tmp")
+    pin_tmp.write_text(json.dumps({"version": version, "sha256": sha, "tree": str(tree), "origin": origin,
+                                   "mirror": kc.mirror, "suite": kc.suite, "deb": deb.name}, indent=2) + "\n")
+    os.replace(pin_tmp, pin)
+    log.info(f"kernel source: {kc.package} {version} (sha256 {sha[:16]}…), tree {tree}")
+    return KernelSource("debian", tree, version, sha, origin)
+
+
+def _extract(engine: Engine, tools: ToolsImage, layout: Layout, archive: Path, tree: Path, command: str) -> None:
+    """Extract into a staging directory and rename the single top directory into place."""
+    stage = new_tmp(layout, "kernel-src")
+    try:
+        with log.step(f"extracting {archive.name}"):
+            engine.run(
+                RunSpec(tools.ref, ["bash", "-o", "pipefail", "-c", command], step="kernel-extract", kvm=False,
+                        network="none",
+                        mounts=[Mount(archive.parent, "/hb/in"), Mount(stage, "/hb/out", read_only=False)]),
+                phase="kernel:extract",
+            )
+        tops = [p for p in stage.iterdir() if p.is_dir()]
+        if len(tops) != 1 or not (tops[0] / "Makefile").is_file():
+            raise ArtifactError(f"{archive.name} does not hold one Linux source tree", "check the kernel source settings")
+        if tree.exists():
+            shutil.rmtree(tree)
+        os.rename(tops[0], tree)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
