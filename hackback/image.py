@@ -29,7 +29,8 @@ from .engine import Engine, Mount, RunSpec
 from .errors import ArtifactError, UsageError
 
 GUEST = Path(__file__).resolve().parent / "guest"
-GUEST_FILES = ("stage1.sh", "provision.sh", "hack_back_ckpt.rcS", "autologin.conf", "bashrc-hook.sh", "check.sh")
+GUEST_FILES = ("stage1.sh", "provision.sh", "hack_back_ckpt.rcS", "autologin.conf", "bashrc-hook.sh", "check.sh", "fastinit")
+FASTINIT = "/sbin/hackback-fastinit"  # init= for a fast boot (no init system)
 WORK_MNT = "/hackback/work"
 GUEST_MNT = "/hackback/guest"
 DISK = "disk.img"
@@ -83,6 +84,14 @@ def ensure(cfg: Config, m5: Path, force: bool = False, engine: Optional[Engine] 
             _build(cfg, engine, layout, hashes, tools, m5, want, manifest, tmp)
             write_manifest(tmp, manifest)
     return _artifact(cfg.name, directory, manifest)
+
+
+def load(directory: Path) -> ImageArtifact:
+    """A built image from its directory, without checking it is up to date."""
+    manifest = Manifest.read(directory)
+    if manifest is None or "image" not in manifest.parts:
+        raise UsageError(f"{directory} holds no hackback image (no manifest)", "build one with `invoke image`")
+    return _artifact(manifest.name, directory, manifest)
 
 
 def _artifact(name: str, directory: Path, manifest: Manifest) -> ImageArtifact:
@@ -231,7 +240,7 @@ def _provision(cfg: Config, engine: Engine, tools: ToolsImage, m5: Path, stage1:
     files = work / "files"
     files.mkdir(parents=True)
     shutil.copy2(m5, files / "m5")
-    for name in ("hack_back_ckpt.rcS", "autologin.conf", "bashrc-hook.sh"):
+    for name in ("hack_back_ckpt.rcS", "autologin.conf", "bashrc-hook.sh", "fastinit"):
         shutil.copy2(GUEST / name, files / name)
     serial = work / "console.log"
     serial.touch()
@@ -309,6 +318,7 @@ def expected_facts(m5_sha256: str, fs_uuid: Optional[str] = None, disk_id: Optio
         "PART1_TYPE": "83",
         "SHA /sbin/m5": m5_sha256,
         "SHA /root/hack_back_ckpt.rcS": HashCache.quick_sha256(GUEST / "hack_back_ckpt.rcS"),
+        f"SHA {FASTINIT}": HashCache.quick_sha256(GUEST / "fastinit"),
         f"SHA {AUTOLOGIN_PATH}": HashCache.quick_sha256(GUEST / "autologin.conf"),
         "BASHRC_RUNS_RCS": "yes",
     }

@@ -14,6 +14,9 @@ install -m 0755 "$src/hack_back_ckpt.rcS" /root/hack_back_ckpt.rcS
 sed -i '/# >>> hackback/,/# <<< hackback <<</d' /root/.bashrc
 cat "$src/bashrc-hook.sh" >> /root/.bashrc
 
+step "fast boot init at /sbin/hackback-fastinit (kernel argument init=/sbin/hackback-fastinit)"
+install -m 0755 "$src/fastinit" /sbin/hackback-fastinit
+
 step "root autologin on the serial console"
 install -D -m 0644 "$src/autologin.conf" /etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf
 
