@@ -63,6 +63,50 @@ class ImageConfig:
     m5: Optional[Path]
 
 
+KernelSourceKind = Literal["debian", "tarball", "prebuilt"]
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    source: KernelSourceKind
+    package: str
+    mirror: str
+    suite: str
+    url: str
+    sha256: str
+    base_config: str
+    fragment: Optional[Path]
+
+
+BootCpu = Literal["atomic", "timing", "kvm"]
+BootMode = Literal["fast", "full"]
+RestoreCpu = Literal["atomic", "timing", "o3"]
+Caches = Literal["none", "l1", "l1l2"]
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    memory: str
+    cores: int
+    cpu: BootCpu
+    boot: BootMode
+    kernel_args: str
+    max_sim_seconds: int
+    max_wall_seconds: int
+
+
+@dataclass(frozen=True)
+class RestoreConfig:
+    cpu: RestoreCpu
+    caches: Caches
+    l1d: str
+    l1i: str
+    l2: str
+    jobs: int
+    max_sim_seconds: int
+    max_wall_seconds: int
+
+
 @dataclass(frozen=True)
 class Config:
     name: str
@@ -70,6 +114,9 @@ class Config:
     gem5: Gem5Config
     base: BaseConfig
     image: ImageConfig
+    kernel: KernelConfig
+    checkpoint: CheckpointConfig
+    restore: RestoreConfig
     # Which files were layered, lowest first (for messages).
     sources: tuple[str, ...] = field(default=(), compare=False)
 
@@ -288,6 +335,32 @@ def _validate(kw: Mapping[str, Any]) -> None:
         raise ConfigError(f"image.size_mib = {image.size_mib} is too small for a Debian system", "use at least 1024 (MiB)")
     if image.stall_timeout < 30:
         raise ConfigError(f"image.stall_timeout = {image.stall_timeout}s would fail healthy builds", "use at least 30")
+    cpt = kw["checkpoint"]
+    mem = memory_bytes(cpt.memory)
+    if mem is None or not (256 << 20) <= mem <= (3 << 30):
+        raise ConfigError(f"checkpoint.memory = {cpt.memory!r} is not a size gem5's X86Board takes",
+                          "give 256MiB to 3GiB, e.g. \"2GiB\" (X86Board caps memory at 3 GiB)")
+    if cpt.cores < 1:
+        raise ConfigError("checkpoint.cores must be at least 1")
+    res = kw["restore"]
+    for key in ("l1d", "l1i", "l2"):
+        if memory_bytes(getattr(res, key)) is None:
+            raise ConfigError(f"restore.{key} = {getattr(res, key)!r} is not a size", "write it like \"32KiB\"")
+    if res.jobs < 1:
+        raise ConfigError("restore.jobs must be at least 1")
     for key in kw["gem5"].build_options:
         if not key.replace("_", "").isalnum() or not key.isupper():
             raise ConfigError(f"gem5.build_options key {key!r} is not a Kconfig name", "use names like RUBY or USE_SYSTEMC")
+
+
+_UNITS = {"": 1, "B": 1, "KIB": 1 << 10, "KB": 1 << 10, "MIB": 1 << 20, "MB": 1 << 20, "GIB": 1 << 30, "GB": 1 << 30}
+
+
+def memory_bytes(text: str) -> Optional[int]:
+    """'2GiB' -> bytes, as gem5 reads sizes (kB/MB/GB are binary there too); None if unreadable."""
+    t = text.strip().upper()
+    digits = t.rstrip("KMGIB")
+    unit = t[len(digits):]
+    if not digits.isdigit() or unit not in _UNITS:
+        return None
+    return int(digits) * _UNITS[unit]
