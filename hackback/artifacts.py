@@ -280,6 +280,18 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
+def keep_failed(layout: Layout, kind: Kind, name: str, tmp: Path) -> Path:
+    """Logs of a run that failed, kept out of the artifact tree (which holds only
+    complete artifacts) in <work>/failed/<kind>-<name>/, replacing older ones."""
+    dest = layout.work_dir / "failed" / f"{kind}-{name}"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for p in tmp.iterdir():
+        if p.is_file() and p.stat().st_size < (256 << 20):  # logs and results, not memory images
+            shutil.copy2(p, dest / p.name)
+    return dest
+
+
 def write_manifest(directory: Path, manifest: Manifest) -> None:
     tmp = directory / (MANIFEST + ".tmp")
     tmp.write_text(manifest.to_json())

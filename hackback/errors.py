@@ -87,3 +87,28 @@ class LockBusy(HackbackError):
 
 class Interrupted(HackbackError):
     exit_code = 130
+
+
+class Gem5RunFailed(HackbackError):
+    """A gem5 run ended some other way than expected (no checkpoint, no m5 exit)."""
+
+    exit_code = 13
+
+    def __init__(self, message: str, hint: str = "", result: "dict[str, object] | None" = None) -> None:
+        super().__init__(message, hint)
+        self.result = result or {}
+
+
+class MismatchError(HackbackError):
+    """A restore's inputs do not match the checkpoint (kernel, image, gem5)."""
+
+    exit_code = 14
+
+
+class ScriptFailed(HackbackError):
+    """The guest script ran and exited non-zero: the restore exits with its status."""
+
+    def __init__(self, message: str, hint: str = "", exit_status: int = 1, result: object = None) -> None:
+        super().__init__(message, hint)
+        self.exit_code = exit_status if 0 < exit_status < 126 else 1
+        self.result = result

@@ -26,9 +26,9 @@ STEPS: dict[str, Step] = {
         Step("m5", ()),
         Step("env", ()),  # builds m5 too
         Step("image", ("m5",)),
-        Step("kernel", (), issue=4),
-        Step("checkpoint", ("env", "image", "kernel"), issue=5),
-        Step("restore", ("checkpoint",), issue=5),
+        Step("kernel", ()),
+        Step("checkpoint", ("env", "image", "kernel")),
+        Step("restore", ("env", "checkpoint")),
     )
 }
 

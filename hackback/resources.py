@@ -19,3 +19,8 @@ def _top(name: str, marker: str) -> Path:
 
 def docker_dir(image: str) -> Path:
     return _top("docker", "tools/Dockerfile") / image
+
+
+def configs_dir() -> Path:
+    """gem5 run scripts, mounted read-only into the env image."""
+    return _top("configs", "hackback_fs.py")

@@ -4,15 +4,20 @@ config (hackback/defaults.toml < hackback.toml < HACKBACK_* < flags)."""
 from __future__ import annotations
 
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from invoke import Collection, task
 
+from . import checkpoint as _checkpoint
 from . import clean as _clean
 from . import env as _env
 from . import image as _image
+from . import kernel as _kernel
 from . import pipeline
+from . import restore as _restore
 from .artifacts import Layout
+from .config import Config
 from .edge import guarded, load_config
 from .engine import Engine
 
@@ -23,19 +28,35 @@ COMMON = {
     "force": "rebuild this step even if its manifest says it is up to date",
 }
 
-def builders(forced: Optional[str] = None) -> Mapping[str, pipeline.Builder]:
+def builders(forced: Optional[str] = None, restore: Optional["RestoreRequest"] = None) -> Mapping[str, pipeline.Builder]:
     """Each step's builder: (config, results of the steps it needs) -> its artifact.
     --force reaches only the step asked for (`forced`), never its dependencies."""
 
     def force(step: str) -> bool:
         return step == forced
 
+    def run_restore(cfg: Config, deps: Mapping[str, Any]) -> Any:
+        assert restore is not None
+        return _restore.restore(cfg, deps["env"], deps["checkpoint"], restore.scripts, restore.kernel, restore.disk,
+                                force=force("restore"))
+
     return {
         # An explicit image.m5 (--m5) stands in for the one `invoke env` builds.
         "m5": lambda cfg, deps: cfg.image.m5 or _env.ensure_m5(cfg, force=force("m5")).m5,
         "env": lambda cfg, deps: _env.ensure(cfg, force=force("env")),
         "image": lambda cfg, deps: _image.ensure(cfg, deps["m5"], force=force("image")),
+        "kernel": lambda cfg, deps: _kernel.ensure(cfg, force=force("kernel")),
+        "checkpoint": lambda cfg, deps: _checkpoint.ensure(cfg, deps["env"], deps["image"], deps["kernel"],
+                                                           force=force("checkpoint")),
+        "restore": run_restore,
     }
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    scripts: list[Path]
+    kernel: Optional[Path] = None
+    disk: Optional[Path] = None
 
 
 def _build(target: str, flags: Mapping[str, Any], config: Optional[str], force: bool) -> None:
@@ -76,25 +97,72 @@ def image(c: Any, gem5_src: Optional[str] = None, m5: Optional[str] = None, acce
     _build("image", flags, config, force)
 
 
-@task(help=COMMON)
-def kernel(c: Any, name: Optional[str] = None, work_dir: Optional[str] = None,
-           config: Optional[str] = None, force: bool = False) -> None:
+@task(help={
+    "base-config": "make target (x86_64_defconfig, tinyconfig) or .config file the fragment is merged over",
+    "fragment": "a config fragment to merge instead of the shipped hackback/kernel/gem5.config",
+    **COMMON,
+})
+def kernel(c: Any, base_config: Optional[str] = None, fragment: Optional[str] = None, name: Optional[str] = None,
+           work_dir: Optional[str] = None, config: Optional[str] = None, force: bool = False) -> None:
     """Build a vmlinux that gem5 can boot (and a bzImage QEMU can)."""
-    _build("kernel", {"name": name, "work_dir": work_dir}, config, force)
+    flags = {"kernel.base_config": base_config, "kernel.fragment": fragment, "name": name, "work_dir": work_dir}
+    _build("kernel", flags, config, force)
 
 
-@task(help={"gem5-src": "gem5 source to build the env from", **COMMON})
-def checkpoint(c: Any, gem5_src: Optional[str] = None, name: Optional[str] = None, work_dir: Optional[str] = None,
-               config: Optional[str] = None, force: bool = False) -> None:
+@task(help={
+    "gem5-src": "gem5 source to build the env from",
+    "cpu": "CPU that boots Linux: atomic (default), timing, or kvm (hosts where KVM runs guests)",
+    "boot": "fast (default: no init system, straight to the root login) or full (systemd)",
+    "memory": "simulated memory, e.g. 2GiB (at most 3GiB); restores inherit it",
+    "cores": "simulated cores; restores inherit it",
+    **COMMON,
+})
+def checkpoint(c: Any, gem5_src: Optional[str] = None, cpu: Optional[str] = None, boot: Optional[str] = None,
+               memory: Optional[str] = None, cores: Optional[int] = None, name: Optional[str] = None,
+               work_dir: Optional[str] = None, config: Optional[str] = None, force: bool = False) -> None:
     """Boot the image in gem5 and save the checkpoint the guest asks for."""
-    _build("checkpoint", {"gem5.src": gem5_src, "name": name, "work_dir": work_dir}, config, force)
+    flags = {"gem5.src": gem5_src, "checkpoint.cpu": cpu, "checkpoint.boot": boot, "checkpoint.memory": memory,
+             "checkpoint.cores": cores, "name": name, "work_dir": work_dir}
+    _build("checkpoint", flags, config, force)
 
 
-@task(help={"script": "the rcS script the restored guest runs", "gem5-src": "gem5 source to build the env from", **COMMON})
-def restore(c: Any, script: Optional[str] = None, gem5_src: Optional[str] = None, name: Optional[str] = None,
+@task(
+    iterable=["script"],
+    help={
+        "script": "a script for the restored guest to run (repeat it, or give a directory, for several runs)",
+        "cpu": "CPU model for the restored run: atomic (default), timing or o3",
+        "caches": "classic caches: none (default), l1, l1l2",
+        "jobs": "restores to run at once (default 1)",
+        "checkpoint": "restore this checkpoint directory instead of building/using checkpoints/<name>",
+        "kernel": "check and use this vmlinux instead of the checkpoint's (must be the same file)",
+        "image": "check and use this disk image instead of the checkpoint's (must be the same file)",
+        "gem5-src": "gem5 source to build the env from",
+        **COMMON,
+    },
+)
+def restore(c: Any, script: list[str], cpu: Optional[str] = None, caches: Optional[str] = None,
+            jobs: Optional[int] = None, checkpoint: Optional[str] = None, kernel: Optional[str] = None,
+            image: Optional[str] = None, gem5_src: Optional[str] = None, name: Optional[str] = None,
             work_dir: Optional[str] = None, config: Optional[str] = None, force: bool = False) -> None:
-    """Restore the checkpoint and run a script in the guest; collect stats and output."""
-    _build("restore", {"gem5.src": gem5_src, "name": name, "work_dir": work_dir}, config, force)
+    """Restore the checkpoint and run scripts in the guest; collect stats and output."""
+    flags = {"gem5.src": gem5_src, "restore.cpu": cpu, "restore.caches": caches, "restore.jobs": jobs,
+             "name": name, "work_dir": work_dir}
+
+    def go() -> None:
+        cfg = load_config(flags, config)
+        request = RestoreRequest(_restore.scripts_from(script), Path(kernel) if kernel else None,
+                                 Path(image) if image else None)
+        _clean.reap_orphans(Engine.connect(), Layout(cfg.work_dir))
+        steps = builders("restore" if force else None, request)
+        if checkpoint:
+            # A named checkpoint: only the env is built; the rest comes with the checkpoint.
+            env = pipeline.run("env", cfg, steps)
+            _restore.restore(cfg, env, _checkpoint.load(Path(checkpoint)), request.scripts, request.kernel,
+                             request.disk, force=force)
+        else:
+            pipeline.run("restore", cfg, steps)
+
+    guarded(go)
 
 
 @task(help={

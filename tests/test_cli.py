@@ -16,7 +16,15 @@ TASKS = ("env", "image", "kernel", "checkpoint", "restore", "clean")
 def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("HACKBACK_")}
     environ.update(HACKBACK_WORK_DIR=str(tmp_path / "work"), **env)
-    return subprocess.run(args, cwd=REPO, env=environ, capture_output=True, text=True, timeout=300)
+    proc = subprocess.Popen(args, cwd=REPO, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        # SIGTERM, not SIGKILL: hackback then removes its containers like on Ctrl-C.
+        proc.terminate()
+        out, err = proc.communicate(timeout=60)
+        raise AssertionError(f"{args} did not finish in 300 s:\n{err[-2000:]}")
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
 @pytest.mark.parametrize("program", [[sys.executable, "-m", "invoke"], ["hackback"]])
@@ -28,12 +36,24 @@ def test_list_names_every_task_with_help(program: list[str], tmp_path: Path) -> 
         assert len(line.split()) > 2, f"{task} has no one-line help in:\n{out.stdout}"
 
 
-@pytest.mark.parametrize("task, missing", [("kernel", "kernel"), ("checkpoint", "kernel"), ("restore", "kernel")])
-def test_steps_not_built_yet_say_so_and_exit_non_zero(task: str, missing: str, tmp_path: Path) -> None:
-    out = run([sys.executable, "-m", "invoke", task], tmp_path)
-    assert out.returncode == 3
-    assert f"`invoke {missing}` is not available" in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
+def test_restore_without_a_script_is_refused_before_anything_is_built(tmp_path: Path) -> None:
+    out = run([sys.executable, "-m", "invoke", "restore"], tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == ["hackback: error: no script given (name one with --script FILE (or a directory of scripts))"]
+    assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize("content, says", [(None, "does not exist"), (b"", "is empty"), (b"  \n", "is empty"),
+                                           (b"\x7fELF\x02\x01\x00\x00", "not a text script")])
+def test_restore_refuses_a_bad_script_in_one_line(content: "bytes | None", says: str, tmp_path: Path) -> None:
+    script = tmp_path / "bench.rcS"
+    if content is not None:
+        script.write_bytes(content)
+    out = run(["hackback", "restore", "--script", str(script)], tmp_path)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and str(script) in lines[0]
+    assert not (tmp_path / "work").exists()
 
 
 def test_unknown_config_key_is_one_line_with_exit_2(tmp_path: Path) -> None:

@@ -49,11 +49,17 @@ def test_a_step_not_built_yet_is_refused_before_anything_runs() -> None:
     assert "`invoke restore` needs image" in e.value.message and "issue #3" in e.value.message
 
 
-def test_shipped_table_has_env_and_image_and_marks_later_steps() -> None:
-    assert pipeline.STEPS["env"].issue is None and pipeline.STEPS["image"].issue is None
+def test_shipped_table_has_every_step_built_and_restore_needs_everything() -> None:
+    assert all(step.issue is None for step in pipeline.STEPS.values())
     assert pipeline.plan("env") == ["env"]
     assert pipeline.plan("image") == ["m5", "image"]
-    assert all(pipeline.STEPS[s].issue for s in ("kernel", "checkpoint", "restore"))
+    assert pipeline.plan("restore") == ["env", "m5", "image", "kernel", "checkpoint", "restore"]
+
+
+def test_the_task_table_has_a_builder_for_every_step() -> None:
+    from hackback.tasks import builders
+
+    assert set(builders()) == set(pipeline.STEPS)
 
 
 def test_cycles_are_caught() -> None:

@@ -1,0 +1,184 @@
+"""`invoke checkpoint`: gem5 boots the image; the guest's `m5 checkpoint`
+becomes <work>/checkpoints/<name>/cpt.<tick>.
+
+The kernel and disk image are mounted read-only; gem5's copy-on-write layer
+takes the guest's writes and is saved inside the checkpoint. What a restore
+must match is recorded: the gem5 release and checkpoint version tags, the
+kernel's and image's sha256, memory size and core count.
+
+A gem5 rebuilt from a modified tree of the same release does not make the
+checkpoint stale (restoring into a modified CPU model is the point of the
+method); another release, or other version tags, does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from . import accel, gem5run, log
+from .artifacts import HashCache, Layout, Manifest, digest_of, file_record, keep_failed, lock, staged, write_manifest
+from .config import Config
+from .engine import Engine
+from .env import EnvArtifact
+from .errors import ArtifactError, Gem5RunFailed, UsageError
+from .image import FASTINIT, ImageArtifact
+from .kernel import KernelArtifact
+
+BASE_KERNEL_ARGS = "earlyprintk=ttyS0 console=ttyS0 lpj=7999923"
+
+
+@dataclass(frozen=True)
+class CheckpointArtifact:
+    name: str
+    directory: Path
+    cpt: Path  # the cpt.<tick> directory
+    manifest: Manifest
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return self.manifest.parts["checkpoint"]
+
+    @property
+    def info(self) -> dict[str, Any]:
+        info: dict[str, Any] = self.record["info"]
+        return info
+
+
+def kernel_args(cfg: Config, image: ImageArtifact) -> str:
+    # gem5's X86Board default names /dev/hda, which a 6.x kernel does not have;
+    # the partition UUID finds the root disk whatever it is called.
+    args = [BASE_KERNEL_ARGS, f"root=PARTUUID={image.partuuid}", "rw"]
+    if cfg.checkpoint.boot == "fast":
+        args.append(f"init={FASTINIT}")
+    if cfg.checkpoint.kernel_args:
+        args.append(cfg.checkpoint.kernel_args)
+    return " ".join(args)
+
+
+def gem5_identity(env: EnvArtifact) -> dict[str, Any]:
+    """The gem5 inside the env image, as its manifest recorded it."""
+    part = env.manifest.part("gem5")
+    if part is None or env.image is None:
+        raise ArtifactError(f"env '{env.name}' has no gem5 build", "build it with `invoke env`")
+    src = part["info"]["gem5_source"]
+    return {
+        "release": src["release"],
+        "version_tags": sorted(src["version_tags"]),
+        "commit": src.get("commit"),
+        "tree_sha256": src["tree_sha256"],
+        "binary_sha256": part["info"]["gem5_binary_sha256"],
+        "env_image": env.image,
+        "binary": part["outputs"]["image"]["binary"],
+    }
+
+
+def board(cfg: Config) -> gem5run.Board:
+    c = cfg.checkpoint
+    return gem5run.Board(memory=c.memory, cores=c.cores, cpu=c.cpu)
+
+
+def inputs(cfg: Config, env: EnvArtifact, image: ImageArtifact, kernel: KernelArtifact) -> dict[str, Any]:
+    g = gem5_identity(env)
+    c = cfg.checkpoint
+    return {
+        # Release and tags, not the tree: a modified gem5 restores this checkpoint.
+        "gem5": {"release": g["release"], "version_tags": g["version_tags"]},
+        "kernel_sha256": kernel.manifest.parts["kernel"]["outputs"]["vmlinux"]["sha256"],
+        "image_sha256": image.manifest.parts["image"]["outputs"]["disk.img"]["sha256"],
+        "board": {"memory": c.memory, "cores": c.cores, "cpu": c.cpu},
+        "boot": c.boot,
+        "kernel_args": kernel_args(cfg, image),
+        "run_script_sha256": HashCache.quick_sha256(gem5run.config_script()),
+        "limits": {"max_sim_seconds": c.max_sim_seconds, "max_wall_seconds": c.max_wall_seconds},
+    }
+
+
+def ensure(cfg: Config, env: EnvArtifact, image: ImageArtifact, kernel: KernelArtifact, force: bool = False,
+           engine: Optional[Engine] = None) -> CheckpointArtifact:
+    engine = engine or Engine.connect()
+    layout = Layout(cfg.work_dir)
+    hashes = HashCache(layout.hash_db)
+    want = inputs(cfg, env, image, kernel)
+    directory = layout.artifact_dir("checkpoints", cfg.name)
+    with lock(layout, "checkpoints", cfg.name):
+        manifest = Manifest.read(directory)
+        if manifest and not force and manifest.is_fresh("checkpoint", want, directory):
+            log.info(f"checkpoint '{cfg.name}' is up to date ({directory})")
+            return load(directory)
+        if cfg.checkpoint.cpu == "kvm":
+            _require_kvm(engine, layout, env, image)
+        manifest = Manifest("checkpoints", cfg.name)
+        with staged(layout, "checkpoints", cfg.name) as tmp:
+            _boot(cfg, engine, hashes, env, image, kernel, want, manifest, tmp)
+            write_manifest(tmp, manifest)
+    return load(directory)
+
+
+def load(directory: Path) -> CheckpointArtifact:
+    """A checkpoint artifact from its directory (the built one, or one named with --checkpoint)."""
+    manifest = Manifest.read(directory)
+    if manifest is None or "checkpoint" not in manifest.parts:
+        raise UsageError(f"{directory} holds no hackback checkpoint (no manifest)", "take one with `invoke checkpoint`")
+    cpt = directory / manifest.parts["checkpoint"]["info"]["cpt"]
+    if not (cpt / "m5.cpt").is_file():
+        raise ArtifactError(f"{cpt} is missing or incomplete", "take the checkpoint again with `invoke checkpoint --force`")
+    return CheckpointArtifact(manifest.name, directory, cpt, manifest)
+
+
+def _require_kvm(engine: Engine, layout: Layout, env: EnvArtifact, image: ImageArtifact) -> None:
+    works, why = accel.kvm_runs_guests(engine, layout, env.tools.ref, env.tools.versions.get("qemu", ""), image.kernel)
+    if not works:
+        raise UsageError(f"checkpoint.cpu = kvm, but KVM cannot run a guest here ({why})",
+                         "boot with --cpu atomic (the default) on this machine")
+
+
+def _boot(cfg: Config, engine: Engine, hashes: HashCache, env: EnvArtifact, image: ImageArtifact,
+          kernel: KernelArtifact, want: dict[str, Any], manifest: Manifest, tmp: Path) -> None:
+    g = gem5_identity(env)
+    job = gem5run.Gem5Job(
+        label="gem5:boot", env_image=g["env_image"], binary=g["binary"], mode="boot",
+        kernel=kernel.vmlinux, disk=image.disk, kernel_args=want["kernel_args"], board=board(cfg), out=tmp,
+        max_sim_seconds=cfg.checkpoint.max_sim_seconds, max_wall_seconds=cfg.checkpoint.max_wall_seconds,
+    )
+    c = cfg.checkpoint
+    with log.step(f"gem5 boot ({c.boot} boot, {c.cpu} CPU, {c.memory}, {c.cores} core(s)) until the guest's m5 checkpoint"):
+        try:
+            result = gem5run.run(engine, job)
+        except Gem5RunFailed as e:
+            kept = keep_failed(Layout(cfg.work_dir), "checkpoints", cfg.name, tmp)
+            raise Gem5RunFailed(e.message, f"{e.hint.replace(str(tmp), str(kept))}; its console and gem5 log are in {kept}", e.result) from None
+    cpt = tmp / str(result["checkpoint"])
+    if not (cpt / "m5.cpt").is_file():
+        raise ArtifactError(f"gem5 reported a checkpoint but {cpt.name}/m5.cpt is missing", f"see {tmp / 'gem5.log'}")
+    (tmp / gem5run.CONSOLE).unlink(missing_ok=True)  # kept as console.log
+    for stale in tmp.glob("readfile_*"):
+        stale.unlink()
+    files = sorted(p for p in cpt.rglob("*") if p.is_file())
+    manifest.set_part(
+        "checkpoint",
+        want,
+        {str(p.relative_to(tmp)): file_record(p, hashes) for p in files},
+        {
+            "cpt": cpt.name,
+            "tick": int(result["final_tick"]),
+            "sim_seconds": result["sim_seconds"],
+            "host_seconds": result["host_seconds"],
+            "gem5": g,
+            "kernel": {"path": str(kernel.vmlinux), "sha256": want["kernel_sha256"]},
+            "image": {"path": str(image.disk), "sha256": want["image_sha256"], "partuuid": image.partuuid},
+            "board": want["board"],
+            "boot": cfg.checkpoint.boot,
+            "kernel_args": want["kernel_args"],
+            "console_last_line": result.get("console_last_line", ""),
+        },
+    )
+    size = sum(p.stat().st_blocks * 512 for p in files)
+    log.info(f"checkpoint {cpt.name}: {result['sim_seconds']:.3f} simulated s in {log.format_seconds(result['host_seconds'])} "
+             f"host; {size / 2**20:.0f} MiB on disk")
+
+
+def identity_digest(cpt: CheckpointArtifact) -> str:
+    """What a run restored from: the checkpoint's inputs and its files."""
+    return digest_of({"inputs": cpt.record["inputs_digest"], "outputs": cpt.record["outputs"]})
+

@@ -1,0 +1,210 @@
+"""One gem5 full-system run in the env image, for the checkpoint and restore
+steps: configs/hackback_fs.py with the kernel, disk, checkpoint and script
+mounted read-only and only the output directory writable.
+
+The run script ends every simulation itself and writes hackback-result.json;
+here that is read back, progress lines become one-line updates, and gem5's own
+output goes to gem5.log (its fatal lines are shown).
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from . import log, resources
+from .engine import Engine, Mount, RunSpec
+from .errors import ArtifactError, Gem5RunFailed
+
+CONFIG_MNT = "/hackback/configs"
+OUT_MNT = "/hackback/out"
+KERNEL_MNT = "/hackback/in/vmlinux"
+DISK_MNT = "/hackback/in/disk.img"
+CPT_PARENT = "/hackback/in/checkpoint"
+SCRIPT_MNT = "/hackback/in/script"
+RUN_SCRIPT = "hackback_fs.py"
+CONSOLE = "board.pc.com_1.device"  # what gem5 names the serial console's output
+
+
+@dataclass(frozen=True)
+class Board:
+    """What the checkpoint fixes (memory, cores) and what a run chooses (cpu, caches)."""
+
+    memory: str
+    cores: int
+    cpu: str
+    caches: str = "none"
+    l1d: str = "32KiB"
+    l1i: str = "32KiB"
+    l2: str = "512KiB"
+
+    def args(self) -> list[str]:
+        out = ["--memory", self.memory, "--cores", str(self.cores), "--cpu", self.cpu, "--caches", self.caches]
+        if self.caches != "none":
+            out += ["--l1d", self.l1d, "--l1i", self.l1i, "--l2", self.l2]
+        return out
+
+
+@dataclass(frozen=True)
+class Gem5Job:
+    label: str  # shown before progress lines; names the container
+    env_image: str
+    binary: str  # path of gem5 inside the env image
+    mode: str  # boot | restore
+    kernel: Path
+    disk: Path
+    kernel_args: str
+    board: Board
+    out: Path  # host directory, gem5's --outdir
+    checkpoint: Optional[Path] = None  # restore: a cpt.<tick> directory
+    script: Optional[Path] = None
+    max_sim_seconds: int = 0
+    max_wall_seconds: int = 0
+
+
+def config_script() -> Path:
+    return resources.configs_dir() / RUN_SCRIPT
+
+
+def command(job: Gem5Job) -> list[str]:
+    cmd = [
+        job.binary, "--outdir", OUT_MNT,
+        f"{CONFIG_MNT}/{RUN_SCRIPT}", job.mode,
+        "--kernel", KERNEL_MNT, "--disk", DISK_MNT, "--kernel-args", job.kernel_args,
+        *job.board.args(),
+        "--max-sim-seconds", str(job.max_sim_seconds), "--max-wall-seconds", str(job.max_wall_seconds),
+    ]
+    if job.mode == "boot":
+        cmd += ["--checkpoint-dir", OUT_MNT]
+    else:
+        assert job.checkpoint is not None and job.script is not None
+        cmd += ["--checkpoint", f"{CPT_PARENT}/{job.checkpoint.name}", "--script", SCRIPT_MNT]
+    return cmd
+
+
+def mounts(job: Gem5Job) -> list[Mount]:
+    # Files, not their directories: nothing beside them is visible, and every
+    # input is read-only, so a run cannot change what it reads.
+    out = [
+        Mount(resources.configs_dir(), CONFIG_MNT),
+        Mount(job.kernel.resolve(), KERNEL_MNT),
+        Mount(job.disk.resolve(), DISK_MNT),
+        Mount(job.out.resolve(), OUT_MNT, read_only=False),
+    ]
+    if job.checkpoint is not None:
+        out.append(Mount(job.checkpoint.resolve(), f"{CPT_PARENT}/{job.checkpoint.name}"))
+    if job.script is not None:
+        out.append(Mount(job.script.resolve(), SCRIPT_MNT))
+    return out
+
+
+def run(engine: Engine, job: Gem5Job, show: Callable[[str], None] = log.info) -> dict[str, Any]:
+    """Run gem5 to its end; the result record. Raises Gem5RunFailed for any
+    ending but the expected one (checkpoint for a boot, m5 exit for a restore)."""
+    job.out.mkdir(parents=True, exist_ok=True)
+    spec = RunSpec(job.env_image, command(job), step=f"gem5-{job.mode}", mounts=mounts(job), workdir=OUT_MNT,
+                   kvm=job.board.cpu == "kvm", network="none")
+    printer = _Printer(job.label, show)
+    start = time.monotonic()
+    try:
+        with open(job.out / "gem5.log", "w") as gem5_log:
+            status = engine.run(spec, phase=job.label, log_file=gem5_log, on_line=printer, check=False)
+    finally:
+        _keep_console(job.out)
+    wall = time.monotonic() - start
+    result = _read_result(job.out)
+    if result is None:
+        errors = _gem5_errors(job.out)
+        why = errors[-1] if errors else f"gem5 exited {status} without a result"
+        raise Gem5RunFailed(f"{job.label}: gem5 stopped before the run ended: {why}",
+                            f"see {job.out / 'gem5.log'} and {job.out / 'gem5.err'}")
+    result["container_wall_seconds"] = round(wall, 1)
+    if not result.get("ok"):
+        raise Gem5RunFailed(f"{job.label}: {describe_ending(result)}", _hint(result, job), result=result)
+    return result
+
+
+def describe_ending(result: dict[str, Any]) -> str:
+    cause = result.get("cause", "unknown")
+    sim = f"after {result.get('sim_seconds', 0):.3f} simulated s ({result.get('host_seconds', 0):.0f} host s)"
+    text = {
+        "checkpoint": f"the guest asked for a checkpoint {sim}",
+        "exit": f"the guest called m5 exit {sim}",
+        "fail": f"the guest called m5 fail {sim}",
+        "kernel-panic": f"the guest kernel panicked {sim}: {result.get('panic_line') or result.get('console_last_line', '')}",
+        "kernel-oops": f"the guest kernel oopsed {sim}",
+        "max-sim-seconds": f"the simulated-time limit was reached {sim} without the expected ending",
+        "max-wall-seconds": f"the wall-clock limit was reached {sim} without the expected ending",
+        "interrupted": f"gem5 was interrupted {sim}",
+    }.get(cause, f"gem5 stopped ({result.get('gem5_exit_cause', cause)}) {sim}")
+    if cause != result.get("expected"):
+        text += f"; expected {'a checkpoint' if result.get('expected') == 'checkpoint' else 'the guest to call m5 exit'}"
+    return text
+
+
+def _hint(result: dict[str, Any], job: Gem5Job) -> str:
+    cause = result.get("cause")
+    if cause == "checkpoint" and job.mode == "restore":
+        return "the script (or the image) took a checkpoint during a restore; child checkpoints are not supported yet"
+    if cause in ("max-sim-seconds", "max-wall-seconds"):
+        return f"last console line: {result.get('console_last_line', '')!r}; raise the limit or see {job.out / 'console.log'}"
+    return f"see {job.out / 'console.log'}"
+
+
+def _read_result(out: Path) -> Optional[dict[str, Any]]:
+    path = out / "hackback-result.json"
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    except FileNotFoundError:
+        return None
+    except ValueError as e:
+        raise ArtifactError(f"{path} is unreadable ({e})") from None
+
+
+def _keep_console(out: Path) -> None:
+    src = out / CONSOLE
+    if src.is_file():
+        shutil.copyfile(src, out / "console.log")
+
+
+def _gem5_errors(out: Path) -> list[str]:
+    lines: list[str] = []
+    for name in ("gem5.log",):
+        try:
+            text = (out / name).read_text(errors="replace")
+        except OSError:
+            continue
+        lines += [_GEM5_ERROR.sub(r"gem5 \1: ", ln.strip()) for ln in text.splitlines()
+                  if _GEM5_ERROR.search(ln) or ln.startswith(("Traceback", "NotImplementedError", "Exception"))
+                  or "Error:" in ln]
+    return lines
+
+
+# gem5's own errors: "src/dev/pci/host.cc:171: panic: ..." or "fatal: ...".
+_GEM5_ERROR = re.compile(r"^(?:\S+:\d+: )?(panic|fatal): ")
+
+
+class _Printer:
+    """gem5 is chatty; show our progress lines and its fatal/panic lines, keep the rest in gem5.log."""
+
+    def __init__(self, label: str, show: Callable[[str], None]) -> None:
+        self.label, self.show = label, show
+
+    def __call__(self, line: str) -> None:
+        if line.startswith("HACKBACK-PROGRESS "):
+            try:
+                p = json.loads(line.split(" ", 1)[1])
+            except ValueError:
+                return
+            self.show(f"[{self.label}] simulated {p['sim']:.3f} s in {log.format_seconds(p['host'])}; "
+                      f"console: {p['console']}")
+        elif line.startswith("HACKBACK-CHECKPOINT "):
+            self.show(f"[{self.label}] {line.split(' ', 1)[1]}")
+        elif _GEM5_ERROR.search(line) or "Traceback" in line or "Error:" in line:
+            self.show(f"[{self.label}] {line}")
+
