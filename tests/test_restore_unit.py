@@ -1,0 +1,92 @@
+"""Restore and gem5-run pieces that need nothing: script checks, run ids, the
+gem5 command line and mounts, how endings are described, stats parsing."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hackback import checkpoint, gem5run, restore
+from hackback.errors import UsageError
+
+
+def test_scripts_from_takes_files_and_directories_and_refuses_bad_ones(tmp_path: Path) -> None:
+    d = tmp_path / "suite"
+    d.mkdir()
+    for name in ("b.rcS", "a.sh", "notes.txt"):
+        (d / name).write_text("echo hi\n")
+    one = tmp_path / "one.rcS"
+    one.write_text("echo one\n")
+    assert restore.scripts_from([str(one), str(d)]) == [one, d / "a.sh", d / "b.rcS"]
+    with pytest.raises(UsageError, match="no script given"):
+        restore.scripts_from([])
+    with pytest.raises(UsageError, match="named twice"):
+        restore.scripts_from([str(one), str(one)])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UsageError, match="holds no"):
+        restore.scripts_from([str(empty)])
+    latin = tmp_path / "latin.rcS"
+    latin.write_bytes(b"echo caf\xe9\n")
+    with pytest.raises(UsageError, match="not UTF-8"):
+        restore.check_script(latin)
+
+
+def test_run_id_names_the_script_and_cpu_and_changes_with_any_input(make_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    class Cpt:
+        name = "default"
+
+    cfg = make_config()
+    s = tmp_path / "my bench!.rcS"
+    a = restore.run_id(cfg, Cpt(), s, {"script_sha256": "1"})  # type: ignore[arg-type]
+    b = restore.run_id(cfg, Cpt(), s, {"script_sha256": "2"})  # type: ignore[arg-type]
+    assert a.startswith("default-my_bench_-atomic-") and a != b
+    assert restore.run_id(make_config(restore__caches="l1l2"), Cpt(), s, {}).startswith("default-my_bench_-atomic-l1l2-")  # type: ignore[arg-type]
+
+
+def test_gem5_command_mounts_every_input_read_only(tmp_path: Path) -> None:
+    job = gem5run.Gem5Job(
+        label="t", env_image="env", binary="/opt/hackback/bin/gem5.opt", mode="restore",
+        kernel=tmp_path / "vmlinux", disk=tmp_path / "disk.img", kernel_args="console=ttyS0 root=PARTUUID=x-01",
+        board=gem5run.Board("2GiB", 1, "timing", caches="l1l2"), out=tmp_path / "out",
+        checkpoint=tmp_path / "cpt.123", script=tmp_path / "s.rcS",
+    )
+    cmd = gem5run.command(job)
+    assert cmd[:3] == ["/opt/hackback/bin/gem5.opt", "--outdir", gem5run.OUT_MNT]
+    assert cmd[cmd.index("--kernel-args") + 1] == "console=ttyS0 root=PARTUUID=x-01"
+    assert cmd[cmd.index("--checkpoint") + 1].endswith("/cpt.123")
+    assert cmd[cmd.index("--cpu") + 1] == "timing" and cmd[cmd.index("--caches") + 1] == "l1l2"
+    writable = [m.container for m in gem5run.mounts(job) if not m.read_only]
+    assert writable == [gem5run.OUT_MNT]
+
+
+def test_endings_are_described_in_words() -> None:
+    r = {"cause": "max-wall-seconds", "expected": "checkpoint", "sim_seconds": 1.5, "host_seconds": 3600}
+    text = gem5run.describe_ending(r)
+    assert "wall-clock limit" in text and "expected a checkpoint" in text and "1.500 simulated s" in text
+    panic = {"cause": "kernel-panic", "expected": "exit", "panic_line": "Kernel panic - not syncing: VFS"}
+    assert "Kernel panic - not syncing: VFS" in gem5run.describe_ending(panic)
+
+
+def test_key_stats_come_from_the_first_dump(tmp_path: Path) -> None:
+    stats = tmp_path / "stats.txt"
+    stats.write_text(
+        "\n---------- Begin Simulation Statistics ----------\n"
+        "simSeconds                                   0.012345                       # Number of seconds simulated (Second)\n"
+        "simInsts                                     1000                       # instructions\n"
+        "board.processor.cores.core.ipc               0.5                       # IPC\n"
+        "---------- End Simulation Statistics   ----------\n"
+        "simInsts                                     2000                       # a later dump\n"
+    )
+    assert restore.key_stats(stats) == {"simSeconds": "0.012345", "simInsts": "1000", "board.processor.cores.core.ipc": "0.5"}
+    assert restore.key_stats(tmp_path / "missing.txt") == {}
+
+
+def test_kernel_args_find_root_by_partuuid_and_fast_boot_adds_init(make_config) -> None:  # type: ignore[no-untyped-def]
+    class Img:
+        partuuid = "deadbeef-01"
+
+    fast = checkpoint.kernel_args(make_config(), Img())  # type: ignore[arg-type]
+    full = checkpoint.kernel_args(make_config(checkpoint__boot="full", checkpoint__kernel_args="quiet"), Img())  # type: ignore[arg-type]
+    assert "root=PARTUUID=deadbeef-01" in fast and "console=ttyS0" in fast and "init=/sbin/hackback-fastinit" in fast
+    assert "init=" not in full and full.endswith("quiet")
