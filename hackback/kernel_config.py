@@ -26,6 +26,12 @@ def parse(text: str) -> dict[str, str]:
     return out
 
 
+# Options that must stay off, and why: each one stops a gem5 v24.0 boot.
+FORBIDDEN = {
+    "CONFIG_P2SB": "it writes the config space of PCI device 00:1f.1, and gem5 v24.0 panics on that",
+}
+
+
 def required(fragment: Path = FRAGMENT) -> list[str]:
     """Options the fragment asks to be built in."""
     return sorted(k for k, v in parse(fragment.read_text()).items() if v == "y")
@@ -39,6 +45,11 @@ def missing(config_text: str, fragment: Path = FRAGMENT) -> list[str]:
 def check(config_text: str) -> None:
     """What gem5 needs is fixed by the shipped fragment, whichever fragment a
     user merges: a user's fragment that drops one of these fails here."""
+    have = parse(config_text)
+    for opt, why in FORBIDDEN.items():
+        if have.get(opt) == "y":
+            raise ConfigError(f"the merged kernel config builds in {opt}, but {why}",
+                              "turn off what selects it (see `make menuconfig`, search for it)")
     gone = missing(config_text, FRAGMENT)
     if gone:
         more = f" (and {len(gone) - 1} more)" if len(gone) > 1 else ""

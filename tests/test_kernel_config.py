@@ -30,7 +30,16 @@ def test_a_module_or_unset_option_is_named(tmp_path: Path) -> None:
     assert "CONFIG_ATA_PIIX (and 1 more)" in e.value.one_line()
 
 
-def test_a_fragment_with_an_option_removed_no_longer_requires_it(tmp_path: Path) -> None:
+def test_what_gem5_needs_is_fixed_by_the_shipped_fragment_not_a_users(tmp_path: Path) -> None:
     frag = tmp_path / "f.config"
     frag.write_text("\n".join(ln for ln in kernel_config.FRAGMENT.read_text().splitlines() if "DEVMEM" not in ln))
     assert "CONFIG_DEVMEM" not in kernel_config.required(frag)
+    text = "\n".join(f"{o}=y" for o in kernel_config.required(frag))
+    with pytest.raises(ConfigError, match="CONFIG_DEVMEM"):
+        kernel_config.check(text)
+
+
+def test_an_option_that_stops_a_gem5_boot_is_refused() -> None:
+    text = "\n".join(f"{o}=y" for o in kernel_config.required()) + "\nCONFIG_P2SB=y\n"
+    with pytest.raises(ConfigError, match="CONFIG_P2SB.*00:1f.1"):
+        kernel_config.check(text)
