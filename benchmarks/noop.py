@@ -4,8 +4,8 @@ the hash cache saves on the gem5 source tree.
 
     python3 benchmarks/noop.py --gem5-src PATH [--work-dir DIR] [--repeat 5]
 
-The env must already be built in that work directory (`invoke env --gem5-src PATH`).
-Tasks that are not available yet are listed as such.
+Every task must have run once in that work directory (`invoke restore --script
+examples/hello.rcS --gem5-src PATH`); tasks not available yet are listed as such.
 """
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def main() -> None:
         if step.issue is not None:
             print(f"invoke {task:<41} not available yet (issue #{step.issue})")
             continue
-        cmd = [sys.executable, "-m", "invoke", task, "--gem5-src", str(src)]
+        extra = {"kernel": [], "restore": ["--gem5-src", str(src), "--script", str(REPO / "examples" / "hello.rcS")]}
+        cmd = [sys.executable, "-m", "invoke", task, *extra.get(task, ["--gem5-src", str(src)])]
         samples = [timed(lambda: subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)) for _ in range(args.repeat)]
         report(f"invoke {task} (no-op rerun, whole process)", samples)
 
