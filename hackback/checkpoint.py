@@ -147,7 +147,8 @@ def _boot(cfg: Config, engine: Engine, hashes: HashCache, env: EnvArtifact, imag
             result = gem5run.run(engine, job)
         except Gem5RunFailed as e:
             kept = keep_failed(Layout(cfg.work_dir), "checkpoints", cfg.name, tmp)
-            raise Gem5RunFailed(e.message, f"{e.hint.replace(str(tmp), str(kept))}; its console and gem5 log are in {kept}", e.result) from None
+            hint = f"{e.hint}; " if e.hint else ""
+            raise Gem5RunFailed(e.message, f"{hint}its console and gem5 log are in {kept}", e.result) from None
     cpt = tmp / str(result["checkpoint"])
     if not (cpt / "m5.cpt").is_file():
         raise ArtifactError(f"gem5 reported a checkpoint but {cpt.name}/m5.cpt is missing", f"see {tmp / 'gem5.log'}")

@@ -104,7 +104,8 @@ def mounts(job: Gem5Job) -> list[Mount]:
 
 def run(engine: Engine, job: Gem5Job, show: Callable[[str], None] = log.info) -> dict[str, Any]:
     """Run gem5 to its end; the result record. Raises Gem5RunFailed for any
-    ending but the expected one (checkpoint for a boot, m5 exit for a restore)."""
+    ending but the expected one (checkpoint for a boot, m5 exit for a restore);
+    its hint says what to do, the caller adds where the logs are kept."""
     job.out.mkdir(parents=True, exist_ok=True)
     spec = RunSpec(job.env_image, command(job), step=f"gem5-{job.mode}", mounts=mounts(job), workdir=OUT_MNT,
                    kvm=job.board.cpu == "kvm", network="none")
@@ -120,8 +121,7 @@ def run(engine: Engine, job: Gem5Job, show: Callable[[str], None] = log.info) ->
     if result is None:
         errors = _gem5_errors(job.out)
         why = errors[-1] if errors else f"gem5 exited {status} without a result"
-        raise Gem5RunFailed(f"{job.label}: gem5 stopped before the run ended: {why}",
-                            f"see {job.out / 'gem5.log'} and {job.out / 'gem5.err'}")
+        raise Gem5RunFailed(f"{job.label}: gem5 stopped before the run ended: {why}")
     result["container_wall_seconds"] = round(wall, 1)
     if not result.get("ok"):
         raise Gem5RunFailed(f"{job.label}: {describe_ending(result)}", _hint(result, job), result=result)
@@ -151,8 +151,8 @@ def _hint(result: dict[str, Any], job: Gem5Job) -> str:
     if cause == "checkpoint" and job.mode == "restore":
         return "the script (or the image) took a checkpoint during a restore; child checkpoints are not supported yet"
     if cause in ("max-sim-seconds", "max-wall-seconds"):
-        return f"last console line: {result.get('console_last_line', '')!r}; raise the limit or see {job.out / 'console.log'}"
-    return f"see {job.out / 'console.log'}"
+        return f"last console line: {result.get('console_last_line', '')!r}; raise the limit if the guest was still working"
+    return ""
 
 
 def _read_result(out: Path) -> Optional[dict[str, Any]]:

@@ -247,7 +247,8 @@ def _one(cfg: Config, engine: Engine, layout: Layout, hashes: HashCache, env: En
                 except Gem5RunFailed as e:
                     # runs/ only ever holds complete runs; what a failed one printed is kept aside.
                     kept = keep_failed(layout, "runs", rid, tmp)
-                    raise Gem5RunFailed(f"{rid}: {e.message}", f"its console and gem5 log are in {kept}", e.result) from None
+                    hint = f"{e.hint}; " if e.hint else ""
+                    raise Gem5RunFailed(f"{rid}: {e.message}", f"{hint}its console and gem5 log are in {kept}", e.result) from None
             (tmp / gem5run.CONSOLE).unlink(missing_ok=True)
             console = (tmp / "console.log").read_text(errors="replace") if (tmp / "console.log").is_file() else ""
             statuses = SCRIPT_EXIT.findall(console)

@@ -219,6 +219,15 @@ def test_a_gem5_that_crashes_is_reported_with_its_error_line(engine: Engine, too
         checkpoint.ensure(cfg, env_double(tools, standin_image, tmp_path), image, kernel, engine=engine)
 
 
+def test_a_checkpoint_taken_during_a_restore_is_an_error_and_no_run_is_kept(world: dict[str, Any], engine: Engine, tmp_path: Path) -> None:
+    s = script(tmp_path, "child.rcS", "/sbin/m5 checkpoint")
+    with pytest.raises(Gem5RunFailed) as e:
+        restore.restore(world["cfg"], world["env"], world["cpt"], [s], engine=engine)
+    assert "asked for a checkpoint" in e.value.message and "child checkpoints are not supported" in e.value.hint
+    assert not list((world["layout"].work_dir / "runs").glob("*child*"))
+    assert list((world["layout"].work_dir / "failed").glob("runs-*child*"))
+
+
 def test_a_checkpoint_directory_without_a_manifest_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="holds no hackback checkpoint"):
         checkpoint.load(tmp_path)

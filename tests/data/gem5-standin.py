@@ -86,7 +86,10 @@ else:
     for name in ("config.ini", "config.json"):
         with open(os.path.join(outdir, name), "w") as f:
             f.write("{}\n" if name.endswith("json") else "[root]\n")
-    result.update(cause="exit", expected="exit", ok=True, start_tick=start, final_tick=start + 10**9, sim_seconds=0.001)
+    if "m5 checkpoint" in open(args.script).read():  # what the guest would have done
+        result.update(cause="checkpoint", expected="exit", ok=False, start_tick=start, final_tick=start + 10**9, sim_seconds=0.001)
+    else:
+        result.update(cause="exit", expected="exit", ok=True, start_tick=start, final_tick=start + 10**9, sim_seconds=0.001)
 with open(os.path.join(outdir, "hackback-result.json"), "w") as f:
     json.dump(result, f)
 print("HACKBACK-RESULT " + json.dumps(result), flush=True)
