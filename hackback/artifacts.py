@@ -280,6 +280,32 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    manifest: Manifest
+    directory: Path
+    built: bool  # False: it was up to date and nothing ran
+
+
+def build_unless_fresh(layout: Layout, kind: Kind, name: str, part: str, want: Mapping[str, Any], force: bool,
+                       build: Callable[[Path, Manifest], None], what: str) -> Outcome:
+    """The one way an artifact is made: under its lock, a no-op when its manifest
+    says `want` is what it was made from (and its outputs are there); otherwise
+    build(staging_dir, new_manifest) fills a staging directory, the manifest is
+    written last, and the whole is renamed into place."""
+    directory = layout.artifact_dir(kind, name)
+    with lock(layout, kind, name):
+        manifest = Manifest.read(directory)
+        if manifest and not force and manifest.is_fresh(part, want, directory):
+            log.info(f"{what} is up to date ({directory})")
+            return Outcome(manifest, directory, built=False)
+        manifest = Manifest(kind, name)
+        with staged(layout, kind, name) as tmp:
+            build(tmp, manifest)
+            write_manifest(tmp, manifest)
+        return Outcome(manifest, directory, built=True)
+
+
 def keep_failed(layout: Layout, kind: Kind, name: str, tmp: Path) -> Path:
     """Logs of a run that failed, kept out of the artifact tree (which holds only
     complete artifacts) in <work>/failed/<kind>-<name>/, replacing older ones."""

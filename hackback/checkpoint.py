@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import accel, gem5run, log
-from .artifacts import HashCache, Layout, Manifest, digest_of, file_record, keep_failed, lock, staged, write_manifest
+from .artifacts import HashCache, Layout, Manifest, build_unless_fresh, digest_of, file_record, keep_failed
 from .config import Config
 from .engine import Engine
 from .env import EnvArtifact
@@ -100,19 +100,14 @@ def ensure(cfg: Config, env: EnvArtifact, image: ImageArtifact, kernel: KernelAr
     layout = Layout(cfg.work_dir)
     hashes = HashCache(layout.hash_db)
     want = inputs(cfg, env, image, kernel)
-    directory = layout.artifact_dir("checkpoints", cfg.name)
-    with lock(layout, "checkpoints", cfg.name):
-        manifest = Manifest.read(directory)
-        if manifest and not force and manifest.is_fresh("checkpoint", want, directory):
-            log.info(f"checkpoint '{cfg.name}' is up to date ({directory})")
-            return load(directory)
+
+    def build(tmp: Path, manifest: Manifest) -> None:
         if cfg.checkpoint.cpu == "kvm":
             _require_kvm(engine, layout, env, image)
-        manifest = Manifest("checkpoints", cfg.name)
-        with staged(layout, "checkpoints", cfg.name) as tmp:
-            _boot(cfg, engine, hashes, env, image, kernel, want, manifest, tmp)
-            write_manifest(tmp, manifest)
-    return load(directory)
+        _boot(cfg, engine, hashes, env, image, kernel, want, manifest, tmp)
+
+    done = build_unless_fresh(layout, "checkpoints", cfg.name, "checkpoint", want, force, build, f"checkpoint '{cfg.name}'")
+    return load(done.directory)
 
 
 def load(directory: Path) -> CheckpointArtifact:

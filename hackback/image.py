@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 from . import accel as _accel
 from . import log
-from .artifacts import HashCache, Layout, Manifest, digest_of, file_record, lock, require_free, staged, write_manifest
+from .artifacts import HashCache, Layout, Manifest, build_unless_fresh, digest_of, file_record, require_free
 from .base import ToolsImage, ensure_tools
 from .config import Config
 from .engine import Engine, Mount, RunSpec
@@ -72,18 +72,13 @@ def ensure(cfg: Config, m5: Path, force: bool = False, engine: Optional[Engine] 
         raise UsageError(f"m5 binary {m5} does not exist", "build it with `invoke env`, or give one with --m5 PATH")
     tools = ensure_tools(cfg, engine, layout)
     want = inputs(cfg, tools, hashes.sha256(m5))
-    directory = layout.artifact_dir("images", cfg.name)
-    with lock(layout, "images", cfg.name):
-        manifest = Manifest.read(directory)
-        if manifest and not force and manifest.is_fresh("image", want, directory):
-            log.info(f"image '{cfg.name}' is up to date ({directory / DISK})")
-            return _artifact(cfg.name, directory, manifest)
+
+    def build(tmp: Path, manifest: Manifest) -> None:
         require_free(layout.work_dir, 2 * cfg.image.size_mib * 2**20 + (2 << 30), "building the disk image")
-        manifest = Manifest("images", cfg.name)
-        with staged(layout, "images", cfg.name) as tmp:
-            _build(cfg, engine, layout, hashes, tools, m5, want, manifest, tmp)
-            write_manifest(tmp, manifest)
-    return _artifact(cfg.name, directory, manifest)
+        _build(cfg, engine, layout, hashes, tools, m5, want, manifest, tmp)
+
+    done = build_unless_fresh(layout, "images", cfg.name, "image", want, force, build, f"image '{cfg.name}'")
+    return _artifact(cfg.name, done.directory, done.manifest)
 
 
 def load(directory: Path) -> ImageArtifact:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from . import elf, kernel_config, kernel_src, log
-from .artifacts import HashCache, Layout, Manifest, digest_of, file_record, lock, require_free, staged, write_manifest
+from .artifacts import HashCache, Layout, Manifest, build_unless_fresh, file_record, require_free
 from .base import ToolsImage, ensure_tools
 from .config import Config
 from .engine import Engine, Mount, RunSpec
@@ -68,21 +68,16 @@ def ensure(cfg: Config, force: bool = False, engine: Optional[Engine] = None) ->
     _check_config_paths(cfg)
     tools = ensure_tools(cfg, engine, layout)
     want = inputs(cfg, tools)
-    directory = layout.artifact_dir("kernels", cfg.name)
-    with lock(layout, "kernels", cfg.name):
-        manifest = Manifest.read(directory)
-        if manifest and not force and manifest.is_fresh("kernel", want, directory):
-            log.info(f"kernel '{cfg.name}' is up to date ({directory / 'vmlinux'})")
-            return _artifact(cfg.name, directory, manifest)
+
+    def build(tmp: Path, manifest: Manifest) -> None:
         source = kernel_src.resolve(cfg.kernel, engine, tools, layout, hashes, refresh=force)
-        manifest = Manifest("kernels", cfg.name)
-        with staged(layout, "kernels", cfg.name) as tmp:
-            if source.vmlinux is not None:
-                _take_prebuilt(source, tmp, hashes, want, manifest)
-            else:
-                _build(cfg, engine, layout, hashes, tools, source, want, manifest, tmp)
-            write_manifest(tmp, manifest)
-    return _artifact(cfg.name, directory, manifest)
+        if source.vmlinux is not None:
+            _take_prebuilt(source, tmp, hashes, want, manifest)
+        else:
+            _build(cfg, engine, layout, hashes, tools, source, want, manifest, tmp)
+
+    done = build_unless_fresh(layout, "kernels", cfg.name, "kernel", want, force, build, f"kernel '{cfg.name}'")
+    return _artifact(cfg.name, done.directory, done.manifest)
 
 
 def _check_config_paths(cfg: Config) -> None:

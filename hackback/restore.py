@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import gem5run, log
-from .artifacts import HashCache, Layout, Manifest, digest_of, file_record, keep_failed, lock, staged, write_manifest
+from .artifacts import HashCache, Layout, Manifest, build_unless_fresh, digest_of, file_record, keep_failed
 from .checkpoint import CheckpointArtifact, gem5_identity, identity_digest
 from .config import Config
 from .engine import Engine
@@ -223,53 +223,47 @@ def _owner() -> str:
 def _one(cfg: Config, engine: Engine, layout: Layout, hashes: HashCache, env: EnvArtifact, cpt: CheckpointArtifact,
          kernel: Path, disk: Path, script: Path, want: dict[str, Any], rid: str, warnings: list[str], force: bool,
          label: str) -> RunResult:
-    directory = layout.artifact_dir("runs", rid)
-    with lock(layout, "runs", rid):
-        manifest = Manifest.read(directory)
-        if manifest and not force and manifest.is_fresh("run", want, directory):
-            return _finish(_result(rid, directory, manifest, reused=True), script)
-        manifest = Manifest("runs", rid)
-        g = gem5_identity(env)
-        r = cfg.restore
-        board = gem5run.Board(memory=cpt.info["board"]["memory"], cores=int(cpt.info["board"]["cores"]), cpu=r.cpu,
-                              caches=r.caches, l1d=r.l1d, l1i=r.l1i, l2=r.l2)
-        with staged(layout, "runs", rid) as tmp:
-            shutil.copy2(script, tmp / f"script{script.suffix or '.rcS'}")
-            job = gem5run.Gem5Job(
-                label=label, env_image=g["env_image"], binary=g["binary"], mode="restore", kernel=kernel, disk=disk,
-                kernel_args=cpt.info["kernel_args"], board=board, out=tmp, checkpoint=cpt.cpt,
-                script=tmp / f"script{script.suffix or '.rcS'}",
-                max_sim_seconds=r.max_sim_seconds, max_wall_seconds=r.max_wall_seconds,
-            )
-            with log.step(f"restore {rid}: {script.name} on {r.cpu} CPU" + (f", {r.caches} caches" if r.caches != "none" else "")):
-                try:
-                    result = gem5run.run(engine, job)
-                except Gem5RunFailed as e:
-                    # runs/ only ever holds complete runs; what a failed one printed is kept aside.
-                    kept = keep_failed(layout, "runs", rid, tmp)
-                    hint = f"{e.hint}; " if e.hint else ""
-                    raise Gem5RunFailed(f"{rid}: {e.message}", f"{hint}its console and gem5 log are in {kept}", e.result) from None
-            (tmp / gem5run.CONSOLE).unlink(missing_ok=True)
-            console = (tmp / "console.log").read_text(errors="replace") if (tmp / "console.log").is_file() else ""
-            statuses = SCRIPT_EXIT.findall(console)
-            stats = key_stats(tmp / "stats.txt")
-            outputs = {name: file_record(tmp / name, hashes) for name in
-                       ("stats.txt", "config.ini", "config.json", "console.log", job.script.name if job.script else "")
-                       if name and (tmp / name).is_file()}
-            manifest.set_part("run", want, outputs, {
-                "checkpoint": {"name": cpt.name, "directory": str(cpt.directory), "cpt": cpt.cpt.name},
-                "script": {"path": str(script.resolve()), "sha256": want["script_sha256"]},
-                "gem5": g,
-                "gem5_warnings": warnings,
-                "board": {**want["board"], "memory": board.memory, "cores": board.cores},
-                "cause": result["cause"],
-                "script_status": statuses[-1] if statuses else None,
-                "sim_seconds": result["sim_seconds"],
-                "host_seconds": result["host_seconds"],
-                "stats": stats,
-            })
-            write_manifest(tmp, manifest)
-        return _finish(_result(rid, directory, manifest), script)
+    g = gem5_identity(env)
+    r = cfg.restore
+    board = gem5run.Board(memory=cpt.info["board"]["memory"], cores=int(cpt.info["board"]["cores"]), cpu=r.cpu,
+                          caches=r.caches, l1d=r.l1d, l1i=r.l1i, l2=r.l2)
+    copy_name = f"script{script.suffix or '.rcS'}"
+
+    def build(tmp: Path, manifest: Manifest) -> None:
+        shutil.copy2(script, tmp / copy_name)
+        job = gem5run.Gem5Job(
+            label=label, env_image=g["env_image"], binary=g["binary"], mode="restore", kernel=kernel, disk=disk,
+            kernel_args=cpt.info["kernel_args"], board=board, out=tmp, checkpoint=cpt.cpt, script=tmp / copy_name,
+            max_sim_seconds=r.max_sim_seconds, max_wall_seconds=r.max_wall_seconds,
+        )
+        with log.step(f"restore {rid}: {script.name} on {r.cpu} CPU" + (f", {r.caches} caches" if r.caches != "none" else "")):
+            try:
+                result = gem5run.run(engine, job)
+            except Gem5RunFailed as e:
+                # runs/ only ever holds complete runs; what a failed one printed is kept aside.
+                kept = keep_failed(layout, "runs", rid, tmp)
+                hint = f"{e.hint}; " if e.hint else ""
+                raise Gem5RunFailed(f"{rid}: {e.message}", f"{hint}its console and gem5 log are in {kept}", e.result) from None
+        (tmp / gem5run.CONSOLE).unlink(missing_ok=True)
+        console = (tmp / "console.log").read_text(errors="replace") if (tmp / "console.log").is_file() else ""
+        statuses = SCRIPT_EXIT.findall(console)
+        outputs = {name: file_record(tmp / name, hashes)
+                   for name in ("stats.txt", "config.ini", "config.json", "console.log", copy_name) if (tmp / name).is_file()}
+        manifest.set_part("run", want, outputs, {
+            "checkpoint": {"name": cpt.name, "directory": str(cpt.directory), "cpt": cpt.cpt.name},
+            "script": {"path": str(script.resolve()), "sha256": want["script_sha256"]},
+            "gem5": g,
+            "gem5_warnings": warnings,
+            "board": {**want["board"], "memory": board.memory, "cores": board.cores},
+            "cause": result["cause"],
+            "script_status": statuses[-1] if statuses else None,
+            "sim_seconds": result["sim_seconds"],
+            "host_seconds": result["host_seconds"],
+            "stats": key_stats(tmp / "stats.txt"),
+        })
+
+    done = build_unless_fresh(layout, "runs", rid, "run", want, force, build, f"run {rid}")
+    return _finish(_result(rid, done.directory, done.manifest, reused=not done.built), script)
 
 
 def _result(rid: str, directory: Path, manifest: Manifest, reused: bool = False) -> RunResult:

@@ -65,6 +65,7 @@ mkdir -p /t/root /t/usr/sbin /t/etc/systemd/system/serial-getty@ttyS0.service.d
 ln -s usr/sbin /t/sbin
 cp /m5/{m5.name} /t/usr/sbin/m5
 cp /g/hack_back_ckpt.rcS /t/root/
+cp /g/fastinit /t/usr/sbin/hackback-fastinit
 cat /g/bashrc-hook.sh > /t/root/.bashrc
 {"cp /g/autologin.conf /t/etc/systemd/system/serial-getty@ttyS0.service.d/" if with_autologin else "true"}
 mke2fs -q -t ext4 -d /t /tmp/p.img 20M
