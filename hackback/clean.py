@@ -85,6 +85,8 @@ def _targets(layout: Layout, kind: Optional[str], name: Optional[str]) -> list[P
         if name is not None:
             if (base / name).is_dir():
                 found.append(base / name)
+            if k == "runs" and base.is_dir():  # run ids start with their checkpoint's name
+                found += sorted(p for p in base.iterdir() if p.is_dir() and p.name.startswith(f"{name}-"))
         elif base.is_dir():
             found += sorted(p for p in base.iterdir() if p.is_dir())
     if not found:

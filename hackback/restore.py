@@ -32,6 +32,7 @@ SCRIPT_EXIT = re.compile(r"HACKBACK-SCRIPT-EXIT (\S+)")
 KEY_STATS = ("simSeconds", "simInsts", "simOps", "hostSeconds", "hostInstRate",
              "board.processor.cores.core.ipc", "board.processor.cores.core.numCycles")
 MAX_SCRIPT_BYTES = 1 << 20
+_CAUSES = {"exit": "the guest's m5 exit"}
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class RunResult:
         stats = ", ".join(f"{k}={v}" for k, v in self.stats.items() if k in ("simInsts", "board.processor.cores.core.ipc"))
         return (f"run {self.run_id}{' (up to date, not rerun)' if self.reused else ''}: "
                 f"script exit status {self.script_status if self.script_status is not None else 'not reported'}; "
-                f"ended by {self.cause}; {self.sim_seconds:.4f} simulated s, {self.host_seconds:.1f} host s"
+                f"ended by {_CAUSES.get(self.cause, self.cause)}; {self.sim_seconds:.4f} simulated s, {self.host_seconds:.1f} host s"
                 + (f"; {stats}" if stats else "") + f"\n    {self.directory}")
 
 
