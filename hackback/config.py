@@ -25,6 +25,7 @@ ENV_PREFIX = "HACKBACK_"
 
 BaseMode = Literal["auto", "pull", "bootstrap"]
 Gem5Variant = Literal["opt", "fast", "debug"]
+Gem5Linker = Literal["", "bfd", "gold", "lld", "mold"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Gem5Config:
     variant: Gem5Variant
     build_options: Mapping[str, str]
     jobs: int
+    linker: Gem5Linker
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ class _Ctx:
             "gem5_tree_sha256": self.source.tree_sha256,
             "build_options": dict(self.cfg.gem5.build_options),
             "variant": self.cfg.gem5.variant,
+            "linker": self.cfg.gem5.linker,
             "env_dockerfile": digest_of((resources.docker_dir("env") / "Dockerfile").read_text()),
             "m5_source_sha256": self.source.m5_sha256,  # the env image carries m5 too
         }
@@ -208,9 +209,10 @@ def _build_gem5(ctx: _Ctx, tmp: Path) -> dict[str, Any]:
         # scons is the container's main process so a stop reaches it: it then
         # saves its signature database and the next run resumes. ccache covers
         # the case where it was killed before it could.
+        linker = [f"--linker={cfg.gem5.linker}"] if cfg.gem5.linker else []
         run(
             "env-gem5",
-            ["scons", "--ignore-style", f"-j{cfg.jobs}", f"{target}/{binary}"],
+            ["scons", "--ignore-style", *linker, f"-j{cfg.jobs}", f"{target}/{binary}"],
             environment={
                 "PATH": "/usr/lib/ccache:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 "CCACHE_DIR": f"{BUILD_MNT}/ccache",
