@@ -41,12 +41,17 @@ def main() -> None:
         frag = Path(tmp) / "ikconfig.config"
         frag.write_text(kernel_config.FRAGMENT.read_text() + "CONFIG_IKCONFIG=y\n")
         changed = config.load(flags={"work_dir": args.work_dir, "kernel.fragment": str(frag)})
+        before = kernel.ensure(cfg).manifest.parts["kernel"]["outputs"]["vmlinux"]["sha256"]
         on, off = [], []
         for _ in range(args.repeat):
             on.append(timed(lambda: kernel.ensure(changed)))
             off.append(timed(lambda: kernel.ensure(cfg)))
+        after = kernel.ensure(cfg).manifest.parts["kernel"]["outputs"]["vmlinux"]["sha256"]
     report("config change rebuild (+CONFIG_IKCONFIG)", on)
     report("config change rebuild (back to the shipped fragment)", off)
+    # Reproducible builds: back to the same config is back to the same vmlinux
+    # (so checkpoints taken with it stay valid).
+    print(f"vmlinux after the round trip is {'the same' if before == after else 'DIFFERENT'} (sha256 {after[:16]}…)")
 
 
 if __name__ == "__main__":
