@@ -30,7 +30,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gem5-src", required=True)
     ap.add_argument("--work-dir", default=os.environ.get("HACKBACK_WORK_DIR", "build"))
-    ap.add_argument("--full", action="store_true", help="also boot with systemd (slow)")
+    ap.add_argument("--boot", action="append", choices=("fast", "full"), default=[],
+                    help="boot to a checkpoint named bench-<boot> (repeatable)")
+    ap.add_argument("--restores", action="store_true", help="measure restore overhead and -j scaling")
+    ap.add_argument("--from", dest="source", default="default", help="checkpoint name the restores use (default: default)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=4)
     args = ap.parse_args()
@@ -41,18 +44,20 @@ def main() -> None:
     img = image.load(layout.artifact_dir("images", base.name))
     k = kernel.ensure(base, engine=engine)
 
-    cpts = {}
-    for boot in ("fast", "full") if args.full else ("fast",):
+    for boot in args.boot:
         cfg = config.load(flags={"work_dir": args.work_dir, "gem5.src": args.gem5_src, "checkpoint.boot": boot})
         cfg = dataclasses.replace(cfg, name=f"bench-{boot}")
         start = time.monotonic()
         cpt = checkpoint.ensure(cfg, e, img, k, force=True, engine=engine)
-        wall = time.monotonic() - start
-        report(f"boot -> checkpoint, {boot} boot: wall", [wall])
+        report(f"boot -> checkpoint, {boot} boot: wall (whole step)", [time.monotonic() - start])
         report(f"boot -> checkpoint, {boot} boot: simulated", [cpt.info["sim_seconds"]])
-        cpts[boot] = (cfg, cpt)
+    if not args.restores:
+        return
 
-    cfg, cpt = cpts["fast"]
+    cpt = checkpoint.load(layout.artifact_dir("checkpoints", args.source))
+    cfg = dataclasses.replace(base, name=args.source)
+    report(f"checkpoint '{args.source}' ({cpt.info['boot']} boot) as recorded: host", [cpt.info["host_seconds"]])
+    report(f"checkpoint '{args.source}' as recorded: simulated", [cpt.info["sim_seconds"]])
     with tempfile.TemporaryDirectory() as tmp:
         scripts = []
         for i in range(max(args.jobs, 1)):

@@ -99,7 +99,10 @@ class HashCache:
         """One digest for a directory tree: relative paths, modes and file digests."""
         h = hashlib.sha256()
         root = Path(root)
-        self._db.execute("BEGIN")
+        # IMMEDIATE: take the write lock up front, waiting for it (timeout above).
+        # A deferred transaction that reads and then writes gets SQLITE_BUSY at
+        # once when another process wrote in between, and fails the task.
+        self._db.execute("BEGIN IMMEDIATE")
         try:
             for dirpath, dirnames, filenames in os.walk(root):
                 here = Path(dirpath)

@@ -153,3 +153,27 @@ def test_clean_finds_artifacts_by_kind_and_name_and_runs_by_their_checkpoint(tmp
     assert _targets(layout, None, None) == []
     with pytest.raises(UsageError, match="not a kind"):
         _targets(layout, "kernel", None)
+
+
+def _hash_tree(db: str, root: str, rounds: int, out: "multiprocessing.queues.Queue[str]") -> None:
+    cache = HashCache(Path(db))
+    for i in range(rounds):
+        (Path(root) / f"own-{os.getpid()}-{i}").write_text(str(i))  # new files: every round writes
+        out.put(cache.tree_sha256(Path(root)))
+
+
+def test_processes_hashing_at_once_share_the_cache_without_failing(tmp_path: Path) -> None:
+    """Two tasks at once (or restores in parallel) hash into the same SQLite cache."""
+    root = tmp_path / "tree"
+    root.mkdir()
+    for i in range(200):
+        (root / f"f{i}").write_text("x" * i)
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_hash_tree, args=(str(tmp_path / "h.sqlite"), str(root), 20, out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert sum(1 for _ in range(60) if out.get(timeout=5)) == 60
