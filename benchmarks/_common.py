@@ -1,6 +1,7 @@
 """Shared bits for the benchmark scripts: timing, medians, one table of figures."""
 from __future__ import annotations
 
+import signal
 import statistics
 import sys
 import time
@@ -8,6 +9,14 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+# A benchmark stopped with SIGTERM unwinds like Ctrl-C, so hackback removes
+# the containers it started (as the tasks themselves do).
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+signal.signal(signal.SIGTERM, _interrupt)
 
 
 def timed(fn: Callable[[], object]) -> float:
