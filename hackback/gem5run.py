@@ -173,16 +173,12 @@ def _keep_console(out: Path) -> None:
 
 
 def _gem5_errors(out: Path) -> list[str]:
-    lines: list[str] = []
-    for name in ("gem5.log",):
-        try:
-            text = (out / name).read_text(errors="replace")
-        except OSError:
-            continue
-        lines += [_GEM5_ERROR.sub(r"gem5 \1: ", ln.strip()) for ln in text.splitlines()
-                  if _GEM5_ERROR.search(ln) or ln.startswith(("Traceback", "NotImplementedError", "Exception"))
-                  or "Error:" in ln]
-    return lines
+    try:
+        text = (out / "gem5.log").read_text(errors="replace")
+    except OSError:
+        return []
+    return [_GEM5_ERROR.sub(r"gem5 \1: ", ln.strip()) for ln in text.splitlines()
+            if _GEM5_ERROR.search(ln) or ln.startswith(("Traceback", "NotImplementedError", "Exception")) or "Error:" in ln]
 
 
 # gem5's own errors: "src/dev/pci/host.cc:171: panic: ..." or "fatal: ...".

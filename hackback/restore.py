@@ -24,7 +24,7 @@ from . import gem5run, log
 from .artifacts import HashCache, Layout, Manifest, build_unless_fresh, digest_of, file_record, keep_failed
 from .checkpoint import CheckpointArtifact, gem5_identity, identity_digest
 from .config import Config
-from .engine import Engine
+from .engine import Engine, owner_label
 from .env import EnvArtifact
 from .errors import Gem5RunFailed, HackbackError, MismatchError, ScriptFailed, UsageError
 
@@ -93,10 +93,10 @@ def check_script(p: Path) -> None:
 def verify(cpt: CheckpointArtifact, env: EnvArtifact, kernel: Path, disk: Path, hashes: HashCache) -> list[str]:
     """Refuse inputs that differ from the checkpoint's; return warnings for allowed differences."""
     info = cpt.info
-    for what, path, want in (("kernel", kernel, info["kernel"]["sha256"]), ("disk image", disk, info["image"]["sha256"])):
+    for what, path, took in (("kernel", kernel, info["kernel"]), ("disk image", disk, info["image"])):
         if not path.is_file():
-            raise UsageError(f"{what} {path} does not exist", f"checkpoint '{cpt.name}' was taken with {info[what.split()[-1]]['path']}")
-        got = hashes.sha256(path)
+            raise UsageError(f"{what} {path} does not exist", f"checkpoint '{cpt.name}' was taken with {took['path']}")
+        got, want = hashes.sha256(path), took["sha256"]
         if got != want:
             raise MismatchError(
                 f"the {what} {path} (sha256 {got[:12]}…) is not the one checkpoint '{cpt.name}' was taken with ({want[:12]}…)",
@@ -210,15 +210,10 @@ def restore(cfg: Config, env: EnvArtifact, cpt: CheckpointArtifact, scripts: Seq
 
 
 def _stop_our_containers(engine: Engine) -> None:
+    me = owner_label()
     for cid, _name, owner in engine.containers(all_owners=True):
-        if owner == _owner():
+        if owner == me:
             engine.remove_container(cid)
-
-
-def _owner() -> str:
-    from .engine import owner_label
-
-    return owner_label()
 
 
 def _one(cfg: Config, engine: Engine, layout: Layout, hashes: HashCache, env: EnvArtifact, cpt: CheckpointArtifact,
