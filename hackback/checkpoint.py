@@ -64,7 +64,9 @@ def gem5_identity(env: EnvArtifact) -> dict[str, Any]:
     src = part["info"]["gem5_source"]
     return {
         "release": src["release"],
-        "version_tags": sorted(src["version_tags"]),
+        # The binary's own tags (probed); envs made before probing have the source's.
+        "version_tags": sorted(part["info"].get("version_tags") or src["version_tags"]),
+        "origin": part["info"].get("origin", "built"),
         "commit": src.get("commit"),
         "tree_sha256": src["tree_sha256"],
         "binary_sha256": part["info"]["gem5_binary_sha256"],

@@ -33,6 +33,7 @@ class Gem5Config:
     version: str
     repo: str
     src: Optional[Path]
+    binary: Optional[Path]  # a gem5.<variant> built elsewhere, packaged instead of building one
     clone_timeout: int
     variant: Gem5Variant
     build_options: Mapping[str, str]

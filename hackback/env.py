@@ -5,7 +5,11 @@ brought up to date separately so the image step can have m5 in minutes without
 waiting hours for gem5:
   m5:   util/m5 built static for x86-64 (inputs: tools image, util/m5 + include)
   gem5: gem5.<variant> in the env image (inputs: tools image, whole source
-        tree, build options)
+        tree, and the build options, or the sha256 of a binary built elsewhere)
+A gem5 brought with gem5.binary is checked before anything is built (an
+x86-64 ELF whose libraries resolve in the tools image, simulating X86, of the
+source's release) and packaged as it is. Either way the binary is asked what it
+is (configs/hackback_probe.py): its release, ISAs and checkpoint version tags.
 The scons build tree lives in <work>/cache/gem5-build/<name>/, a host
 directory: an interrupted build resumes, and after editing one .cc only that
 is rebuilt.
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -36,13 +41,15 @@ from .artifacts import (
 from .base import LABEL_KIND, ToolsImage, ensure_tools
 from .config import Config
 from .engine import Engine, Mount, RunSpec
-from .errors import ArtifactError
+from .errors import ArtifactError, UsageError
 from .gem5src import Gem5Source, resolve
 
 ENV_REPO = "hackback-env"
 SRC_MNT = "/hackback/gem5"
 BUILD_MNT = "/hackback/gem5-build"
 OUT_MNT = "/hackback/out"
+CONFIG_MNT = "/hackback/configs"
+BROUGHT_MNT = "/hackback/in"
 GEM5_BUILD_BYTES = 16 << 30  # an X86 gem5.opt tree without Ruby/SystemC (~10 GiB with -g) + its ccache
 
 
@@ -62,6 +69,8 @@ class _Ctx:
 
     def __init__(self, cfg: Config, engine: Optional[Engine] = None) -> None:
         self.cfg = cfg
+        if cfg.gem5.binary is not None:
+            check_binary_file(cfg.gem5.binary)  # before any engine work
         self.layout = Layout(cfg.work_dir)
         self.hashes = HashCache(self.layout.hash_db)
         self.engine = engine or Engine.connect()
@@ -69,20 +78,32 @@ class _Ctx:
         self.source = resolve(cfg.gem5, self.layout, self.hashes)
         self.tools = ensure_tools(cfg, self.engine, self.layout)
         self.directory = self.layout.artifact_dir("env", cfg.name)
+        self.brought_probe: Optional[dict[str, Any]] = None
 
     def m5_inputs(self) -> dict[str, Any]:
         return {"tools_image": self.tools.id, "m5_source_sha256": self.source.m5_sha256}
 
     def gem5_inputs(self) -> dict[str, Any]:
-        return {
+        common = {
             "tools_image": self.tools.id,
             "gem5_tree_sha256": self.source.tree_sha256,
-            "build_options": dict(self.cfg.gem5.build_options),
-            "variant": self.cfg.gem5.variant,
-            "linker": self.cfg.gem5.linker,
             "env_dockerfile": digest_of((resources.docker_dir("env") / "Dockerfile").read_text()),
+            "probe_sha256": digest_of([HashCache.quick_sha256(p) for p in _probe_files()]),
             "m5_source_sha256": self.source.m5_sha256,  # the env image carries m5 too
         }
+        brought = self.cfg.gem5.binary
+        if brought is not None:
+            return {**common, "brought_binary_sha256": self.hashes.sha256(brought), "binary_name": self.binary_name}
+        return {**common, "build_options": dict(self.cfg.gem5.build_options), "variant": self.cfg.gem5.variant,
+                "linker": self.cfg.gem5.linker}
+
+    @property
+    def binary_name(self) -> str:
+        """What gem5 is called in the env image: gem5.<variant>, or a brought binary's own gem5.* name."""
+        brought = self.cfg.gem5.binary
+        if brought is not None and brought.name.startswith("gem5.") and len(brought.name) > 5:
+            return brought.name
+        return f"gem5.{self.cfg.gem5.variant}"
 
 
 def ensure_m5(cfg: Config, force: bool = False, engine: Optional[Engine] = None) -> EnvArtifact:
@@ -102,7 +123,11 @@ def _ensure(ctx: _Ctx, want_gem5: bool, force: bool) -> EnvArtifact:
     cfg, layout = ctx.cfg, ctx.layout
     parts = [("m5", ctx.m5_inputs, _build_m5)]
     if want_gem5:
-        parts.append(("gem5", ctx.gem5_inputs, _build_gem5))
+        brought = ctx.cfg.gem5.binary
+        if brought is not None and (force or not _fresh(ctx, "gem5", ctx.gem5_inputs())):
+            # A binary that does not fit is refused before m5 or anything else is built.
+            ctx.brought_probe = probe(ctx.engine, ctx.tools.ref, brought, ctx.source.release)
+        parts.append(("gem5", ctx.gem5_inputs, _bring_gem5 if brought is not None else _build_gem5))
     built = False
     for part, inputs, build_part in parts:
         if not force and _fresh(ctx, part, inputs()):
@@ -225,14 +250,49 @@ def _build_gem5(ctx: _Ctx, tmp: Path) -> dict[str, Any]:
         run("env-gem5-strip", ["objcopy", "--strip-debug", f"{target}/{binary}", f"{BUILD_MNT}/{binary}.stripped"])
     full = build / "build" / "X86" / binary
     stripped = build / f"{binary}.stripped"
+    info = probe(ctx.engine, ctx.tools.ref, stripped, ctx.source.release, what=f"the {binary} built in {build}")
+    return _package(ctx, tmp, stripped, ctx.hashes.sha256(full), info, {
+        "origin": "built",
+        "build_dir": str(build),
+        "build_options": options,
+        "linker": cfg.gem5.linker or "bfd",
+        "variant": cfg.gem5.variant,
+        "gem5_stripped_sha256": ctx.hashes.sha256(stripped),
+    })
 
+
+def _bring_gem5(ctx: _Ctx, tmp: Path) -> dict[str, Any]:
+    """Package a gem5 built elsewhere, checked by probe() before anything was built.
+    Debug sections are stripped for the image, as for a build here."""
+    brought = ctx.cfg.gem5.binary
+    assert brought is not None
+    info = ctx.brought_probe or probe(ctx.engine, ctx.tools.ref, brought, ctx.source.release)
+    sha = ctx.hashes.sha256(brought)
+    with log.step(f"gem5 {info['release']} brought from {brought} (sha256 {sha[:12]}…): packaging, no build"):
+        stripped = tmp / ".stripped"
+        spec = RunSpec(ctx.tools.ref, ["objcopy", "--strip-debug", f"{BROUGHT_MNT}/{brought.name}", f"{OUT_MNT}/.stripped"],
+                       step="env-gem5-strip", kvm=False, network="none",
+                       mounts=[Mount(brought.resolve(), f"{BROUGHT_MNT}/{brought.name}"), Mount(tmp, OUT_MNT, read_only=False)])
+        ctx.engine.run(spec, phase="gem5")
+        try:
+            return _package(ctx, tmp, stripped, sha, info, {
+                "origin": "brought",
+                "brought": {"path": str(brought.resolve()), "sha256": sha, "size": brought.stat().st_size},
+            })
+        finally:
+            stripped.unlink(missing_ok=True)
+
+
+def _package(ctx: _Ctx, tmp: Path, stripped: Path, gem5_sha: str, build_info: dict[str, Any],
+             how: dict[str, Any]) -> dict[str, Any]:
+    """The env image: the tools image, this gem5 and m5. Tagged by a digest of the three."""
+    cfg, binary = ctx.cfg, ctx.binary_name
     context = tmp / ".image-context"
     context.mkdir(exist_ok=True)
     try:
         shutil.copy2(resources.docker_dir("env") / "Dockerfile", context / "Dockerfile")
         shutil.copy2(stripped, context / binary)
         shutil.copy2(ctx.directory / "m5", context / "m5")  # committed before this part is built
-        gem5_sha = ctx.hashes.sha256(full)
         ref = f"{ENV_REPO}:{digest_of({'tools': ctx.tools.id, 'gem5': gem5_sha, 'm5': ctx.hashes.sha256(ctx.directory / 'm5')})[:12]}"
         labels = {
             LABEL_KIND: "env",
@@ -240,6 +300,7 @@ def _build_gem5(ctx: _Ctx, tmp: Path) -> dict[str, Any]:
             "io.hackback.gem5.release": ctx.source.release,
             "io.hackback.gem5.commit": ctx.source.commit or "",
             "io.hackback.gem5.tree": ctx.source.tree_sha256,
+            "io.hackback.gem5.origin": str(how["origin"]),
         }
         with log.step(f"env image {ref}"):
             image_id = ctx.engine.build(
@@ -253,10 +314,84 @@ def _build_gem5(ctx: _Ctx, tmp: Path) -> dict[str, Any]:
         {
             "gem5_source": ctx.source.identity(),
             "gem5_binary_sha256": gem5_sha,
-            "gem5_stripped_sha256": ctx.hashes.sha256(stripped),
-            "build_dir": str(build),
+            # From the binary itself, not the source: what a checkpoint it writes will carry.
+            "version_tags": build_info["version_tags"],
+            "build_info": build_info,
+            **how,
             "tools_image": ctx.tools.ref,
             "tools": ctx.tools.versions,
             "base_image": {"ref": ctx.tools.base.ref, "id": ctx.tools.base.id, "origin": ctx.tools.base.origin},
         },
     )
+
+
+def _probe_files() -> list[Path]:
+    return [resources.configs_dir() / "hackback_probe.py", resources.docker_dir("env") / "probe.sh"]
+
+
+_BINARY_HINT = "give a gem5.opt/gem5.fast built for X86 from the same source (--gem5-src), or leave --gem5-binary off to build one"
+
+
+def check_binary_file(path: Path) -> None:
+    """What can be told without running it: there, a file, executable, an x86-64 ELF executable."""
+    flag = f"--gem5-binary {path}"
+    if not path.exists():
+        raise UsageError(f"{flag} does not exist", _BINARY_HINT)
+    if not path.is_file():
+        raise UsageError(f"{flag} is not a file", _BINARY_HINT)
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"{flag} is not readable", "make it readable (chmod a+r)")
+    try:
+        info = elf.read(path)
+    except ArtifactError:
+        raise UsageError(f"{flag} is not an ELF executable (not a compiled gem5)", _BINARY_HINT) from None
+    except OSError as e:
+        raise UsageError(f"{flag} cannot be read: {e.strerror}", _BINARY_HINT) from None
+    if not info.x86_64 or info.type not in (elf.ET_EXEC, elf.ET_DYN):
+        raise UsageError(f"{flag} is not an x86-64 executable (the env image runs on x86-64)", _BINARY_HINT)
+    if not os.access(path, os.X_OK):
+        raise UsageError(f"{flag} is not executable", f"chmod +x {path}")
+
+
+def probe(engine: Engine, tools_ref: str, binary: Path, release: str, what: Optional[str] = None) -> dict[str, Any]:
+    """Start the binary in the tools image and ask it what it is; refuse one that
+    does not fit (a library that does not resolve, no X86, another release)."""
+    what = what or f"--gem5-binary {binary}"
+    name = binary.name
+    lines: list[str] = []
+    with log.step(f"asking {what} what it is"):
+        with tempfile.TemporaryDirectory(prefix="hackback-probe-") as scratch_dir:
+            scratch = Path(scratch_dir)
+            spec = RunSpec(
+                tools_ref, ["bash", f"{CONFIG_MNT}-env/probe.sh"], step="env-probe", kvm=False, network="none",
+                environment={"BIN": f"{BROUGHT_MNT}/{name}", "OUT": OUT_MNT},
+                mounts=[Mount(binary.resolve(), f"{BROUGHT_MNT}/{name}"), Mount(resources.configs_dir(), CONFIG_MNT),
+                        Mount(resources.docker_dir("env"), f"{CONFIG_MNT}-env"), Mount(scratch, OUT_MNT, read_only=False)],
+            )
+            status = engine.run(spec, phase="probe", on_line=lines.append, check=False)
+    missing = [ln.split(" ", 1)[1].split() for ln in lines if ln.startswith("HACKBACK-MISSING-LIBS ")]
+    if missing:
+        libs = missing[0]
+        raise UsageError(f"{what} needs {', '.join(libs)}, which the tools image does not have",
+                         "build gem5 on Debian bookworm (what the tools image is), or leave --gem5-binary off to build it here")
+    found = [ln.split(" ", 1)[1] for ln in lines if ln.startswith("HACKBACK-PROBE ")]
+    if not found:
+        last = next((ln for ln in reversed(lines) if ln.strip()), f"exit status {status}")
+        raise UsageError(f"{what} did not start as gem5 in the tools image: {last.strip()[:200]}", _BINARY_HINT)
+    try:
+        info: dict[str, Any] = json.loads(found[-1])
+    except ValueError:
+        raise UsageError(f"{what} answered the probe with something unreadable", _BINARY_HINT) from None
+    isas = [str(i) for i in info.get("isas", [])]
+    if "x86" not in isas:
+        raise UsageError(f"{what} simulates {', '.join(i.upper() for i in isas) or 'no ISA'}, not X86",
+                         "build gem5 with build_opts/X86 (hackback simulates x86 full systems)")
+    if info.get("release") != release:
+        raise UsageError(f"{what} is gem5 {info.get('release') or '(unknown release)'}, but the source is {release}",
+                         "give the source it was built from with --gem5-src, or a binary built from this source")
+    if not info.get("version_tags"):
+        raise UsageError(f"{what} wrote a checkpoint without version tags", _BINARY_HINT)
+    log.info(f"{what}: gem5 {info['release']}, ISA {', '.join(i.upper() for i in isas)}, "
+             f"{'protocol ' + info['protocol'] if info.get('protocol') else 'no Ruby protocol'}, "
+             f"{len(info['version_tags'])} checkpoint version tags")
+    return info

@@ -68,11 +68,19 @@ def _build(target: str, flags: Mapping[str, Any], config: Optional[str], force: 
     guarded(go)
 
 
-@task(help={"gem5-src": "a gem5 checkout or tarball to build instead of cloning the pinned release", **COMMON})
-def env(c: Any, gem5_src: Optional[str] = None, name: Optional[str] = None, work_dir: Optional[str] = None,
-        config: Optional[str] = None, force: bool = False) -> None:
-    """Build the env image: Packer, QEMU, scons, gem5 (X86) and the x86 m5 utility."""
-    _build("env", {"gem5.src": gem5_src, "name": name, "work_dir": work_dir}, config, force)
+GEM5_BINARY = ("a gem5.opt (or .fast) built elsewhere from --gem5-src's source: checked, then packaged "
+               "instead of compiling gem5")
+
+
+@task(help={"gem5-src": "a gem5 checkout or tarball to build instead of cloning the pinned release",
+            "gem5-binary": GEM5_BINARY, **COMMON})
+def env(c: Any, gem5_src: Optional[str] = None, gem5_binary: Optional[str] = None, name: Optional[str] = None,
+        work_dir: Optional[str] = None, config: Optional[str] = None, force: bool = False) -> None:
+    """Build the env image: Packer, QEMU, scons, gem5 (X86) and the x86 m5 utility.
+
+    gem5 is compiled from --gem5-src (incrementally: the scons tree is kept), or
+    a gem5 binary built elsewhere is packaged with --gem5-binary."""
+    _build("env", {"gem5.src": gem5_src, "gem5.binary": gem5_binary, "name": name, "work_dir": work_dir}, config, force)
 
 
 @task(
@@ -111,17 +119,18 @@ def kernel(c: Any, base_config: Optional[str] = None, fragment: Optional[str] = 
 
 @task(help={
     "gem5-src": "gem5 source to build the env from",
+    "gem5-binary": GEM5_BINARY,
     "cpu": "CPU that boots Linux: atomic (default), timing, or kvm (hosts where KVM runs guests)",
     "boot": "fast (default: no init system, straight to the root login) or full (systemd)",
     "memory": "simulated memory, e.g. 2GiB (at most 3GiB); restores inherit it",
     "cores": "simulated cores; restores inherit it",
     **COMMON,
 })
-def checkpoint(c: Any, gem5_src: Optional[str] = None, cpu: Optional[str] = None, boot: Optional[str] = None,
+def checkpoint(c: Any, gem5_src: Optional[str] = None, gem5_binary: Optional[str] = None, cpu: Optional[str] = None, boot: Optional[str] = None,
                memory: Optional[str] = None, cores: Optional[int] = None, name: Optional[str] = None,
                work_dir: Optional[str] = None, config: Optional[str] = None, force: bool = False) -> None:
     """Boot the image in gem5 and save the checkpoint the guest asks for."""
-    flags = {"gem5.src": gem5_src, "checkpoint.cpu": cpu, "checkpoint.boot": boot, "checkpoint.memory": memory,
+    flags = {"gem5.src": gem5_src, "gem5.binary": gem5_binary, "checkpoint.cpu": cpu, "checkpoint.boot": boot, "checkpoint.memory": memory,
              "checkpoint.cores": cores, "name": name, "work_dir": work_dir}
     _build("checkpoint", flags, config, force)
 
@@ -137,15 +146,16 @@ def checkpoint(c: Any, gem5_src: Optional[str] = None, cpu: Optional[str] = None
         "kernel": "check and use this vmlinux instead of the checkpoint's (must be the same file)",
         "image": "check and use this disk image instead of the checkpoint's (must be the same file)",
         "gem5-src": "gem5 source to build the env from",
+        "gem5-binary": GEM5_BINARY,
         **COMMON,
     },
 )
 def restore(c: Any, script: list[str], cpu: Optional[str] = None, caches: Optional[str] = None,
             jobs: Optional[int] = None, checkpoint: Optional[str] = None, kernel: Optional[str] = None,
-            image: Optional[str] = None, gem5_src: Optional[str] = None, name: Optional[str] = None,
+            image: Optional[str] = None, gem5_src: Optional[str] = None, gem5_binary: Optional[str] = None, name: Optional[str] = None,
             work_dir: Optional[str] = None, config: Optional[str] = None, force: bool = False) -> None:
     """Restore the checkpoint and run scripts in the guest; collect stats and output."""
-    flags = {"gem5.src": gem5_src, "restore.cpu": cpu, "restore.caches": caches, "restore.jobs": jobs,
+    flags = {"gem5.src": gem5_src, "gem5.binary": gem5_binary, "restore.cpu": cpu, "restore.caches": caches, "restore.jobs": jobs,
              "name": name, "work_dir": work_dir}
 
     def go() -> None:
