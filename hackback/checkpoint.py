@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from . import accel, gem5run, log
+from . import accel, gem5run, kernel_config, log
 from .artifacts import HashCache, Layout, Manifest, build_unless_fresh, digest_of, file_record, keep_failed
 from .config import Config
 from .engine import Engine
@@ -25,7 +25,9 @@ from .errors import ArtifactError, Gem5RunFailed, UsageError
 from .image import FASTINIT, ImageArtifact
 from .kernel import KernelArtifact
 
-BASE_KERNEL_ARGS = "earlyprintk=ttyS0 console=ttyS0 lpj=7999923"
+BASE_KERNEL_ARGS = "earlyprintk=ttyS0 console=ttyS0"
+BOARD_CLOCK_HZ = 3_000_000_000  # configs/hackback_fs.py's X86Board clk_freq
+X86BOARD_LPJ = 7999923  # X86Board's default command line: a 2 GHz CPU at HZ=250
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,29 @@ class CheckpointArtifact:
         return info
 
 
-def kernel_args(cfg: Config, image: ImageArtifact) -> str:
+def timing(cfg: Config, kernel_hz: Optional[int]) -> dict[str, Any]:
+    """The boot's timing constants, and what they were derived from. x86 udelay
+    spins loops_per_jiffy x HZ TSC cycles a second (arch/x86/lib/delay.c), and
+    gem5's TSC counts the core clock. Without the kernel's HZ (a prebuilt
+    vmlinux) X86Board's lpj is kept."""
+    if cfg.checkpoint.timing == "x86board" or kernel_hz is None:
+        return {"mode": "x86board", "lpj": X86BOARD_LPJ, "args": [f"lpj={X86BOARD_LPJ}"], "kernel_hz": kernel_hz,
+                "clock_hz": BOARD_CLOCK_HZ}
+    lpj = BOARD_CLOCK_HZ // kernel_hz
+    # tsc_early_khz skips the PIT calibration of the TSC; no_timer_check the
+    # ~40M-cycle busy wait that checks the timer interrupt through the IO-APIC.
+    args = [f"lpj={lpj}", f"tsc_early_khz={BOARD_CLOCK_HZ // 1000}", "no_timer_check"]
+    return {"mode": "derived", "lpj": lpj, "args": args, "kernel_hz": kernel_hz, "clock_hz": BOARD_CLOCK_HZ}
+
+
+def kernel_hz(kernel: KernelArtifact) -> Optional[int]:
+    return kernel_config.hz(kernel.config.read_text()) if kernel.config is not None and kernel.config.is_file() else None
+
+
+def kernel_args(cfg: Config, image: ImageArtifact, hz: Optional[int] = None) -> str:
     # gem5's X86Board default names /dev/hda, which a 6.x kernel does not have;
     # the partition UUID finds the root disk whatever it is called.
-    args = [BASE_KERNEL_ARGS, f"root=PARTUUID={image.partuuid}", "rw"]
+    args = [BASE_KERNEL_ARGS, *timing(cfg, hz)["args"], f"root=PARTUUID={image.partuuid}", "rw"]
     if cfg.checkpoint.boot == "fast":
         args.append(f"init={FASTINIT}")
     if cfg.checkpoint.kernel_args:
@@ -90,7 +111,7 @@ def inputs(cfg: Config, env: EnvArtifact, image: ImageArtifact, kernel: KernelAr
         "image_sha256": image.manifest.parts["image"]["outputs"]["disk.img"]["sha256"],
         "board": {"memory": c.memory, "cores": c.cores, "cpu": c.cpu},
         "boot": c.boot,
-        "kernel_args": kernel_args(cfg, image),
+        "kernel_args": kernel_args(cfg, image, kernel_hz(kernel)),
         "run_script_sha256": HashCache.quick_sha256(gem5run.config_script()),
         "limits": {"max_sim_seconds": c.max_sim_seconds, "max_wall_seconds": c.max_wall_seconds},
     }
@@ -168,6 +189,7 @@ def _boot(cfg: Config, engine: Engine, hashes: HashCache, env: EnvArtifact, imag
             "board": want["board"],
             "boot": cfg.checkpoint.boot,
             "kernel_args": want["kernel_args"],
+            "timing": timing(cfg, kernel_hz(kernel)),
             "console_last_line": result.get("console_last_line", ""),
         },
     )

@@ -83,6 +83,10 @@ class KernelConfig:
 
 BootCpu = Literal["atomic", "timing", "kvm"]
 BootMode = Literal["fast", "full"]
+# derived: timing constants on the kernel command line from the board's clock and
+#          the kernel's HZ (lpj, tsc_early_khz) and no timer check;
+# x86board: gem5's X86Board default (lpj=7999923: a 2 GHz CPU at HZ=250), the baseline.
+BootTiming = Literal["derived", "x86board"]
 RestoreCpu = Literal["atomic", "timing", "o3"]
 Caches = Literal["none", "l1", "l1l2"]
 
@@ -93,6 +97,7 @@ class CheckpointConfig:
     cores: int
     cpu: BootCpu
     boot: BootMode
+    timing: BootTiming
     kernel_args: str
     max_sim_seconds: int
     max_wall_seconds: int

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Optional
 
 from .errors import ConfigError
 
@@ -30,6 +31,12 @@ def parse(text: str) -> dict[str, str]:
 FORBIDDEN = {
     "CONFIG_P2SB": "it writes the config space of PCI device 00:1f.1, and gem5 v24.0 panics on that",
 }
+
+
+def hz(config_text: str) -> Optional[int]:
+    """The kernel's timer frequency (CONFIG_HZ), which udelay's loop count is per."""
+    value = parse(config_text).get("CONFIG_HZ", "")
+    return int(value) if value.isdigit() else None
 
 
 def required(fragment: Path = FRAGMENT) -> list[str]:

@@ -2,18 +2,28 @@
 
 Docker-engine tests skip with the reason when no engine answers, except under
 CI (CI=true), where a missing engine is a failure: .ci/run starts one.
-gem5 tests run when HACKBACK_TEST_GEM5_SRC points at a gem5 source tree.
+gem5 tests run when HACKBACK_TEST_GEM5_SRC points at a gem5 source tree (or
+tarball); with HACKBACK_TEST_GEM5_BINARY (a gem5.opt built from it) the env
+packages that binary instead of compiling gem5 for hours. The whole gem5 tier
+shares one work directory (HACKBACK_TEST_WORK_DIR, else a session temporary
+one): one env, one kernel (built while the image builds), one image with the
+real m5 (the QEMU tier boots it too, with hackback.m5=off), one checkpoint.
 """
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import pytest
 
 from hackback import config
 from hackback.config import Config
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -65,12 +75,73 @@ def tools(engine, session_work: Path) -> Iterator[object]:  # type: ignore[no-un
                 engine.remove_image(tag)
 
 
+def gem5_tier_reason() -> str:
+    """Why the gem5 tier cannot run here, or "" when it can."""
+    if not os.environ.get("HACKBACK_TEST_GEM5_SRC"):
+        return "gem5 tier: set HACKBACK_TEST_GEM5_SRC to a gem5 v24 source tree or tarball (and optionally HACKBACK_TEST_GEM5_BINARY) to run it"
+    return ""
+
+
 @pytest.fixture(scope="session")
 def gem5_src() -> Path:
-    src = os.environ.get("HACKBACK_TEST_GEM5_SRC")
-    if not src:
-        pytest.skip("gem5 tier: set HACKBACK_TEST_GEM5_SRC to a gem5 v24 source tree to run it")
-    return Path(src)
+    if gem5_tier_reason():
+        pytest.skip(gem5_tier_reason())
+    return Path(os.environ["HACKBACK_TEST_GEM5_SRC"]).resolve()
+
+
+@pytest.fixture(scope="session")
+def gem5_binary() -> Optional[Path]:
+    binary = os.environ.get("HACKBACK_TEST_GEM5_BINARY")
+    return Path(binary).resolve() if binary else None
+
+
+@pytest.fixture(scope="session")
+def gem5_work(gem5_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The gem5 tier's one work directory (kept between runs when HACKBACK_TEST_WORK_DIR names one)."""
+    given = os.environ.get("HACKBACK_TEST_WORK_DIR")
+    work = Path(given) if given else tmp_path_factory.mktemp("gem5-work")
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def hackback_env(work: Path, gem5_src: Optional[Path] = None, gem5_binary: Optional[Path] = None) -> dict[str, str]:
+    """The environment a user's shell would have: no test switches, this work dir and gem5."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HACKBACK_")}
+    env["HACKBACK_WORK_DIR"] = str(work)
+    if gem5_src is not None:
+        env["HACKBACK_GEM5_SRC"] = str(gem5_src)
+    if gem5_binary is not None:
+        env["HACKBACK_GEM5_BINARY"] = str(gem5_binary)
+    return env
+
+
+def invoke(env: dict[str, str], *args: str, timeout: int = 6 * 3600) -> subprocess.CompletedProcess[str]:
+    """`invoke ARGS` as a user runs it, from the repo."""
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def gem5_world(gem5_src: Path, gem5_binary: Optional[Path], gem5_work: Path, engine) -> dict[str, Path]:  # type: ignore[no-untyped-def]
+    """env, kernel and image in the shared work dir, as `invoke` builds them: the
+    kernel (compile-bound) in the background while the image (mostly waiting on
+    QEMU and the mirror) builds in the foreground."""
+    env = hackback_env(gem5_work, gem5_src, gem5_binary)
+    out = invoke(env, "env")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+    kernel = subprocess.Popen([sys.executable, "-m", "invoke", "kernel"], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        img = invoke(env, "image")
+        assert img.returncode == 0, img.stdout[-3000:] + img.stderr
+        kout, _ = kernel.communicate(timeout=3 * 3600)
+        assert kernel.returncode == 0, kout[-3000:]
+    finally:
+        if kernel.poll() is None:
+            kernel.send_signal(signal.SIGINT)  # it removes its container on the way out
+            kernel.communicate(timeout=120)
+    return {"work": gem5_work, "env": gem5_work / "env" / "default", "image": gem5_work / "images" / "default",
+            "kernel": gem5_work / "kernels" / "default"}
 
 
 def pytest_configure(config: pytest.Config) -> None:

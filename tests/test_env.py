@@ -1,25 +1,119 @@
-"""The env step with a real gem5 tree (gem5 tier: HACKBACK_TEST_GEM5_SRC).
-
-m5 builds in seconds. The full gem5 build takes hours on 2 cores from cold:
-point HACKBACK_TEST_WORK_DIR at a work directory whose build tree should be
-reused (the test then takes the incremental path).
+"""The env step. A gem5 binary brought from elsewhere is checked before anything
+is built: the static checks need nothing; the ones that start it in the tools
+image (Docker tier) use small test doubles compiled there (tests/data/
+gem5-probe-standin.c). With a real gem5 (gem5 tier: HACKBACK_TEST_GEM5_SRC,
+and HACKBACK_TEST_GEM5_BINARY to package a binary instead of compiling for
+hours) m5 and the env image are built in the tier's shared work directory.
 """
 from __future__ import annotations
 
-import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
+from conftest import REPO, hackback_env, invoke
 from hackback import config, elf, env
-from hackback.engine import Engine, RunSpec
+from hackback.engine import Engine, Mount, RunSpec
+from hackback.errors import UsageError
 
-pytestmark = pytest.mark.gem5
+
+# ---------------------------------------------------------------- nothing needed: what a file can tell
 
 
-def test_m5_is_a_static_x86_64_executable_and_rerun_is_a_no_op(gem5_src: Path, engine: Engine, make_config) -> None:  # type: ignore[no-untyped-def]
-    cfg = make_config(gem5__src=str(gem5_src))
+def test_a_binary_that_is_not_elf_is_refused(tmp_path: Path) -> None:
+    fake = tmp_path / "gem5.opt"
+    fake.write_text("#!/bin/sh\necho gem5\n")
+    fake.chmod(0o755)
+    with pytest.raises(UsageError, match="is not an ELF executable"):
+        env.check_binary_file(fake)
+
+
+def test_a_missing_truncated_or_directory_binary_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        env.check_binary_file(tmp_path / "nope")
+    with pytest.raises(UsageError, match="is not a file"):
+        env.check_binary_file(tmp_path)
+    short = tmp_path / "gem5.short"
+    short.write_bytes(b"\x7fELF\x02\x01")
+    short.chmod(0o755)
+    with pytest.raises(UsageError, match="is not an ELF executable"):
+        env.check_binary_file(short)
+
+
+def test_a_binary_that_is_not_executable_is_refused(tmp_path: Path) -> None:
+    import sys
+
+    copy = tmp_path / "gem5.opt"
+    shutil.copyfile(Path(sys.executable).resolve(), copy)  # an x86-64 ELF executable, without its x bit
+    copy.chmod(0o644)
+    if not elf.read(copy).x86_64:
+        pytest.skip("this host's Python is not x86-64")
+    with pytest.raises(UsageError, match="is not executable"):
+        env.check_binary_file(copy)
+
+
+def test_the_binary_is_an_input_of_the_gem5_part(make_config, fake_gem5_tree: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg = make_config(gem5__src=str(fake_gem5_tree), gem5__binary=str(tmp_path / "gem5.fast"))
+    assert cfg.gem5.binary == tmp_path / "gem5.fast"
+    assert make_config().gem5.binary is None
+
+
+# ---------------------------------------------------------------- Docker tier: started in the tools image
+
+
+def _compile(engine: Engine, tools_ref: str, out: Path, name: str, cflags: str, missing_lib: bool = False) -> Path:
+    src = REPO / "tests" / "data" / "gem5-probe-standin.c"
+    script = f"gcc {cflags} -o /out/{name} /src/{src.name}"
+    if missing_lib:  # linked against a library, which is then gone
+        script = (f"echo 'int hackback_standin_lib(void) {{ return 0; }}' > /tmp/l.c && "
+                  f"gcc -shared -fPIC -o /tmp/libhackback_standin.so /tmp/l.c && "
+                  f"{script} -L/tmp -Wl,--no-as-needed -lhackback_standin")
+    engine.run(RunSpec(tools_ref, ["bash", "-c", script], step="t-standin-cc", kvm=False, network="none",
+                       mounts=[Mount(src.parent, "/src"), Mount(out, "/out", read_only=False)]), on_line=lambda _l: None)
+    return out / name
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("case,cflags,missing,expect", [
+    ("missing-lib", '-DRELEASE=\\"24.0.0.1\\" -DISA=\\"x86\\"', True, "needs libhackback_standin.so, which the tools image does not have"),
+    ("other-isa", '-DRELEASE=\\"24.0.0.1\\" -DISA=\\"arm\\"', False, "simulates ARM, not X86"),
+    ("other-release", '-DRELEASE=\\"23.1.0.0\\" -DISA=\\"x86\\"', False, "is gem5 23.1.0.0, but the source is 24.0.0.1"),
+])
+def test_a_binary_that_does_not_fit_is_refused_in_one_line_before_anything_is_built(
+        engine: Engine, tools, fake_gem5_tree: Path, tmp_path: Path, case: str, cflags: str, missing: bool, expect: str) -> None:  # type: ignore[no-untyped-def]
+    standin = _compile(engine, tools.ref, tmp_path, f"gem5.{case}", cflags, missing)
+    work = tmp_path / "work"
+    out = invoke(hackback_env(work), "env", "--gem5-src", str(fake_gem5_tree), "--gem5-binary", str(standin), timeout=900)
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and expect in lines[0], lines
+    assert not (work / "env").exists()  # not even m5 was built
+    assert not [i for i in engine.images() if any(t.startswith("hackback-env:") for t in i[1]) and str(standin) in str(i)]
+
+
+@pytest.mark.docker
+def test_a_non_elf_binary_is_refused_by_the_task_before_any_engine_work(fake_gem5_tree: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "gem5.opt"
+    fake.write_text("#!/bin/sh\necho 'gem5 version 24.0.0.1'\n")
+    fake.chmod(0o755)
+    start = time.monotonic()
+    out = invoke(hackback_env(tmp_path / "work"), "env", "--gem5-src", str(fake_gem5_tree), "--gem5-binary", str(fake), timeout=300)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is not an ELF executable" in lines[0], lines
+    assert "docker" not in out.stdout and time.monotonic() - start < 30
+
+
+# ---------------------------------------------------------------- gem5 tier
+
+
+@pytest.mark.gem5
+def test_m5_is_a_static_x86_64_executable_and_rerun_is_a_no_op(gem5_src: Path, gem5_work: Path, engine: Engine) -> None:
+    cfg = config.load(flags={"work_dir": str(gem5_work), "gem5.src": str(gem5_src)}, environ={})
     art = env.ensure_m5(cfg, engine=engine)
     info = elf.read(art.m5)
     assert info.x86_64 and info.static
@@ -31,16 +125,26 @@ def test_m5_is_a_static_x86_64_executable_and_rerun_is_a_no_op(gem5_src: Path, e
     assert time.monotonic() - start < 5
 
 
-def test_env_image_runs_gem5_and_rerun_is_a_no_op(gem5_src: Path, engine: Engine, tmp_path: Path) -> None:
-    work = os.environ.get("HACKBACK_TEST_WORK_DIR") or str(tmp_path / "work")
-    cfg = config.load(flags={"work_dir": work, "gem5.src": str(gem5_src)}, environ={})
+@pytest.mark.gem5
+def test_env_image_runs_gem5_and_rerun_is_a_no_op(gem5_src: Path, gem5_binary: Optional[Path], gem5_work: Path, engine: Engine) -> None:
+    flags = {"work_dir": str(gem5_work), "gem5.src": str(gem5_src), "gem5.binary": str(gem5_binary or "")}
+    cfg = config.load(flags=flags, environ={})
     art = env.ensure(cfg, engine=engine)
     assert art.image
     lines: list[str] = []
     engine.run(RunSpec(art.image, ["gem5.opt", "--help"], step="t-gem5-help", kvm=False), on_line=lines.append)
     assert any("Usage" in ln or "usage" in ln for ln in lines), lines[:5]
     info = art.manifest.parts["gem5"]["info"]
-    assert info["gem5_source"]["version_tags"] and info["gem5_binary_sha256"]
+    # Probed from the binary: what its checkpoints will carry.
+    assert info["build_info"]["isas"] == ["x86"] and info["build_info"]["release"] == art.source.release
+    assert "x86-add-xcr0" in info["version_tags"] and info["gem5_binary_sha256"]
+    if gem5_binary is not None:
+        assert info["origin"] == "brought" and info["brought"]["sha256"] == info["gem5_binary_sha256"]
     start = time.monotonic()
     again = env.ensure(cfg, engine=engine)
     assert again.image == art.image and time.monotonic() - start < 5
+    # The same as a user runs it: a no-op rerun of the task, whole process.
+    start = time.monotonic()
+    out = invoke(hackback_env(gem5_work, gem5_src, gem5_binary), "env", timeout=600)
+    assert out.returncode == 0 and "is up to date" in out.stdout, out.stdout[-2000:] + out.stderr
+    assert time.monotonic() - start < 10

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hackback import checkpoint, gem5run, restore
+from hackback import checkpoint, gem5run, kernel_config, restore
 from hackback.errors import UsageError
 
 
@@ -90,3 +90,17 @@ def test_kernel_args_find_root_by_partuuid_and_fast_boot_adds_init(make_config) 
     full = checkpoint.kernel_args(make_config(checkpoint__boot="full", checkpoint__kernel_args="quiet"), Img())  # type: ignore[arg-type]
     assert "root=PARTUUID=deadbeef-01" in fast and "console=ttyS0" in fast and "init=/sbin/hackback-fastinit" in fast
     assert "init=" not in full and full.endswith("quiet")
+
+
+def test_timing_constants_follow_the_board_clock_and_the_kernel_hz(make_config) -> None:  # type: ignore[no-untyped-def]
+    class Img:
+        partuuid = "deadbeef-01"
+
+    derived = checkpoint.timing(make_config(), 1000)
+    assert derived["lpj"] == 3_000_000 and "tsc_early_khz=3000000" in derived["args"] and "no_timer_check" in derived["args"]
+    assert checkpoint.timing(make_config(), 250)["lpj"] == 12_000_000
+    assert "lpj=3000000" in checkpoint.kernel_args(make_config(), Img(), 1000)  # type: ignore[arg-type]
+    # The baseline, and a kernel whose HZ is unknown (a prebuilt vmlinux): X86Board's own value.
+    assert checkpoint.timing(make_config(checkpoint__timing="x86board"), 1000)["args"] == ["lpj=7999923"]
+    assert checkpoint.timing(make_config(), None)["mode"] == "x86board"
+    assert kernel_config.hz("CONFIG_HZ_1000=y\nCONFIG_HZ=1000\n") == 1000 and kernel_config.hz("") is None
