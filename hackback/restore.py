@@ -49,8 +49,10 @@ class RunResult:
     def summary(self) -> str:
         stats = ", ".join(f"{k}={v}" for k, v in self.stats.items() if k in ("simInsts", "board.processor.cores.core.ipc"))
         return (f"run {self.run_id}{' (up to date, not rerun)' if self.reused else ''}: "
-                f"script exit status {self.script_status if self.script_status is not None else 'not reported'}; "
-                f"ended by {_CAUSES.get(self.cause, self.cause)}; {self.sim_seconds:.4f} simulated s, {self.host_seconds:.1f} host s"
+                + (f"script exit status {self.script_status}; " if self.script_status is not None else
+                   "the script ended the simulation itself (m5 exit); " if self.cause == "exit" else
+                   "script exit status not reported; ")
+                + f"ended by {_CAUSES.get(self.cause, self.cause)}; {self.sim_seconds:.4f} simulated s, {self.host_seconds:.1f} host s"
                 + (f"; {stats}" if stats else "") + f"\n    {self.directory}")
 
 
@@ -82,12 +84,18 @@ def check_script(p: Path) -> None:
     data = p.read_bytes()
     if not data.strip():
         raise UsageError(f"script {p} is empty", "the guest would have nothing to run; write the commands to run in it")
-    if len(data) > MAX_SCRIPT_BYTES or b"\0" in data:
+    if len(data) > MAX_SCRIPT_BYTES:
+        raise UsageError(f"script {p} is {len(data) / 2**20:.2f} MiB, over the {MAX_SCRIPT_BYTES >> 20} MiB limit for a restore script",
+                         "keep the script small and put large files and data in the image (invoke image)")
+    if b"\0" in data:
         raise UsageError(f"script {p} is not a text script (binary data)", "give a shell script; copy binaries into the image instead")
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"script {p} is not a text script (not UTF-8)", "save it as UTF-8 text") from None
+    if b"\r\n" in data:
+        # The guest's shell would read "cmd\r" and fail with status 127 after a whole restore.
+        raise UsageError(f"script {p} has Windows (CRLF) line endings", f"convert it: sed -i 's/\\r$//' {p}")
 
 
 def verify(cpt: CheckpointArtifact, env: EnvArtifact, kernel: Path, disk: Path, hashes: HashCache) -> list[str]:
@@ -270,6 +278,11 @@ def _result(rid: str, directory: Path, manifest: Manifest, reused: bool = False)
 
 def _finish(result: RunResult, script: Path) -> RunResult:
     status = result.script_status
+    if status is None and result.cause == "exit":
+        # The script called m5 exit itself (the seed method's convention and
+        # gem5-resources' run scripts): a normal ending, before the rcS could
+        # print the status line.
+        return result
     if status is None or status == "empty" or status != "0":
         log.info(result.summary())
         code = int(status) if status and status.isdigit() else 1

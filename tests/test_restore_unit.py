@@ -104,3 +104,26 @@ def test_timing_constants_follow_the_board_clock_and_the_kernel_hz(make_config) 
     assert checkpoint.timing(make_config(checkpoint__timing="x86board"), 1000)["args"] == ["lpj=7999923"]
     assert checkpoint.timing(make_config(), None)["mode"] == "x86board"
     assert kernel_config.hz("CONFIG_HZ_1000=y\nCONFIG_HZ=1000\n") == 1000 and kernel_config.hz("") is None
+
+
+def test_a_crlf_script_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    s = tmp_path / "dos.rcS"
+    s.write_bytes(b"#!/bin/sh\r\necho hi\r\n")
+    with pytest.raises(UsageError, match="CRLF"):
+        restore.check_script(s)
+
+
+def test_a_too_large_script_is_refused_naming_the_limit(tmp_path: Path) -> None:
+    s = tmp_path / "big.rcS"
+    s.write_text("#!/bin/sh\n" + "# padding padding padding\n" * 44000)  # ~1.1 MiB of text
+    with pytest.raises(UsageError, match=r"MiB, over the 1 MiB limit"):
+        restore.check_script(s)
+
+
+def test_a_script_that_calls_m5_exit_itself_ends_normally(tmp_path: Path) -> None:
+    r = restore.RunResult("default-x-atomic-1", tmp_path, "exit", None, 0.01, 1.0, {})
+    assert restore._finish(r, tmp_path / "x.rcS") is r
+    assert "ended the simulation itself" in r.summary()
+    failed = restore.RunResult("default-x-atomic-1", tmp_path, "exit", "3", 0.01, 1.0, {})
+    with pytest.raises(Exception, match="exited 3"):
+        restore._finish(failed, tmp_path / "x.rcS")
