@@ -133,8 +133,16 @@ def ensure(cfg: Config, env: EnvArtifact, image: ImageArtifact, kernel: KernelAr
     return load(done.directory)
 
 
+def existing(cfg: Config) -> Optional[CheckpointArtifact]:
+    """The checkpoint of this name as it was taken, if there is one."""
+    directory = Layout(cfg.work_dir).artifact_dir("checkpoints", cfg.name)
+    return load(directory) if (directory / "manifest.json").is_file() else None
+
+
 def load(directory: Path) -> CheckpointArtifact:
     """A checkpoint artifact from its directory (the built one, or one named with --checkpoint)."""
+    if not directory.is_dir():
+        raise UsageError(f"checkpoint {directory} does not exist", "give a directory under <work_dir>/checkpoints/, or take one with `invoke checkpoint`")
     manifest = Manifest.read(directory)
     if manifest is None or "checkpoint" not in manifest.parts:
         raise UsageError(f"{directory} holds no hackback checkpoint (no manifest)", "take one with `invoke checkpoint`")

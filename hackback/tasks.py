@@ -7,7 +7,8 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from invoke import Collection, task
+from invoke import Collection, Task
+from invoke import task as _invoke_task
 
 from . import checkpoint as _checkpoint
 from . import clean as _clean
@@ -20,6 +21,32 @@ from .artifacts import Layout
 from .config import Config
 from .edge import guarded, load_config
 from .engine import Engine
+from .errors import UsageError
+
+# One short flag per meaning, the same on every task that has the option; none is -h
+# (that is help). Options not listed are long-only.
+SHORT_FLAGS = {
+    "config": "c", "force": "f", "name": "n", "work-dir": "w", "gem5-src": "g", "gem5-binary": "b",
+    "cpu": "p", "script": "s", "kernel": "k", "image": "i", "jobs": "j", "yes": "y",
+}
+
+
+class HackbackTask(Task):  # type: ignore[misc]
+    """A task whose short flags come from SHORT_FLAGS, not from invoke's
+    first-free-letter rule (which gave -c for --config on one task and --cpu on another)."""
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        self.auto_shortflags = False
+        opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
+        short = SHORT_FLAGS.get(opts["names"][0])
+        if short and short not in taken_names:
+            opts["names"].append(short)
+        return opts
+
+
+def task(*args: Any, **kwargs: Any) -> Any:
+    return _invoke_task(*args, klass=HackbackTask, **kwargs)
+
 
 COMMON = {
     "name": "artifact name (default: config `name`, 'default')",
@@ -138,7 +165,7 @@ def checkpoint(c: Any, gem5_src: Optional[str] = None, gem5_binary: Optional[str
 @task(
     iterable=["script"],
     help={
-        "script": "a script for the restored guest to run (repeat it, or give a directory, for several runs)",
+        "script": "FILE or DIR (repeatable): a script for the restored guest to run; several, or a directory of them, give several runs",
         "cpu": "CPU model for the restored run: atomic (default), timing or o3",
         "caches": "classic caches: none (default), l1, l1l2",
         "jobs": "restores to run at once (default 1)",
@@ -162,13 +189,20 @@ def restore(c: Any, script: list[str], cpu: Optional[str] = None, caches: Option
         cfg = load_config(flags, config)
         request = RestoreRequest(_restore.scripts_from(script), Path(kernel) if kernel else None,
                                  Path(image) if image else None)
+        # What can be checked without building is checked first: a bad --checkpoint,
+        # --kernel or --image is refused before the env step can start a gem5 build.
+        for what, path in (("--kernel", request.kernel), ("--image", request.disk)):
+            if path is not None and not path.is_file():
+                raise UsageError(f"{what} {path} does not exist", f"give the file the checkpoint was taken with, or leave {what} off")
+        # A restore takes the checkpoint as it was made (memory, cores, kernel,
+        # image): it is never re-derived from today's config, so a plain restore
+        # after `invoke checkpoint --cores 2` uses that 2-core checkpoint.
+        cpt = _checkpoint.load(Path(checkpoint)) if checkpoint else _checkpoint.existing(cfg)
         _clean.reap_orphans(Engine.connect(), Layout(cfg.work_dir))
         steps = builders("restore" if force else None, request)
-        if checkpoint:
-            # A named checkpoint: only the env is built; the rest comes with the checkpoint.
+        if cpt is not None:
             env = pipeline.run("env", cfg, steps)
-            _restore.restore(cfg, env, _checkpoint.load(Path(checkpoint)), request.scripts, request.kernel,
-                             request.disk, force=force)
+            _restore.restore(cfg, env, cpt, request.scripts, request.kernel, request.disk, force=force)
         else:
             pipeline.run("restore", cfg, steps)
 
@@ -177,16 +211,18 @@ def restore(c: Any, script: list[str], cpu: Optional[str] = None, caches: Option
 
 @task(help={
     "kind": "env, images, kernels, checkpoints or runs",
-    "name": "only artifacts of this name",
-    "images": "also remove hackback's Docker images",
+    "name": "only artifacts of this name (and the runs of the checkpoint of this name)",
+    "images": "also remove the env images this work dir's env manifests name (none a container uses)",
+    "all-owners": "also list, and remove after asking, containers not provably this work dir's leftovers",
     "yes": "do not ask before deleting",
     "work-dir": COMMON["work-dir"],
     "config": COMMON["config"],
 })
-def clean(c: Any, kind: Optional[str] = None, name: Optional[str] = None, images: bool = False, yes: bool = False,
-          work_dir: Optional[str] = None, config: Optional[str] = None) -> None:
-    """Reap containers and temp paths left by killed runs; remove artifacts (asks first)."""
-    guarded(lambda: _clean.clean(load_config({"work_dir": work_dir}, config), kind=kind, name=name, images=images, yes=yes))
+def clean(c: Any, kind: Optional[str] = None, name: Optional[str] = None, images: bool = False, all_owners: bool = False,
+          yes: bool = False, work_dir: Optional[str] = None, config: Optional[str] = None) -> None:
+    """Reap containers and temp paths killed runs of this work dir left; remove artifacts (asks first)."""
+    request = _clean.CleanRequest(kind=kind, name=name, images=images, all_owners=all_owners, yes=yes)
+    guarded(lambda: _clean.clean(load_config({"work_dir": work_dir}, config), request))
 
 
 ns = Collection(env, image, kernel, checkpoint, restore, clean)
