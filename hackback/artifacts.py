@@ -4,7 +4,8 @@ Layout under the work directory:
     env/<name>/  images/<name>/  kernels/<name>/  checkpoints/<name>/  runs/<run-id>/
         each with a manifest.json
     cache/   build trees and downloads that outlive artifacts (gem5 scons tree, kernel tree)
-    .tmp/    staging directories, renamed into place when complete
+    .tmp/    staging directories, renamed into place when complete; an artifact a
+             replace sets aside (old-<kind>-<name>.*) until the new one is in
     .locks/  one lock file per artifact
 """
 from __future__ import annotations
@@ -184,7 +185,8 @@ class Manifest:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as e:
-            raise ArtifactError(f"{path} is unreadable ({e})", "remove it with `invoke clean` and rebuild") from None
+            # `clean` leaves a directory whose manifest it cannot read: it may not be ours.
+            raise ArtifactError(f"{path} is unreadable ({e})", f"delete {directory} yourself and rebuild") from None
         if raw.get("schema") != SCHEMA_VERSION:
             raise ArtifactError(
                 f"{path} has manifest schema {raw.get('schema')}, this hackback writes {SCHEMA_VERSION}",
@@ -214,7 +216,8 @@ def file_record(path: Path, hashes: HashCache) -> dict[str, Any]:
 @contextlib.contextmanager
 def lock(layout: Layout, kind: Kind, name: str, wait: bool = True) -> Iterator[None]:
     """Exclusive per-artifact lock. Waits (saying so) if another run holds it,
-    unless wait=False, then raises LockBusy."""
+    unless wait=False, then raises LockBusy. Once held, a replace of this artifact
+    that a killed run left half-done is finished first (see staged)."""
     layout.lock_dir.mkdir(parents=True, exist_ok=True)
     path = layout.lock_dir / f"{kind}-{name}.lock"
     with open(path, "a+") as f:
@@ -234,6 +237,7 @@ def lock(layout: Layout, kind: Kind, name: str, wait: bool = True) -> Iterator[N
         f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
         f.flush()
         try:
+            _finish_replace(layout, kind, name)
             yield
         finally:
             f.seek(0)
@@ -241,10 +245,15 @@ def lock(layout: Layout, kind: Kind, name: str, wait: bool = True) -> Iterator[N
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def tmp_name(label: str) -> str:
+    """<label>.<host>.<pid>.<random>: who made a .tmp entry, so `clean` can tell abandoned ones."""
+    return f"{label}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+
+
 def new_tmp(layout: Layout, label: str) -> Path:
-    """A fresh staging directory; its name carries our pid so `clean` can tell abandoned ones."""
+    """A fresh staging directory; its name carries our host and pid so `clean` can tell abandoned ones."""
     layout.tmp_dir.mkdir(parents=True, exist_ok=True)
-    path = layout.tmp_dir / f"{label}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    path = layout.tmp_dir / tmp_name(label)
     path.mkdir()
     return path
 
@@ -254,24 +263,29 @@ def staged(layout: Layout, kind: Kind, name: str, keep_existing: bool = False) -
     """Yield a staging directory; on success it replaces <kind>/<name> by rename.
     On any error (or Ctrl-C) the staging directory is removed and the old
     artifact is left exactly as it was. keep_existing copies the current
-    artifact in first, for updating one part of it."""
+    artifact in first, for updating one part of it. Call it holding lock()."""
     final = layout.artifact_dir(kind, name)
     tmp = new_tmp(layout, f"{kind}-{name}")
+    trash: Optional[Path] = None
     try:
         if keep_existing and final.is_dir():
             shutil.copytree(final, tmp, dirs_exist_ok=True, copy_function=_link_or_copy)
         yield tmp
         final.parent.mkdir(parents=True, exist_ok=True)
-        old = None
         if final.exists():
-            old = layout.tmp_dir / f"old-{kind}-{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-            os.rename(final, old)
+            # Set aside, not deleted, until the new one is in: a kill between the two
+            # renames leaves it in .tmp under a name that says so, and whoever takes
+            # this artifact's lock next puts it back (_finish_replace).
+            trash = layout.tmp_dir / tmp_name(f"{TRASH}{kind}-{name}")
+            os.rename(final, trash)
         os.rename(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
+        if trash is not None and trash.exists() and not final.exists():
+            os.rename(trash, final)  # interrupted between the renames: the old one goes back
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -337,19 +351,60 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+TRASH = "old-"  # label prefix of an artifact staged() set aside: old-<kind>-<name>
+
+
+def tmp_owner(entry_name: str, host: str) -> Optional[tuple[str, int]]:
+    """(label, pid) of a .tmp entry that `host` made (named by tmp_name), else None.
+    The host is matched whole: host names and labels may both hold dots."""
+    parts = entry_name.rsplit(".", 2)
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[0].endswith(f".{host}"):
+        return None
+    label = parts[0][: -len(host) - 1]
+    return (label, int(parts[1])) if label else None
+
+
 def abandoned_tmp(layout: Layout) -> list[Path]:
-    """Staging directories left by runs of this host that are no longer alive."""
+    """.tmp entries left by runs of this host that are no longer alive (another
+    host's cannot be judged from here, and are left alone)."""
     if not layout.tmp_dir.is_dir():
         return []
-    out = []
     host = socket.gethostname()
+    out = []
     for p in sorted(layout.tmp_dir.iterdir()):
-        parts = p.name.rsplit(".", 3)
-        if len(parts) == 4 and parts[1] == host and parts[2].isdigit() and not pid_alive(int(parts[2])):
-            out.append(p)
-        elif p.name.startswith("old-"):
+        owner = tmp_owner(p.name, host)
+        if owner is not None and not pid_alive(owner[1]):
             out.append(p)
     return out
+
+
+def trash_of(entry_name: str) -> Optional[tuple[Kind, str]]:
+    """(kind, name) of the artifact a set-aside entry holds, None for other entries."""
+    owner = tmp_owner(entry_name, socket.gethostname())
+    if owner is None or not owner[0].startswith(TRASH):
+        return None
+    kind, _, name = owner[0][len(TRASH):].partition("-")
+    for k in KINDS:
+        if k == kind and name:
+            return k, name
+    return None
+
+
+def _finish_replace(layout: Layout, kind: Kind, name: str) -> None:
+    """Under the artifact's lock: finish a replace whose run died between its two
+    renames. The set-aside old artifact goes back when nothing took its place;
+    when the new one is in, it is only garbage."""
+    final = layout.artifact_dir(kind, name)
+    for p in abandoned_tmp(layout):
+        if trash_of(p.name) != (kind, name):
+            continue
+        if final.exists():
+            log.action(f"rm -rf {p}  # {kind}/{name} was replaced by a run that is gone")
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            log.action(f"mv {p} {final}  # put back: the run replacing it died before the new one was in")
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(p, final)
 
 
 # ---------------------------------------------------------------- disk space

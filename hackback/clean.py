@@ -1,18 +1,41 @@
-"""`invoke clean`: reap what killed runs left (containers, staging directories),
-and remove artifacts by kind and name, asking first."""
+"""`invoke clean`: reap what killed runs of this work dir left (containers, .tmp
+entries), and remove artifacts and env images by kind and name, asking first.
+
+Only what is provably ours is touched without a flag: a container whose owner
+label names this host and a run that is gone, and whose work-dir label is this
+work dir; a directory under <work>/<kind>/ holding a hackback manifest, under
+its lock; an image one of this work dir's env manifests names, when no
+container uses it."""
 from __future__ import annotations
 
+import contextlib
+import glob
+import os
 import shutil
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from . import log
-from .artifacts import KINDS, Kind, Layout, abandoned_tmp
+from .artifacts import KINDS, Kind, Layout, Manifest, abandoned_tmp, lock, tmp_name, trash_of
 from .config import Config
-from .engine import Engine
-from .errors import UsageError
+from .engine import LABEL, Engine
+from .errors import ArtifactError, DockerFailure, LockBusy, UsageError
+
+Ask = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class CleanRequest:
+    """What `invoke clean` was asked to remove beyond the leftovers it always reaps."""
+
+    kind: Optional[str] = None
+    name: Optional[str] = None
+    images: bool = False  # the env images this work dir's env manifests name
+    all_owners: bool = False  # containers not provably this work dir's leftovers too (listed, asked)
+    yes: bool = False  # do not ask
 
 
 @dataclass
@@ -21,77 +44,237 @@ class CleanReport:
     tmp_paths: list[Path] = field(default_factory=list)
     artifacts: list[Path] = field(default_factory=list)
     images: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)  # one line per thing left alone, saying why
 
 
 def reap_orphans(engine: Engine, layout: Layout, report: Optional[CleanReport] = None) -> CleanReport:
-    """Remove containers and staging directories whose run (on this host) is gone.
-    Every task does this first: an orphaned multi-hour build would otherwise
-    keep competing for the cores."""
+    """Remove the containers and .tmp entries that runs of this work dir, on this
+    host, left when they died. Every task does this first: an orphaned multi-hour
+    build would otherwise keep competing for the cores. Nothing else is touched."""
     report = report or CleanReport()
-    for cid, cname, owner in engine.containers():
-        log.action(f"docker rm -f {cname}  # left by {owner or 'an unknown run'}")
-        engine.remove_container(cid)
-        report.containers.append(cname)
+    host = socket.gethostname()
+    for c in engine.labelled_containers():
+        if c.verdict(layout.work_dir, host) == "reap":
+            log.action(f"docker rm -f {c.name}  # left by {c.owner}, which is gone")
+            engine.remove_container(c.id)
+            report.containers.append(c.name)
     for p in abandoned_tmp(layout):
-        log.action(f"rm -rf {p}  # left by a run that is gone")
-        shutil.rmtree(p, ignore_errors=True)
-        report.tmp_paths.append(p)
+        held = trash_of(p.name)
+        if held is None:
+            log.action(f"rm -rf {p}  # left by a run that is gone")
+            shutil.rmtree(p, ignore_errors=True)
+            report.tmp_paths.append(p)
+            continue
+        try:
+            with lock(layout, held[0], held[1], wait=False):
+                report.tmp_paths.append(p)  # taking the lock put it back, or removed it
+        except LockBusy as e:
+            _leave(report, f"left {p}: {e.message}")
     return report
 
 
-def clean(
-    cfg: Config,
-    kind: Optional[str] = None,
-    name: Optional[str] = None,
-    images: bool = False,
-    yes: bool = False,
-    confirm: Callable[[str], bool] | None = None,
-    engine: Optional[Engine] = None,
-) -> CleanReport:
+def clean(cfg: Config, request: Optional[CleanRequest] = None, confirm: Optional[Ask] = None,
+          engine: Optional[Engine] = None) -> CleanReport:
+    req = request or CleanRequest()
+    if req.kind is not None and req.kind not in KINDS:
+        raise UsageError(f"--kind {req.kind!r} is not a kind of artifact", f"choose one of: {', '.join(KINDS)}")
     layout = Layout(cfg.work_dir)
+    ask: Ask = (lambda _question: True) if req.yes else (confirm or _ask)
     engine = engine or Engine.connect()
-    report = reap_orphans(engine, layout)
-
-    targets = _targets(layout, kind, name)
-    if targets:
-        listing = ", ".join(str(p) for p in targets)
-        ask = confirm or _ask
-        if not yes and not ask(f"delete {listing}?"):
-            log.info("nothing deleted")
-            return report
-        for p in targets:
-            log.action(f"rm -rf {p}")
-            shutil.rmtree(p)
-            report.artifacts.append(p)
-    if images:
-        for image_id, tags, _labels in engine.images():
-            log.action(f"docker rmi {' '.join(tags) or image_id[:19]}")
-            engine.remove_image(image_id)
-            report.images.append(image_id)
-    if not (report.containers or report.tmp_paths or report.artifacts or report.images):
+    report = reap_orphans(engine, layout)  # first: it may put back an artifact a killed replace set aside
+    _other_containers(engine, layout, req.all_owners, ask, report)
+    # Planned before any artifact goes: the env manifests are what name the images.
+    images = _image_plan(engine, layout, req.name, report) if req.images else []
+    _delete(layout, _targets(layout, req.kind, req.name, report), ask, report)
+    _remove_images(engine, images, ask, report)
+    if not (report.containers or report.tmp_paths or report.artifacts or report.images or report.left):
         log.info("nothing to clean")
     return report
 
 
-def _targets(layout: Layout, kind: Optional[str], name: Optional[str]) -> list[Path]:
+def _leave(report: CleanReport, line: str) -> None:
+    log.info(line)
+    report.left.append(line)
+
+
+# ---------------------------------------------------------------- containers
+
+
+def _other_containers(engine: Engine, layout: Layout, all_owners: bool, ask: Ask, report: CleanReport) -> None:
+    """Containers whose leftover status cannot be proven from here (another host,
+    another work dir, no owner label): named by count, removed only with --all-owners
+    after listing them. Those of a run alive on this host are never touched."""
+    host = socket.gethostname()
+    others = [c for c in engine.labelled_containers() if c.verdict(layout.work_dir, host) == "unproven"]
+    if not others:
+        return
+    if not all_owners:
+        _leave(report, f"left {len(others)} container(s) not provably this work dir's leftovers (another host or work "
+                       "dir, or no owner label): `invoke clean --all-owners` lists them and asks")
+        return
+    for c in others:
+        log.info(f"    {c.name}: {c.state}, owner {c.owner or '(none)'}, work dir {c.work_dir or '(none)'}")
+    if not ask(f"remove containers {', '.join(c.name for c in others)}?"):
+        _leave(report, "no container removed")
+        return
+    for c in others:
+        log.action(f"docker rm -f {c.name}")
+        engine.remove_container(c.id)
+        report.containers.append(c.name)
+
+
+# ---------------------------------------------------------------- artifacts
+
+
+def _targets(layout: Layout, kind: Optional[str], name: Optional[str], report: CleanReport) -> list[tuple[Kind, Path]]:
+    """The artifact directories asked for that hold our manifest; those asked for
+    without one are left, each with a line."""
     if kind is None and name is None:
         return []
-    if kind is not None and kind not in KINDS:
-        raise UsageError(f"--kind {kind!r} is not a kind of artifact", f"choose one of: {', '.join(KINDS)}")
-    kinds = tuple(k for k in KINDS if kind in (None, k))
-    found = []
-    for k in kinds:
+    found: list[tuple[Kind, Path]] = []
+    left = len(report.left)
+    for k in KINDS:
         base = layout.work_dir / k
-        if name is not None:
-            if (base / name).is_dir():
-                found.append(base / name)
-            if k == "runs" and base.is_dir():  # run ids start with their checkpoint's name
-                found += sorted(p for p in base.iterdir() if p.is_dir() and p.name.startswith(f"{name}-"))
-        elif base.is_dir():
-            found += sorted(p for p in base.iterdir() if p.is_dir())
-    if not found:
-        raise UsageError(f"no {kind or 'artifact'} named {name or '*'} under {layout.work_dir}", "`invoke clean` alone reaps leftovers only")
+        if kind not in (None, k) or not base.is_dir():
+            continue
+        for d in sorted(p for p in base.iterdir() if p.is_dir()):
+            if _wanted(k, d, name, report):
+                found.append((k, d))
+    if not found and len(report.left) == left:
+        raise UsageError(f"no {kind or 'artifact'} named {name or '*'} under {layout.work_dir}",
+                         "`invoke clean` alone reaps leftovers only")
     return found
+
+
+def _wanted(kind: Kind, d: Path, name: Optional[str], report: CleanReport) -> bool:
+    """Whether d is an artifact asked for. Runs match their own id or, by their
+    manifest, their checkpoint's name (never a prefix of their id: X-other's runs
+    start with X- too)."""
+    maybe = name is None or d.name == name or (kind == "runs" and d.name.startswith(f"{name}-"))
+    try:
+        manifest = Manifest.read(d)
+    except ArtifactError as e:
+        if maybe:
+            _leave(report, f"left {d}: {e.message}")
+        return False
+    if manifest is None or manifest.kind != kind:
+        if maybe:
+            _leave(report, f"left {d}: it holds no hackback {kind} manifest.json")
+        return False
+    if name is None or d.name == name:
+        return True
+    return kind == "runs" and _run_checkpoint(manifest) == name
+
+
+def _run_checkpoint(manifest: Manifest) -> Optional[str]:
+    info: dict[str, Any] = (manifest.part("run") or {}).get("info") or {}
+    checkpoint = info.get("checkpoint")
+    return str(checkpoint.get("name")) if isinstance(checkpoint, dict) else None
+
+
+def _delete(layout: Layout, targets: list[tuple[Kind, Path]], ask: Ask, report: CleanReport) -> None:
+    if not targets:
+        return
+    if not ask(f"delete {', '.join(str(d) for _k, d in targets)}?"):
+        _leave(report, "no artifact deleted")
+        return
+    for kind, d in targets:
+        try:
+            with _locks(layout, kind, d.name):
+                if d.is_dir():  # else another clean was quicker
+                    _remove_tree(layout, kind, d)
+                    report.artifacts.append(d)
+        except LockBusy as e:
+            _leave(report, f"left {d}: {e.message}")
+        except OSError as e:  # e.g. a file a root container left: one line, the rest still cleaned
+            _leave(report, f"left part of {d}: could not delete {e.filename} ({e.strerror})")
+
+
+@contextlib.contextmanager
+def _locks(layout: Layout, kind: Kind, name: str) -> Iterator[None]:
+    """The artifact's lock and its parts' (env-<name>.<part>: a step building one
+    part is writing the artifact too), none waited for."""
+    prefix = f"{kind}-{name}."
+    parts = sorted(p.name[len(prefix):-len(".lock")] for p in layout.lock_dir.glob(f"{glob.escape(prefix)}*.lock"))
+    with contextlib.ExitStack() as stack:
+        for n in [name, *(f"{name}.{part}" for part in parts)]:
+            stack.enter_context(lock(layout, kind, n, wait=False))
+        yield
+
+
+def _remove_tree(layout: Layout, kind: Kind, d: Path) -> None:
+    # Renamed out of the tree first: the artifact vanishes at once, and a clean
+    # killed halfway leaves a .tmp entry the next run reaps, never half an artifact.
+    log.action(f"rm -rf {d}")
+    layout.tmp_dir.mkdir(parents=True, exist_ok=True)
+    doomed = layout.tmp_dir / tmp_name(f"del-{kind}-{d.name}")
+    try:
+        os.rename(d, doomed)
+    except OSError:
+        doomed = d  # on another file system: delete it in place
+    shutil.rmtree(doomed)
+
+
+# ---------------------------------------------------------------- images
+
+
+def _image_plan(engine: Engine, layout: Layout, name: Optional[str], report: CleanReport) -> list[str]:
+    """The env images this work dir's env manifests (env/<name>'s with --name) name,
+    that the engine still has as we built them and that no container uses."""
+    plan: list[str] = []
+    for env_dir, ref, built_id in _env_images(layout, name, report):
+        why = _keep_image(engine, ref, built_id)
+        if why:
+            _leave(report, f"left image {ref} ({env_dir}): {why}")
+        elif ref not in plan:
+            plan.append(ref)
+    return plan
+
+
+def _env_images(layout: Layout, name: Optional[str], report: CleanReport) -> list[tuple[Path, str, str]]:
+    base = layout.work_dir / "env"
+    out = []
+    for d in sorted(base.iterdir()) if base.is_dir() else []:
+        if not d.is_dir() or name not in (None, d.name):
+            continue
+        try:
+            manifest = Manifest.read(d)
+        except ArtifactError as e:
+            _leave(report, f"left the env image of {d}: {e.message}")
+            continue
+        gem5 = manifest.part("gem5") if manifest is not None and manifest.kind == "env" else None
+        image = (gem5 or {}).get("outputs", {}).get("image")
+        if isinstance(image, dict) and image.get("ref"):
+            out.append((d, str(image["ref"]), str(image.get("id") or "")))
+    return out
+
+
+def _keep_image(engine: Engine, ref: str, built_id: str) -> str:
+    """Why the image must stay, or "" when it may go."""
+    current = engine.image_id(ref)
+    if current is None:
+        return "not on this Docker engine"
+    if built_id and current != built_id:
+        return "the tag now names another image than the one this work dir built"
+    if engine.image_labels(ref).get(LABEL) != "1":
+        return "not labelled as hackback's"
+    users = engine.containers_using(current)
+    return f"in use by container(s) {', '.join(users)}" if users else ""
+
+
+def _remove_images(engine: Engine, plan: list[str], ask: Ask, report: CleanReport) -> None:
+    if not plan:
+        return
+    if not ask(f"remove Docker images {', '.join(plan)}?"):
+        _leave(report, "no image removed")
+        return
+    for ref in plan:
+        log.action(f"docker rmi {ref}")
+        try:
+            engine.remove_image(ref, force=False)  # not forced: the engine refuses one a container took up meanwhile
+            report.images.append(ref)
+        except DockerFailure as e:
+            _leave(report, f"left image {ref}: {e.message}")
 
 
 def _ask(question: str) -> bool:

@@ -193,6 +193,9 @@ def _coerce(key: str, tp: Any, value: Any, layer: _Layer) -> Any:
     if tp is Path:
         if not isinstance(value, (str, Path)):
             raise ConfigError(f"{where} must be a path string, got {value!r}")
+        if isinstance(value, str) and not value.strip():
+            # "" would silently mean the current directory (where `clean` deletes).
+            raise ConfigError(f"{where} is empty", "name a directory, or leave it unset for the default")
         path = Path(value).expanduser()
         return path if path.is_absolute() else (layer.base_dir / path).resolve()
     if origin is Literal:

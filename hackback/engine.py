@@ -15,18 +15,20 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import IO, Any, Callable, Iterable, Literal, Mapping, Optional, Sequence
 
 import docker
 import docker.errors
 import requests
 
 from . import log
+from .artifacts import pid_alive
 from .errors import ContainerFailed, DockerFailure, DockerUnavailable, StepStalled
 
 LABEL = "io.hackback"  # value "1" on everything we create
 LABEL_STEP = "io.hackback.step"
 LABEL_OWNER = "io.hackback.owner"  # "<host>:<pid>" of the run that started it
+LABEL_WORKDIR = "io.hackback.workdir"  # resolved work dir of the run that started it
 KVM_DEVICE = Path("/dev/kvm")
 _TAIL_LINES = 40
 UNTIL_MET = -1  # run()'s status when its `until` predicate ended it
@@ -67,6 +69,51 @@ class RunSpec:
 
 def owner_label() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def parse_owner(owner: str) -> Optional[tuple[str, int]]:
+    """An owner label's (host, pid), None when it is not one. A host name may hold
+    dots (even colons): the pid is what follows the last colon."""
+    host, sep, pid = owner.rpartition(":")
+    return (host, int(pid)) if sep and host and pid.isdigit() else None
+
+
+# The work dir every container this process starts is labelled with. Module
+# state, not an Engine attribute: each step connects its own Engine, and only
+# the edge (edge.load_config) knows the work dir of the task being run.
+_work_dir_label: Optional[str] = None
+
+
+def label_work_dir(work_dir: Optional[Path]) -> None:
+    """Label the containers this process starts from now on with work_dir (None: no label)."""
+    global _work_dir_label
+    _work_dir_label = str(work_dir.resolve()) if work_dir is not None else None
+
+
+Verdict = Literal["reap", "live", "unproven"]
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """One container carrying our label, as the engine lists it."""
+
+    id: str
+    name: str
+    owner: str  # LABEL_OWNER's value, "" when it has none
+    work_dir: str  # LABEL_WORKDIR's value, "" when it has none
+    state: str  # the engine's: created, running, exited, ...
+    image_id: str
+
+    def verdict(self, work_dir: Path, host: str) -> Verdict:
+        """reap: provably a leftover of work_dir (started on this host by a run that is gone);
+        live: its run is alive on this host (never touched); unproven: anything else
+        (another host, another work dir, no owner): only `clean --all-owners` removes those."""
+        owner = parse_owner(self.owner)
+        if owner is None or owner[0] != host:
+            return "unproven"
+        if pid_alive(owner[1]):
+            return "live"
+        return "reap" if self.work_dir == str(work_dir.resolve()) else "unproven"
 
 
 def host_user() -> str:
@@ -178,9 +225,11 @@ class Engine:
             raise DockerFailure(f"building {tag} failed: {_first_line(e)}") from None
         return image_id or self.image_id(tag) or ""
 
-    def remove_image(self, ref: str) -> bool:
+    def remove_image(self, ref: str, force: bool = True) -> bool:
+        """Remove (or, for one of several tags, untag) an image. force=False lets the
+        engine refuse one a container uses, whatever we checked before."""
         try:
-            self._client.images.remove(ref, force=True)
+            self._client.images.remove(ref, force=force)
             return True
         except docker.errors.ImageNotFound:
             return False
@@ -297,7 +346,7 @@ class Engine:
             image=spec.image,
             command=list(spec.command),
             name=name,
-            labels={LABEL: "1", LABEL_STEP: spec.step, LABEL_OWNER: owner_label()},
+            labels=self._labels(spec),
             environment=env,
             # A list, not a dict keyed by host path: one host directory may be mounted twice.
             volumes=[f"{m.host}:{m.container}:{'ro' if m.read_only else 'rw'}" for m in spec.mounts],
@@ -320,6 +369,15 @@ class Engine:
                 raise AssertionError(f"mount source must be absolute: {m.host}")
         return kwargs
 
+    @staticmethod
+    def _labels(spec: RunSpec) -> dict[str, str]:
+        # Owner and work dir together say whose leftover a container is: `clean`
+        # reaps only those of its own work dir whose run is gone.
+        labels = {LABEL: "1", LABEL_STEP: spec.step, LABEL_OWNER: owner_label()}
+        if _work_dir_label is not None:
+            labels[LABEL_WORKDIR] = _work_dir_label
+        return labels
+
     def _print_run(self, spec: RunSpec, name: str, kwargs: Mapping[str, Any]) -> None:
         parts = ["docker run --rm", f"--name {name}"]
         if "user" in kwargs:
@@ -334,20 +392,27 @@ class Engine:
         parts.append(shlex.join(spec.command))
         log.action(" ".join(parts))
 
-    def containers(self, all_owners: bool = False) -> list[tuple[str, str, str]]:
-        """(id, name, owner) of our containers; by default only those whose owning
-        run (on this host) is gone."""
-        from .artifacts import pid_alive
-
+    def labelled_containers(self) -> list[ContainerInfo]:
+        """Every container with our label, running or not, whoever started it."""
         out = []
-        host = socket.gethostname()
-        for c in self._call(self._client.containers.list, all=True, filters={"label": LABEL}):
-            owner = c.labels.get(LABEL_OWNER, "")
-            o_host, _, o_pid = owner.partition(":")
-            orphan = o_host == host and o_pid.isdigit() and not pid_alive(int(o_pid))
-            if all_owners or orphan or o_host != host:
-                out.append((str(c.id), str(c.name), owner))
+        # The low-level list: one call, and a container removed meanwhile cannot fail it.
+        for c in self._call(self._client.api.containers, all=True, filters={"label": LABEL}):
+            labels = c.get("Labels") or {}
+            out.append(ContainerInfo(str(c["Id"]), _container_name(c), labels.get(LABEL_OWNER, ""),
+                                     labels.get(LABEL_WORKDIR, ""), str(c.get("State", "")), str(c.get("ImageID", ""))))
         return out
+
+    def containers(self, all_owners: bool = False) -> list[tuple[str, str, str]]:
+        """(id, name, owner) of our containers: all of them with all_owners, else only the
+        provable leftovers of this process's work dir (see ContainerInfo.verdict)."""
+        host = socket.gethostname()
+        work = Path(_work_dir_label) if _work_dir_label is not None else None
+        return [(c.id, c.name, c.owner) for c in self.labelled_containers()
+                if all_owners or (work is not None and c.verdict(work, host) == "reap")]
+
+    def containers_using(self, image_id: str) -> list[str]:
+        """Names of every container (anyone's, running or stopped) made from image_id."""
+        return [_container_name(c) for c in self._call(self._client.api.containers, all=True) if c.get("ImageID") == image_id]
 
     def remove_container(self, container_id: str) -> None:
         try:
@@ -379,6 +444,12 @@ def kvm_usable_on_host() -> bool:
     except OSError:
         return False
     return stat.S_ISCHR(st.st_mode) and os.access(KVM_DEVICE, os.R_OK | os.W_OK)
+
+
+def _container_name(listed: Mapping[str, Any]) -> str:
+    """A container's name from the engine's list ("/name"), or its short id."""
+    names = [str(n).lstrip("/") for n in listed.get("Names") or []]
+    return names[0] if names else str(listed["Id"])[:12]
 
 
 def _first_line(e: object) -> str:

@@ -50,7 +50,7 @@ def task(*args: Any, **kwargs: Any) -> Any:
 
 COMMON = {
     "name": "artifact name (default: config `name`, 'default')",
-    "work-dir": "where artifacts and build trees live (default: config `work_dir`, ./build)",
+    "work-dir": "where artifacts and build trees live (default: config `work_dir`, ~/hackback-work)",
     "config": "a TOML file layered over the shipped defaults (default: ./hackback.toml if present)",
     "force": "rebuild this step even if its manifest says it is up to date",
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian/Ubuntu machine for hackback: a Docker engine (started
 # if it is not running), debootstrap and git (for the air-gapped base image and
-# the gem5 clone), then hackback itself with its test extras. Safe to rerun.
+# the gem5 clone), then hackback itself with its test extras in .venv
+# (scripts/setup-python.sh). Safe to rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,5 +34,5 @@ if ! $SUDO "$DOCKER" version >/dev/null 2>&1; then
   $SUDO "$DOCKER" version >/dev/null 2>&1 || { echo "setup-host: dockerd did not start; see /var/log/dockerd.log" >&2; exit 1; }
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+bash scripts/setup-python.sh
 echo "setup-host: ready (docker $($SUDO "$DOCKER" version --format '{{.Server.Version}}'))"

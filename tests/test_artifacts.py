@@ -140,21 +140,6 @@ def test_require_free_names_the_shortfall(tmp_path: Path) -> None:
     assert "work_dir" in e.value.hint
 
 
-def test_clean_finds_artifacts_by_kind_and_name_and_runs_by_their_checkpoint(tmp_path: Path) -> None:
-    from hackback.clean import _targets
-    from hackback.errors import UsageError
-
-    layout = Layout(tmp_path)
-    for rel in ("images/default", "images/other", "runs/default-hello-atomic-1234abcd", "runs/other-hello-atomic-1234abcd"):
-        (tmp_path / rel).mkdir(parents=True)
-    assert _targets(layout, "images", "default") == [tmp_path / "images/default"]
-    assert _targets(layout, "runs", "default") == [tmp_path / "runs/default-hello-atomic-1234abcd"]
-    assert tmp_path / "images/other" in _targets(layout, None, "other")
-    assert _targets(layout, None, None) == []
-    with pytest.raises(UsageError, match="not a kind"):
-        _targets(layout, "kernel", None)
-
-
 def _hash_tree(db: str, root: str, rounds: int, out: "multiprocessing.queues.Queue[str]") -> None:
     cache = HashCache(Path(db))
     for i in range(rounds):

@@ -16,6 +16,8 @@ TASKS = ("env", "image", "kernel", "checkpoint", "restore", "clean")
 def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("HACKBACK_")}
     environ.update(HACKBACK_WORK_DIR=str(tmp_path / "work"), **env)
+    if args[0] == "hackback":  # the command the install put beside this Python (.venv/bin)
+        args = [str(Path(sys.executable).parent / "hackback"), *args[1:]]
     proc = subprocess.Popen(args, cwd=REPO, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=300)

@@ -13,10 +13,17 @@ def test_shipped_defaults_load_and_are_frozen(tmp_path: Path) -> None:
     cfg = config.load(environ={}, cwd=tmp_path)
     assert cfg.gem5.version == "v24.0.0.1"
     assert cfg.base.suite == "bookworm"
-    assert cfg.work_dir == tmp_path / "build"
+    assert cfg.work_dir == Path("~/hackback-work").expanduser()
     assert dict(cfg.gem5.build_options) == {"RUBY": "n", "USE_SYSTEMC": "n"}
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.name = "x"  # type: ignore[misc]
+
+
+def test_the_default_work_dir_is_the_same_from_any_directory(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = config.load(environ={}, cwd=tmp_path / "a").work_dir
+    assert a == config.load(environ={}, cwd=tmp_path / "b").work_dir and a.is_absolute()
 
 
 def test_layers_in_order_defaults_file_env_flags(tmp_path: Path) -> None:

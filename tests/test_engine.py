@@ -11,7 +11,7 @@ import pytest
 
 from hackback import base, clean
 from hackback.artifacts import Layout
-from hackback.engine import LABEL, LABEL_OWNER, LABEL_STEP, Engine, Mount, RunSpec
+from hackback.engine import LABEL, LABEL_OWNER, LABEL_STEP, LABEL_WORKDIR, Engine, Mount, RunSpec
 from hackback.errors import ContainerFailed, DockerUnavailable
 
 pytestmark = pytest.mark.docker
@@ -105,13 +105,15 @@ def test_clean_reaps_containers_of_dead_runs_only(engine: Engine, image: str, ma
 
     dead = subprocess.Popen(["true"])
     dead.wait()
+    cfg = make_config()
     client = docker.from_env(version="auto")
     host = socket.gethostname()
-    orphan = client.containers.create(image, ["sleep", "300"], labels={LABEL: "1", LABEL_STEP: "t-orphan", LABEL_OWNER: f"{host}:{dead.pid}"})
-    alive = client.containers.create(image, ["sleep", "300"], labels={LABEL: "1", LABEL_STEP: "t-alive", LABEL_OWNER: f"{host}:{os.getpid()}"})
+    mine = {LABEL: "1", LABEL_WORKDIR: str(cfg.work_dir.resolve())}
+    orphan = client.containers.create(image, ["sleep", "300"], labels={**mine, LABEL_STEP: "t-orphan", LABEL_OWNER: f"{host}:{dead.pid}"})
+    alive = client.containers.create(image, ["sleep", "300"], labels={**mine, LABEL_STEP: "t-alive", LABEL_OWNER: f"{host}:{os.getpid()}"})
     try:
         orphan.start()
-        report = clean.clean(make_config(), engine=engine, yes=True)
+        report = clean.clean(cfg, clean.CleanRequest(yes=True), engine=engine)
         assert orphan.name in report.containers and alive.name not in report.containers
         assert ours("t-orphan") == [] and len(ours("t-alive")) == 1
     finally:
