@@ -162,8 +162,10 @@ class Manifest:
     def set_part(self, part: str, inputs: Mapping[str, Any], outputs: Mapping[str, Any], info: Mapping[str, Any]) -> None:
         self.parts[part] = part_record(inputs, outputs, info)
 
-    def is_fresh(self, part: str, inputs: Mapping[str, Any], directory: Path) -> bool:
-        """Same inputs as recorded, and every recorded output file still there at its size."""
+    def is_fresh(self, part: str, inputs: Mapping[str, Any], directory: Path, hashes: "HashCache") -> bool:
+        """Same inputs as recorded, and every recorded output file still there with
+        its sha256: a file changed in place at the same size is seen. The hash cache
+        (size, mtime, inode) means an unchanged file is not read again."""
         rec = self.parts.get(part)
         if rec is None or rec.get("inputs_digest") != digest_of(inputs):
             return False
@@ -171,6 +173,8 @@ class Manifest:
             if isinstance(out, dict) and "size" in out:
                 p = directory / rel
                 if not p.is_file() or p.stat().st_size != out["size"]:
+                    return False
+                if "sha256" in out and hashes.sha256(p) != out["sha256"]:
                     return False
         return True
 
@@ -313,7 +317,7 @@ def build_unless_fresh(layout: Layout, kind: Kind, name: str, part: str, want: M
     directory = layout.artifact_dir(kind, name)
     with lock(layout, kind, name):
         manifest = Manifest.read(directory)
-        if manifest and not force and manifest.is_fresh(part, want, directory):
+        if manifest and not force and manifest.is_fresh(part, want, directory, HashCache(layout.hash_db)):
             log.info(f"{what} is up to date ({directory})")
             return Outcome(manifest, directory, built=False)
         manifest = Manifest(kind, name)

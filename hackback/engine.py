@@ -21,7 +21,7 @@ import docker
 import docker.errors
 import requests
 
-from . import log
+from . import log, reaper
 from .artifacts import pid_alive
 from .errors import ContainerFailed, DockerFailure, DockerUnavailable, StepStalled
 
@@ -264,6 +264,7 @@ class Engine:
         kwargs = self._create_kwargs(spec, name)
         self._print_run(spec, name, kwargs)
         tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+        reaper.spawn(owner_label())  # removes this process's containers if it is killed
         container = self._call(self._client.containers.create, **kwargs)
         stalled: list[str] = []
         done = threading.Event()

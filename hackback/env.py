@@ -154,7 +154,7 @@ def _ensure(ctx: _Ctx, want_gem5: bool, force: bool) -> EnvArtifact:
 
 def _fresh(ctx: _Ctx, part: str, inputs: dict[str, Any]) -> bool:
     manifest = Manifest.read(ctx.directory)
-    if manifest is None or not manifest.is_fresh(part, inputs, ctx.directory):
+    if manifest is None or not manifest.is_fresh(part, inputs, ctx.directory, ctx.hashes):
         return False
     if part == "gem5":
         return ctx.engine.image_id(str(manifest.parts["gem5"]["outputs"]["image"]["ref"])) is not None

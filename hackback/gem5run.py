@@ -151,7 +151,10 @@ def _hint(result: dict[str, Any], job: Gem5Job) -> str:
     if cause == "checkpoint" and job.mode == "restore":
         return "the script (or the image) took a checkpoint during a restore; child checkpoints are not supported yet"
     if cause in ("max-sim-seconds", "max-wall-seconds"):
-        return f"last console line: {result.get('console_last_line', '')!r}; raise the limit if the guest was still working"
+        key = f"{'checkpoint' if job.mode == 'boot' else 'restore'}.{cause.replace('-', '_')}"
+        return (f"last console line: {result.get('console_last_line', '')!r}; if the guest was still working, raise "
+                f"{key} (now {getattr(job, cause.replace('-', '_'))}; 0 = no limit) in hackback.toml or as "
+                f"HACKBACK_{key.replace('.', '_').upper()}")
     return ""
 
 

@@ -15,17 +15,34 @@ from hackback.errors import ArtifactError, DiskSpaceError, LockBusy
 def test_manifest_round_trip_and_freshness(tmp_path: Path) -> None:
     d = tmp_path / "a"
     d.mkdir()
+    hashes = HashCache(tmp_path / "hashes.db")
     (d / "out.bin").write_bytes(b"x" * 10)
     m = Manifest("images", "default")
-    m.set_part("image", {"template": "abc", "m5": "123"}, {"out.bin": {"sha256": "s", "size": 10}}, {"note": 1})
+    m.set_part("image", {"template": "abc", "m5": "123"}, {"out.bin": artifacts.file_record(d / "out.bin", hashes)}, {"note": 1})
     write_manifest(d, m)
     back = Manifest.read(d)
     assert back is not None and back.parts == m.parts
-    assert back.is_fresh("image", {"m5": "123", "template": "abc"}, d)  # key order is irrelevant
-    assert not back.is_fresh("image", {"template": "abd", "m5": "123"}, d)  # an input changed
-    assert not back.is_fresh("other", {}, d)  # never built
+    assert back.is_fresh("image", {"m5": "123", "template": "abc"}, d, hashes)  # key order is irrelevant
+    assert not back.is_fresh("image", {"template": "abd", "m5": "123"}, d, hashes)  # an input changed
+    assert not back.is_fresh("other", {}, d, hashes)  # never built
     (d / "out.bin").write_bytes(b"x" * 11)
-    assert not back.is_fresh("image", {"template": "abc", "m5": "123"}, d)  # output damaged
+    assert not back.is_fresh("image", {"template": "abc", "m5": "123"}, d, hashes)  # output damaged
+
+
+def test_freshness_sees_a_file_changed_in_place_at_the_same_size(tmp_path: Path) -> None:
+    d = tmp_path / "a"
+    d.mkdir()
+    hashes = HashCache(tmp_path / "hashes.db")
+    disk = d / "disk.img"
+    disk.write_bytes(b"\0" * 4096)
+    m = Manifest("images", "default")
+    m.set_part("image", {}, {"disk.img": artifacts.file_record(disk, hashes)}, {})
+    assert m.is_fresh("image", {}, d, hashes)
+    with open(disk, "r+b") as f:  # one byte, in place: same size, same inode
+        f.seek(1000)
+        f.write(b"\1")
+    assert disk.stat().st_size == 4096
+    assert not m.is_fresh("image", {}, d, hashes)
 
 
 def test_manifest_of_another_schema_is_refused(tmp_path: Path) -> None:

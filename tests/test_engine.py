@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -150,3 +154,31 @@ def test_one_host_directory_can_be_mounted_twice(engine: Engine, image: str, tmp
     lines: list[str] = []
     engine.run(RunSpec(image, ["sh", "-c", "cat /a/f /b/f"], step="t-twice", mounts=[Mount(tmp_path, "/a"), Mount(tmp_path, "/b")]), on_line=lines.append)
     assert lines == ["same", "same"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGHUP])
+def test_a_killed_task_leaves_no_container_running(engine: Engine, image: str, sig: int) -> None:
+    """kill -9 (or a hang-up) of the process that started a container: the guard
+    it left (hackback/reaper.py) removes the container well within 60 s."""
+    code = ("import sys; from hackback.engine import Engine, RunSpec; "
+            f"Engine.connect().run(RunSpec({image!r}, ['sleep', '300'], step='t-killed', kvm=False), on_line=lambda l: None)")
+    proc = subprocess.Popen([sys.executable, "-c", code], env={k: v for k, v in os.environ.items() if k != "HACKBACK_NO_REAPER"})
+    owner = f"{socket.gethostname()}:{proc.pid}"
+    try:
+        deadline = time.monotonic() + 60
+        while not [c for c in engine.labelled_containers() if c.owner == owner and c.state == "running"]:
+            assert time.monotonic() < deadline and proc.poll() is None, "the container never started"
+            time.sleep(0.5)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        killed = time.monotonic()
+        while [c for c in engine.labelled_containers() if c.owner == owner] and time.monotonic() - killed < 60:
+            time.sleep(1)
+        left = [c.name for c in engine.labelled_containers() if c.owner == owner]
+        assert left == [], f"still there {time.monotonic() - killed:.0f}s after the kill: {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for c in engine.labelled_containers():
+            if c.owner == owner:
+                engine.remove_container(c.id)

@@ -127,3 +127,13 @@ def test_a_script_that_calls_m5_exit_itself_ends_normally(tmp_path: Path) -> Non
     failed = restore.RunResult("default-x-atomic-1", tmp_path, "exit", "3", 0.01, 1.0, {})
     with pytest.raises(Exception, match="exited 3"):
         restore._finish(failed, tmp_path / "x.rcS")
+
+
+def test_a_restore_ends_by_default_and_the_limit_message_says_how_to_lift_it(make_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert make_config().restore.max_wall_seconds > 0  # a script that never ends does not run forever
+    job = gem5run.Gem5Job(
+        label="t", env_image="env", binary="gem5.opt", mode="restore", kernel=tmp_path / "k", disk=tmp_path / "d",
+        kernel_args="", board=gem5run.Board("2GiB", 1, "atomic"), out=tmp_path, max_wall_seconds=14400,
+    )
+    hint = gem5run._hint({"cause": "max-wall-seconds", "console_last_line": "still looping"}, job)
+    assert "restore.max_wall_seconds (now 14400; 0 = no limit)" in hint and "HACKBACK_RESTORE_MAX_WALL_SECONDS" in hint
