@@ -47,29 +47,49 @@ class CheckpointArtifact:
         return info
 
 
-def timing(cfg: Config, kernel_hz: Optional[int]) -> dict[str, Any]:
+LAPIC_DIVIDER = 16  # gem5's X86LocalApic clock: the core clock / 16 (src/arch/x86/X86LocalApic.py)
+
+
+@dataclass(frozen=True)
+class KernelTiming:
+    """What the timing constants are derived from: the kernel's HZ (None for a
+    prebuilt vmlinux) and whether it has hackback's lapic_timer_period patch."""
+
+    hz: Optional[int]
+    lapic_param: bool = False
+
+    @classmethod
+    def of(cls, kernel: KernelArtifact) -> "KernelTiming":
+        config = kernel.config
+        hz = kernel_config.hz(config.read_text()) if config is not None and config.is_file() else None
+        patches = kernel.manifest.parts["kernel"].get("info", {}).get("patches", [])
+        return cls(hz, any("lapic_timer_period" in p.get("name", "") for p in patches))
+
+
+def timing(cfg: Config, kernel: KernelTiming) -> dict[str, Any]:
     """The boot's timing constants, and what they were derived from. x86 udelay
     spins loops_per_jiffy x HZ TSC cycles a second (arch/x86/lib/delay.c), and
     gem5's TSC counts the core clock. Without the kernel's HZ (a prebuilt
     vmlinux) X86Board's lpj is kept."""
-    if cfg.checkpoint.timing == "x86board" or kernel_hz is None:
-        return {"mode": "x86board", "lpj": X86BOARD_LPJ, "args": [f"lpj={X86BOARD_LPJ}"], "kernel_hz": kernel_hz,
+    if cfg.checkpoint.timing == "x86board" or kernel.hz is None:
+        return {"mode": "x86board", "lpj": X86BOARD_LPJ, "args": [f"lpj={X86BOARD_LPJ}"], "kernel_hz": kernel.hz,
                 "clock_hz": BOARD_CLOCK_HZ}
-    lpj = BOARD_CLOCK_HZ // kernel_hz
+    lpj = BOARD_CLOCK_HZ // kernel.hz
     # tsc_early_khz skips the PIT calibration of the TSC; no_timer_check the
     # ~40M-cycle busy wait that checks the timer interrupt through the IO-APIC.
     args = [f"lpj={lpj}", f"tsc_early_khz={BOARD_CLOCK_HZ // 1000}", "no_timer_check"]
-    return {"mode": "derived", "lpj": lpj, "args": args, "kernel_hz": kernel_hz, "clock_hz": BOARD_CLOCK_HZ}
+    out: dict[str, Any] = {"mode": "derived", "lpj": lpj, "kernel_hz": kernel.hz, "clock_hz": BOARD_CLOCK_HZ}
+    if kernel.lapic_param:
+        # LAPIC input-clock ticks per jiffy: skips 2 x 100 ms of busy calibration.
+        out["lapic_timer_period"] = BOARD_CLOCK_HZ // LAPIC_DIVIDER // kernel.hz
+        args.append(f"lapic_timer_period={out['lapic_timer_period']}")
+    return {**out, "args": args}
 
 
-def kernel_hz(kernel: KernelArtifact) -> Optional[int]:
-    return kernel_config.hz(kernel.config.read_text()) if kernel.config is not None and kernel.config.is_file() else None
-
-
-def kernel_args(cfg: Config, image: ImageArtifact, hz: Optional[int] = None) -> str:
+def kernel_args(cfg: Config, image: ImageArtifact, kernel: KernelTiming = KernelTiming(None)) -> str:
     # gem5's X86Board default names /dev/hda, which a 6.x kernel does not have;
     # the partition UUID finds the root disk whatever it is called.
-    args = [BASE_KERNEL_ARGS, *timing(cfg, hz)["args"], f"root=PARTUUID={image.partuuid}", "rw"]
+    args = [BASE_KERNEL_ARGS, *timing(cfg, kernel)["args"], f"root=PARTUUID={image.partuuid}", "rw"]
     if cfg.checkpoint.boot == "fast":
         args.append(f"init={FASTINIT}")
     if cfg.checkpoint.kernel_args:
@@ -111,7 +131,7 @@ def inputs(cfg: Config, env: EnvArtifact, image: ImageArtifact, kernel: KernelAr
         "image_sha256": image.manifest.parts["image"]["outputs"]["disk.img"]["sha256"],
         "board": {"memory": c.memory, "cores": c.cores, "cpu": c.cpu},
         "boot": c.boot,
-        "kernel_args": kernel_args(cfg, image, kernel_hz(kernel)),
+        "kernel_args": kernel_args(cfg, image, KernelTiming.of(kernel)),
         "run_script_sha256": HashCache.quick_sha256(gem5run.config_script()),
         "limits": {"max_sim_seconds": c.max_sim_seconds, "max_wall_seconds": c.max_wall_seconds},
     }
@@ -146,7 +166,12 @@ def load(directory: Path) -> CheckpointArtifact:
     manifest = Manifest.read(directory)
     if manifest is None or "checkpoint" not in manifest.parts:
         raise UsageError(f"{directory} holds no hackback checkpoint (no manifest)", "take one with `invoke checkpoint`")
-    cpt = directory / manifest.parts["checkpoint"]["info"]["cpt"]
+    name = manifest.parts["checkpoint"]["info"].get("cpt")
+    if not isinstance(name, str) or not name.startswith("cpt.") or "/" in name:
+        # A manifest that does not say which cpt.<tick> is the checkpoint (damaged, or hand-edited).
+        raise ArtifactError(f"{directory / 'manifest.json'} names no checkpoint (its info has no cpt.<tick>: {name!r})",
+                            "take the checkpoint again with `invoke checkpoint --force`")
+    cpt = directory / name
     if not (cpt / "m5.cpt").is_file():
         raise ArtifactError(f"{cpt} is missing or incomplete", "take the checkpoint again with `invoke checkpoint --force`")
     return CheckpointArtifact(manifest.name, directory, cpt, manifest)
@@ -197,7 +222,7 @@ def _boot(cfg: Config, engine: Engine, hashes: HashCache, env: EnvArtifact, imag
             "board": want["board"],
             "boot": cfg.checkpoint.boot,
             "kernel_args": want["kernel_args"],
-            "timing": timing(cfg, kernel_hz(kernel)),
+            "timing": timing(cfg, KernelTiming.of(kernel)),
             "console_last_line": result.get("console_last_line", ""),
         },
     )

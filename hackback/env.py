@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -124,7 +125,10 @@ def _ensure(ctx: _Ctx, want_gem5: bool, force: bool) -> EnvArtifact:
     parts = [("m5", ctx.m5_inputs, _build_m5)]
     if want_gem5:
         brought = ctx.cfg.gem5.binary
-        if brought is not None and (force or not _fresh(ctx, "gem5", ctx.gem5_inputs())):
+        stale = force or not _fresh(ctx, "gem5", ctx.gem5_inputs())
+        if stale and not force:
+            refuse_silent_rebuild(ctx.cfg, Manifest.read(ctx.directory), ctx.source.origin)
+        if brought is not None and stale:
             # A binary that does not fit is refused before m5 or anything else is built.
             ctx.brought_probe = probe(ctx.engine, ctx.tools.ref, brought, ctx.source.release)
         parts.append(("gem5", ctx.gem5_inputs, _bring_gem5 if brought is not None else _build_gem5))
@@ -150,6 +154,30 @@ def _ensure(ctx: _Ctx, want_gem5: bool, force: bool) -> EnvArtifact:
     if not built:
         log.info(f"env '{cfg.name}' is up to date ({ctx.directory})")
     return _artifact(ctx, Manifest.read(ctx.directory) or Manifest("env", cfg.name))
+
+
+def refuse_silent_rebuild(cfg: Config, manifest: Optional[Manifest], origin: str) -> None:
+    """Replacing an env's gem5 by hours of compiling is never a side effect: a
+    command that left --gem5-src (or --gem5-binary) off, or changed the build
+    options, says what changed and stops; --force (or the same source) goes on.
+    Edits inside the same tree rebuild incrementally (minutes) and pass."""
+    part = manifest.part("gem5") if manifest is not None else None
+    if part is None or cfg.gem5.binary is not None:
+        return  # nothing built yet, or packaging a binary: seconds
+    info = part.get("info", {})
+    where = f"env '{cfg.name}'"
+    if info.get("origin") == "brought":
+        raise UsageError(f"{where} packages a gem5 brought from {info.get('brought', {}).get('path')}; without --gem5-binary "
+                         f"this would compile gem5 from {origin} (hours)",
+                         "pass that --gem5-binary again (or set gem5.binary), or `invoke env --force` to compile")
+    old = info.get("gem5_source", {}).get("origin")
+    if old and old != origin:
+        raise UsageError(f"{where} has gem5 built from {old}; this would rebuild it from {origin} (hours of compiling)",
+                         "pass the same --gem5-src (or set gem5.src in hackback.toml), or `invoke env --force` to rebuild")
+    old_options = info.get("build_options")
+    if old_options is not None and old_options != dict(cfg.gem5.build_options):
+        raise UsageError(f"{where} was built with gem5.build_options {old_options}, now {dict(cfg.gem5.build_options)}: "
+                         "that rebuilds most of gem5", "restore the options, or `invoke env --force` to rebuild with the new ones")
 
 
 def _fresh(ctx: _Ctx, part: str, inputs: dict[str, Any]) -> bool:
@@ -228,7 +256,7 @@ def _build_gem5(ctx: _Ctx, tmp: Path) -> dict[str, Any]:
             # --ignore-style: gem5 otherwise stops to ask about installing git hooks.
             kconfig = f"scons --ignore-style defconfig {target} build_opts/X86"
             if options:
-                kconfig += f" && scons --ignore-style setconfig {target} " + " ".join(f"{k}={v}" for k, v in options.items())
+                kconfig += f" && scons --ignore-style setconfig {target} " + " ".join(shlex.quote(f"{k}={v}") for k, v in options.items())
             run("env-gem5-config", ["bash", "-c", kconfig])
             applied.write_text(json.dumps(options, sort_keys=True))
         # scons is the container's main process so a stop reaches it: it then

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from . import elf, kernel_config, kernel_src, log
+from . import elf, kernel_config, kernel_patch, kernel_src, log
 from .artifacts import HashCache, Layout, Manifest, build_unless_fresh, file_record, require_free
 from .base import ToolsImage, ensure_tools
 from .config import Config
@@ -57,6 +57,7 @@ def inputs(cfg: Config, tools: ToolsImage) -> dict[str, Any]:
         "fragment_sha256": HashCache.quick_sha256(fragment_path(cfg)),
         "required": kernel_config.required(),
         "build_script": HashCache.quick_sha256(BUILD_SCRIPT),
+        "patches": kernel_patch.identity(),
     }
 
 
@@ -154,10 +155,11 @@ def _build(cfg: Config, engine: Engine, layout: Layout, hashes: HashCache, tools
     stamp.write_text(json.dumps(source.identity(), sort_keys=True))
 
     fragment = fragment_path(cfg)
-    merged = merge_config(engine, tools, source.tree, build, fragment, cfg.kernel.base_config)
+    tree = kernel_patch.patched_tree(source.tree, layout, engine, tools.ref)
+    merged = merge_config(engine, tools, tree, build, fragment, cfg.kernel.base_config)
     kernel_config.check(merged)  # before half an hour of compiling, not after
 
-    mounts, env = _mounts(source.tree, build, fragment, cfg.kernel.base_config)
+    mounts, env = _mounts(tree, build, fragment, cfg.kernel.base_config)
     env["JOBS"] = str(cfg.jobs)
     start = time.monotonic()
     progress = _Progress()
@@ -182,6 +184,7 @@ def _build(cfg: Config, engine: Engine, layout: Layout, hashes: HashCache, tools
         {name: file_record(tmp / name, hashes) for name in ("vmlinux", "bzImage", "config")},
         {
             "source": source.identity(),
+            "patches": kernel_patch.identity(),
             "kernel_release": release_file.read_text().strip() if release_file.is_file() else "",
             "base_config": cfg.kernel.base_config,
             "fragment": str(fragment),

@@ -148,3 +148,29 @@ def test_env_image_runs_gem5_and_rerun_is_a_no_op(gem5_src: Path, gem5_binary: O
     out = invoke(hackback_env(gem5_work, gem5_src, gem5_binary), "env", timeout=600)
     assert out.returncode == 0 and "is up to date" in out.stdout, out.stdout[-2000:] + out.stderr
     assert time.monotonic() - start < 10
+
+
+# ---------------------------------------------------------------- no silent multi-hour rebuilds
+
+
+def _env_manifest(info: dict) -> "Manifest":  # type: ignore[type-arg]
+    from hackback.artifacts import Manifest
+
+    m = Manifest("env", "default")
+    m.set_part("gem5", {"x": 1}, {}, info)
+    return m
+
+
+def test_leaving_gem5_src_off_next_to_an_env_from_another_tree_stops_instead_of_rebuilding(make_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    built = _env_manifest({"origin": "built", "gem5_source": {"origin": "local tree /home/me/gem5-fork"},
+                           "build_options": {"RUBY": "n", "USE_SYSTEMC": "n"}})
+    with pytest.raises(UsageError, match="built from local tree /home/me/gem5-fork; this would rebuild it from clone of"):
+        env.refuse_silent_rebuild(make_config(), built, "clone of https://github.com/gem5/gem5.git v24.0.0.1")
+    env.refuse_silent_rebuild(make_config(), built, "local tree /home/me/gem5-fork")  # the same tree: incremental, goes on
+    with pytest.raises(UsageError, match="gem5.build_options"):
+        env.refuse_silent_rebuild(make_config(gem5__build_options={"RUBY": "y"}), built, "local tree /home/me/gem5-fork")
+    brought = _env_manifest({"origin": "brought", "brought": {"path": "/opt/gem5/gem5.opt"}, "gem5_source": {"origin": "x"}})
+    with pytest.raises(UsageError, match="without --gem5-binary this would compile gem5"):
+        env.refuse_silent_rebuild(make_config(), brought, "x")
+    env.refuse_silent_rebuild(make_config(gem5__binary=str(tmp_path / "gem5.opt")), brought, "y")  # packaging: seconds
+    env.refuse_silent_rebuild(make_config(), None, "x")  # nothing built yet

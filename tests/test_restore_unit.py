@@ -96,13 +96,17 @@ def test_timing_constants_follow_the_board_clock_and_the_kernel_hz(make_config) 
     class Img:
         partuuid = "deadbeef-01"
 
-    derived = checkpoint.timing(make_config(), 1000)
+    KT = checkpoint.KernelTiming
+    derived = checkpoint.timing(make_config(), KT(1000))
     assert derived["lpj"] == 3_000_000 and "tsc_early_khz=3000000" in derived["args"] and "no_timer_check" in derived["args"]
-    assert checkpoint.timing(make_config(), 250)["lpj"] == 12_000_000
-    assert "lpj=3000000" in checkpoint.kernel_args(make_config(), Img(), 1000)  # type: ignore[arg-type]
+    assert "lapic_timer_period" not in derived  # only for a kernel with hackback's patch
+    assert checkpoint.timing(make_config(), KT(250))["lpj"] == 12_000_000
+    # gem5's LAPIC counts the 3 GHz core clock / 16: 187500 ticks per 1 ms jiffy.
+    assert "lapic_timer_period=187500" in checkpoint.timing(make_config(), KT(1000, lapic_param=True))["args"]
+    assert "lpj=3000000" in checkpoint.kernel_args(make_config(), Img(), KT(1000))  # type: ignore[arg-type]
     # The baseline, and a kernel whose HZ is unknown (a prebuilt vmlinux): X86Board's own value.
-    assert checkpoint.timing(make_config(checkpoint__timing="x86board"), 1000)["args"] == ["lpj=7999923"]
-    assert checkpoint.timing(make_config(), None)["mode"] == "x86board"
+    assert checkpoint.timing(make_config(checkpoint__timing="x86board"), KT(1000, True))["args"] == ["lpj=7999923"]
+    assert checkpoint.timing(make_config(), KT(None))["mode"] == "x86board"
     assert kernel_config.hz("CONFIG_HZ_1000=y\nCONFIG_HZ=1000\n") == 1000 and kernel_config.hz("") is None
 
 
