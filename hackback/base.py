@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from . import log, resources
 from .artifacts import Layout, digest_of, new_tmp, require_free, sha256_file
 from .config import Config
-from .engine import LABEL, Engine, RunSpec
+from .engine import Engine, RunSpec
 from .errors import DockerFailure, HostCommandFailed, UsageError
 
 TOOLS_REPO = "hackback-tools"
@@ -148,7 +148,4 @@ def tools_versions(engine: Engine, layout: Layout, ref: str, image_id: str) -> d
             out[key] = value
     return out
 
-
-def our_images(engine: Engine) -> list[tuple[str, list[str], dict[str, str]]]:
-    return engine.images(LABEL)
 

@@ -216,6 +216,7 @@ def _boot(cfg: Config, engine: Engine, hashes: HashCache, env: EnvArtifact, imag
             "tick": int(result["final_tick"]),
             "sim_seconds": result["sim_seconds"],
             "host_seconds": result["host_seconds"],
+            "phases": result.get("phases", {}),
             "gem5": g,
             "kernel": {"path": str(kernel.vmlinux), "sha256": want["kernel_sha256"]},
             "image": {"path": str(image.disk), "sha256": want["image_sha256"], "partuuid": image.partuuid},

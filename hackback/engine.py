@@ -139,9 +139,6 @@ class Engine:
             ) from None
         return cls(client)
 
-    def info(self) -> Mapping[str, Any]:
-        return self._call(self._client.info)  # type: ignore[no-any-return]
-
     # ------------------------------------------------------------ images
 
     def image_id(self, ref: str) -> Optional[str]:

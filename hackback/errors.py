@@ -30,10 +30,6 @@ class UsageError(HackbackError):
     exit_code = 2
 
 
-class NotImplementedYet(HackbackError):
-    exit_code = 3
-
-
 class DockerUnavailable(HackbackError):
     exit_code = 4
 
@@ -83,10 +79,6 @@ class ArtifactError(HackbackError):
 
 class LockBusy(HackbackError):
     exit_code = 10
-
-
-class Interrupted(HackbackError):
-    exit_code = 130
 
 
 class Gem5RunFailed(HackbackError):

@@ -263,6 +263,10 @@ def _one(cfg: Config, engine: Engine, layout: Layout, hashes: HashCache, env: En
             "script_status": statuses[-1] if statuses else None,
             "sim_seconds": result["sim_seconds"],
             "host_seconds": result["host_seconds"],
+            # Where the host time went: gem5's start-up and board, loading the
+            # checkpoint, simulating; the container's whole life around them.
+            "phases": result.get("phases", {}),
+            "container_wall_seconds": result.get("container_wall_seconds"),
             "stats": key_stats(tmp / "stats.txt"),
         })
 

@@ -62,12 +62,15 @@ def _restores(tmp: Path) -> dict[str, tuple[Path, list[str]]]:
     again.write_bytes(HELLO.read_bytes())
     exit3 = tmp / "exit3.rcS"
     exit3.write_text("#!/bin/sh\necho about to fail\nexit 3\n")
+    sleep = tmp / "sleep-half.rcS"
+    sleep.write_text("#!/bin/sh\nsleep 0.5\n")
     return {
         "atomic": (HELLO, ["--cpu", "atomic"]),
         "o3-l1l2": (HELLO, ["--cpu", "o3", "--caches", "l1l2"]),
         "timing": (HELLO, ["--cpu", "timing"]),
         "atomic-again": (again, ["--cpu", "atomic"]),
         "exit3": (exit3, ["--cpu", "atomic"]),
+        "sleep": (sleep, ["--cpu", "atomic"]),
     }
 
 
@@ -157,6 +160,16 @@ def test_the_same_run_twice_gives_identical_stats(restores) -> None:  # type: ig
     sa = {k: v for k, v in stats_of(ra).items() if not host.search(k.split(".")[-1]) or k == "simSeconds"}
     sb = {k: v for k, v in stats_of(rb).items() if not host.search(k.split(".")[-1]) or k == "simSeconds"}
     assert sa == sb and len(sa) > 20
+
+
+def test_guest_time_runs_true_after_the_boot_timing_constants(restores) -> None:  # type: ignore[no-untyped-def]
+    """lpj, tsc_early_khz and lapic_timer_period are derived, not measured, at
+    boot: were one wrong, the guest's timers would run fast or slow. A `sleep
+    0.5` must take 0.5 simulated seconds (plus the restore's few ms)."""
+    out, run = restores["sleep"]
+    assert out.returncode == 0 and run is not None, out.stdout[-2000:] + out.stderr
+    sim = float(info_of(run, "run")["sim_seconds"])
+    assert 0.5 <= sim < 0.56, f"sleep 0.5 took {sim:.3f} simulated s"
 
 
 def test_a_changed_copy_of_the_image_is_refused(restores, env: dict[str, str], checkpoint_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
