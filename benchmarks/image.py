@@ -4,8 +4,8 @@
     python3 benchmarks/image.py --m5 PATH [--repeat 3]
 
 Builds into a fresh temporary work directory each time (the tools image is
-reused: benchmarks/tools_image.py measures that). --m5 is any m5 binary, e.g.
-build/env/default/m5 or tests/data/m5-standin.
+reused: benchmarks/tools_image.py measures that). --m5 is any static x86-64 m5,
+e.g. <work_dir>/env/default/m5.
 """
 from __future__ import annotations
 

@@ -2,10 +2,10 @@
 """No-op reruns: how long a task takes when everything is up to date, and what
 the hash cache saves on the gem5 source tree.
 
-    python3 benchmarks/noop.py --gem5-src PATH [--work-dir DIR] [--repeat 5]
+    python3 benchmarks/noop.py --gem5-src PATH [--gem5-binary BIN] [--work-dir DIR] [--repeat 5]
 
 Every task must have run once in that work directory (`invoke restore --script
-examples/hello.rcS --gem5-src PATH`); tasks not available yet are listed as such.
+examples/hello.rcS --gem5-src PATH [--gem5-binary BIN]`).
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gem5-src", required=True)
     ap.add_argument("--work-dir", default=os.environ.get("HACKBACK_WORK_DIR", str(REPO / "build")))
+    ap.add_argument("--gem5-binary", default="")
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     src = Path(args.gem5_src)
@@ -40,15 +41,13 @@ def main() -> None:
     report("gem5 tree identity, warm hash cache", warm)
     print(f"{'':<48} ratio cold/warm {cold / sorted(warm)[len(warm) // 2]:.1f}x")
 
-    env = dict(os.environ, HACKBACK_WORK_DIR=args.work_dir)
-    for task, step in pipeline.STEPS.items():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HACKBACK_")}
+    env.update(HACKBACK_WORK_DIR=args.work_dir, HACKBACK_GEM5_SRC=str(src), HACKBACK_GEM5_BINARY=args.gem5_binary)
+    for task in pipeline.STEPS:
         if task == "m5":
             continue  # part of env
-        if step.issue is not None:
-            print(f"invoke {task:<41} not available yet (issue #{step.issue})")
-            continue
-        extra = {"kernel": [], "restore": ["--gem5-src", str(src), "--script", str(REPO / "examples" / "hello.rcS")]}
-        cmd = [sys.executable, "-m", "invoke", task, *extra.get(task, ["--gem5-src", str(src)])]
+        extra = {"restore": ["--script", str(REPO / "examples" / "hello.rcS")]}
+        cmd = [sys.executable, "-m", "invoke", task, *extra.get(task, [])]
         samples = [timed(lambda: subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)) for _ in range(args.repeat)]
         report(f"invoke {task} (no-op rerun, whole process)", samples)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Mapping, Optional
 
 from . import log
-from .errors import ArtifactError, DiskSpaceError, LockBusy
+from .errors import ArtifactError, ConfigError, DiskSpaceError, LockBusy
 
 SCHEMA_VERSION = 1
 Kind = Literal["env", "images", "kernels", "checkpoints", "runs"]
@@ -62,19 +62,75 @@ class Layout:
 # ---------------------------------------------------------------- hashing
 
 
+def make_dir(path: Path, what: str) -> None:
+    """mkdir -p that fails in one line: a read-only work dir, a file in the way, a full disk."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except PermissionError:
+        raise ConfigError(f"cannot create {path} ({what}): permission denied",
+                          "make the work dir writable, or point work_dir (HACKBACK_WORK_DIR, --work-dir) at one you can write") from None
+    except (FileExistsError, NotADirectoryError):
+        in_way = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        raise ArtifactError(f"{in_way} is a file, where hackback keeps its {what}",
+                            f"move it aside (mv {in_way} {in_way}.bak); hackback makes the folder again") from None
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskSpaceError(f"cannot create {path} ({what}): no space left", "free some space on that disk") from None
+        raise ConfigError(f"cannot create {path} ({what}): {e.strerror}",
+                          "point work_dir (HACKBACK_WORK_DIR, --work-dir) at a directory you can write") from None
+
+
 class HashCache:
     """sha256 of files, remembered by (path, size, mtime_ns, inode, ctime_ns) so
     a multi-GB disk image is read once, not at every check. SQLite because
     parallel restores share it."""
 
     def __init__(self, db_path: Path) -> None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(db_path), timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INT, mtime INT, ino INT, ctime INT, sha256 TEXT)"
-        )
+        make_dir(db_path.parent, "work directory")
+        try:
+            self._db = self._open(db_path)
+        except sqlite3.OperationalError as e:
+            raise self._unusable(db_path, e) from None
+        except sqlite3.DatabaseError as e:
+            # Not a database, or a malformed one. It is only a cache: set it aside
+            # (kept, in case someone wants to look) and start again.
+            aside = db_path.with_name(f"{db_path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):  # a parallel run may have moved it already
+                    os.rename(f"{db_path}{suffix}", f"{aside}{suffix}")
+            log.warn(f"{db_path} was not a usable hash database ({e}): moved aside to {aside.name}; "
+                     "starting a fresh one (big files are hashed once more)")
+            try:
+                self._db = self._open(db_path)
+            except sqlite3.DatabaseError as again:
+                raise self._unusable(db_path, again) from None
         self.reads = 0  # files actually read; benchmarks and tests look at this
+
+    @staticmethod
+    def _open(db_path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(str(db_path), timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")  # the first statement that reads the file
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INT, mtime INT, ino INT, ctime INT, sha256 TEXT)"
+            )
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @staticmethod
+    def _unusable(db_path: Path, e: sqlite3.DatabaseError) -> Exception:
+        """The one-line error for a hash database SQLite cannot open or write."""
+        if db_path.is_dir():
+            return ArtifactError(f"{db_path} is a directory, where hackback keeps its hash database",
+                                 f"move it aside (mv {db_path} {db_path}.bak) and run again")
+        # SQLITE_CANTOPEN / SQLITE_READONLY: the directory (or the file) cannot be written.
+        if "unable to open" in str(e) or "readonly" in str(e) or not os.access(db_path.parent, os.W_OK):
+            return ConfigError(f"the work directory {db_path.parent} is not writable (hash database: {e})",
+                               "make it writable, or point work_dir (HACKBACK_WORK_DIR, --work-dir) at one you can write")
+        return ArtifactError(f"cannot use the hash database {db_path}: {e}",
+                             f"if no other hackback is running, move it aside (mv {db_path} {db_path}.bak) and run again")
 
     def close(self) -> None:
         self._db.close()
@@ -97,9 +153,22 @@ class HashCache:
         return sha256_file(path)
 
     def tree_sha256(self, root: Path, skip: Callable[[Path], bool] = lambda p: False) -> str:
-        """One digest for a directory tree: relative paths, modes and file digests."""
-        h = hashlib.sha256()
+        """One digest for a directory tree: relative paths, modes and file digests.
+        A tree whose every file has the size, mtime, ctime and inode it had last
+        time (one stat per file, no per-file lookup) gets the digest it had then:
+        a no-op rerun must not pay ~1 s for a 12,000-file gem5 tree."""
         root = Path(root)
+        self._db.execute("CREATE TABLE IF NOT EXISTS trees (root TEXT PRIMARY KEY, fingerprint TEXT, sha256 TEXT)")
+        fingerprint = _tree_fingerprint(root, skip)
+        row = self._db.execute("SELECT fingerprint, sha256 FROM trees WHERE root = ?", (str(root),)).fetchone()
+        if row and row[0] == fingerprint:
+            return str(row[1])
+        digest = self._tree_sha256(root, skip)
+        self._db.execute("INSERT OR REPLACE INTO trees VALUES (?, ?, ?)", (str(root), fingerprint, digest))
+        return digest
+
+    def _tree_sha256(self, root: Path, skip: Callable[[Path], bool]) -> str:
+        h = hashlib.sha256()
         # IMMEDIATE: take the write lock up front, waiting for it (timeout above).
         # A deferred transaction that reads and then writes gets SQLITE_BUSY at
         # once when another process wrote in between, and fails the task.
@@ -123,6 +192,29 @@ class HashCache:
             self._db.execute("ROLLBACK")
             raise
         return h.hexdigest()
+
+
+def _tree_fingerprint(root: Path, skip: Callable[[Path], bool]) -> str:
+    """Every entry's relative path, type and stat identity (size, mtime, ctime,
+    inode, mode): changes whenever a file's content can have changed."""
+    h = hashlib.sha256()
+    pending = [root]
+    while pending:
+        here = pending.pop()
+        try:
+            entries = sorted(os.scandir(here), key=lambda e: e.name)
+        except OSError as e:
+            h.update(f"E {here} {e.errno}\n".encode())
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if skip(path):
+                continue
+            st = entry.stat(follow_symlinks=False)
+            h.update(f"{entry.path}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode())
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(path)
+    return h.hexdigest()
 
 
 def sha256_file(path: Path) -> str:
@@ -166,17 +258,25 @@ class Manifest:
         """Same inputs as recorded, and every recorded output file still there with
         its sha256: a file changed in place at the same size is seen. The hash cache
         (size, mtime, inode) means an unchanged file is not read again."""
+        return self.staleness(part, inputs, directory, hashes) is None
+
+    def staleness(self, part: str, inputs: Mapping[str, Any], directory: Path, hashes: "HashCache") -> Optional[str]:
+        """Why `part` would be built again, in words (None: it is up to date)."""
         rec = self.parts.get(part)
-        if rec is None or rec.get("inputs_digest") != digest_of(inputs):
-            return False
+        if rec is None:
+            return "not built yet"
+        if rec.get("inputs_digest") != digest_of(inputs):
+            old = rec.get("inputs", {})
+            changed = sorted(k for k in set(old) | set(inputs) if old.get(k) != inputs.get(k))
+            return f"its inputs changed ({', '.join(changed) or 'their form'})"
         for rel, out in rec.get("outputs", {}).items():
             if isinstance(out, dict) and "size" in out:
                 p = directory / rel
                 if not p.is_file() or p.stat().st_size != out["size"]:
-                    return False
+                    return f"its output {rel} is missing or has another size"
                 if "sha256" in out and hashes.sha256(p) != out["sha256"]:
-                    return False
-        return True
+                    return f"its output {rel} was changed"
+        return None
 
     def to_json(self) -> str:
         return json.dumps({"schema": self.schema, "kind": self.kind, "name": self.name, "parts": self.parts}, indent=2, sort_keys=True) + "\n"
@@ -191,12 +291,38 @@ class Manifest:
         except (OSError, ValueError) as e:
             # `clean` leaves a directory whose manifest it cannot read: it may not be ours.
             raise ArtifactError(f"{path} is unreadable ({e})", f"delete {directory} yourself and rebuild") from None
+        if not isinstance(raw, dict):
+            raise ArtifactError(f"{path} is not a hackback manifest (JSON {type(raw).__name__}, not an object)",
+                                f"delete {directory} yourself and rebuild")
         if raw.get("schema") != SCHEMA_VERSION:
             raise ArtifactError(
                 f"{path} has manifest schema {raw.get('schema')}, this hackback writes {SCHEMA_VERSION}",
                 "rebuild it with --force",
             )
+        problem = cls._shape_problem(raw)
+        if problem:
+            raise ArtifactError(f"{path} is not a hackback manifest: {problem}", f"delete {directory} yourself and rebuild")
         return cls(kind=raw["kind"], name=raw["name"], parts=raw.get("parts", {}), schema=raw["schema"])
+
+    @staticmethod
+    def _shape_problem(raw: dict[str, Any]) -> str:
+        """What is missing or of the wrong type in well-formed JSON, "" when it has a manifest's shape
+        (every reader indexes parts[...]["inputs"/"outputs"/"info"] without looking first)."""
+        for key in ("kind", "name"):
+            if not isinstance(raw.get(key), str):
+                return f"'{key}' is {raw.get(key)!r}, not a string"
+        parts = raw.get("parts", {})
+        if not isinstance(parts, dict):
+            return f"'parts' is a {type(parts).__name__}, not an object"
+        for part, rec in parts.items():
+            if not isinstance(rec, dict):
+                return f"part '{part}' is a {type(rec).__name__}, not an object"
+            for key in ("inputs", "outputs", "info"):
+                if not isinstance(rec.get(key), dict):
+                    return f"part '{part}' has no '{key}' object"
+            if not isinstance(rec.get("inputs_digest"), str):
+                return f"part '{part}' has no 'inputs_digest'"
+        return ""
 
 
 def part_record(inputs: Mapping[str, Any], outputs: Mapping[str, Any], info: Mapping[str, Any]) -> dict[str, Any]:
@@ -222,7 +348,7 @@ def lock(layout: Layout, kind: Kind, name: str, wait: bool = True) -> Iterator[N
     """Exclusive per-artifact lock. Waits (saying so) if another run holds it,
     unless wait=False, then raises LockBusy. Once held, a replace of this artifact
     that a killed run left half-done is finished first (see staged)."""
-    layout.lock_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(layout.lock_dir, "per-artifact locks (.locks)")
     path = layout.lock_dir / f"{kind}-{name}.lock"
     with open(path, "a+") as f:
         try:
@@ -308,6 +434,39 @@ class Outcome:
     built: bool  # False: it was up to date and nothing ran
 
 
+class WouldBuild(Exception):
+    """Raised instead of building while a dry run (--dry-run) is on: what would be
+    built and why. Not an error: the pipeline turns it into a line of the plan."""
+
+    def __init__(self, what: str, why: str) -> None:
+        super().__init__(f"{what}: {why}")
+        self.what, self.why = what, why
+
+
+_dry_run = False
+
+
+@contextlib.contextmanager
+def dry_run(on: bool = True) -> Iterator[None]:
+    """While on, nothing is built: every step that would build raises WouldBuild."""
+    global _dry_run
+    before, _dry_run = _dry_run, on
+    try:
+        yield
+    finally:
+        _dry_run = before
+
+
+def dry_running() -> bool:
+    return _dry_run
+
+
+def would_build(what: str, why: str) -> None:
+    """The one check each builder makes before building: in a dry run, say so instead."""
+    if _dry_run:
+        raise WouldBuild(what, why)
+
+
 def build_unless_fresh(layout: Layout, kind: Kind, name: str, part: str, want: Mapping[str, Any], force: bool,
                        build: Callable[[Path, Manifest], None], what: str) -> Outcome:
     """The one way an artifact is made: under its lock, a no-op when its manifest
@@ -315,11 +474,15 @@ def build_unless_fresh(layout: Layout, kind: Kind, name: str, part: str, want: M
     build(staging_dir, new_manifest) fills a staging directory, the manifest is
     written last, and the whole is renamed into place."""
     directory = layout.artifact_dir(kind, name)
-    with lock(layout, kind, name):
+    # A dry run reads only: it neither waits for a lock nor takes one.
+    with contextlib.nullcontext() if _dry_run else lock(layout, kind, name):
         manifest = Manifest.read(directory)
-        if manifest and not force and manifest.is_fresh(part, want, directory, HashCache(layout.hash_db)):
+        why = "asked for (--force)" if force else \
+            manifest.staleness(part, want, directory, HashCache(layout.hash_db)) if manifest else "not built yet"
+        if manifest and why is None:
             log.info(f"{what} is up to date ({directory})")
             return Outcome(manifest, directory, built=False)
+        would_build(what, why or "")
         manifest = Manifest(kind, name)
         with staged(layout, kind, name) as tmp:
             build(tmp, manifest)

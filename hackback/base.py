@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 
 from . import log, resources
-from .artifacts import Layout, digest_of, new_tmp, require_free, sha256_file
+from .artifacts import Layout, digest_of, new_tmp, require_free, sha256_file, would_build
 from .config import Config
 from .engine import Engine, RunSpec
 from .errors import DockerFailure, HostCommandFailed, UsageError
@@ -53,6 +53,7 @@ def ensure_base(cfg: Config, engine: Engine, layout: Layout) -> BaseImage:
         image_id = engine.image_id(ref)
         if image_id:
             return BaseImage(ref, image_id, f"bootstrapped from {cfg.base.mirror}")
+    would_build(f"the base image ({cfg.base.image} or {ref})", "not there yet: pulled or bootstrapped, then the tools image")
     if mode in ("auto", "pull"):
         if engine.pull(cfg.base.image):
             return BaseImage(cfg.base.image, engine.image_id(cfg.base.image) or "", "pulled")
@@ -119,6 +120,7 @@ def ensure_tools(cfg: Config, engine: Engine, layout: Layout) -> ToolsImage:
     ref = tools_ref(cfg, base)
     image_id = engine.image_id(ref)
     if image_id is None:
+        would_build(f"the tools image {ref}", "not built yet (and everything made with it is built after it)")
         require_free(layout.work_dir, 3 << 30, "building the tools image")
         with log.step(f"tools image {ref} (base {base.ref}, {base.origin})"):
             image_id = engine.build(

@@ -5,13 +5,16 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import difflib
+import json
 import os
+import re
 import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
+from . import elf
 from .errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -223,15 +226,25 @@ def _coerce(key: str, tp: Any, value: Any, layer: _Layer) -> Any:
             raise ConfigError(f"{where} must be a list of strings, got {value!r}")
         return tuple(value)
     if origin is collections.abc.Mapping:
-        if isinstance(value, str):  # from the environment: KEY=VALUE,KEY=VALUE
-            pairs = [p for p in value.split(",") if p.strip()]
-            if not all("=" in p for p in pairs):
-                raise ConfigError(f"{where} must look like KEY=VALUE,KEY=VALUE, got {value!r}")
-            value = dict(p.strip().split("=", 1) for p in pairs)
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where} must be a table of KEY = \"VALUE\"")
-        return _FrozenMap({str(k): str(v) for k, v in value.items()})
+        return _coerce_map(where, value)
     raise AssertionError(f"no coercion for {tp}")  # a schema bug, not user input
+
+
+def _coerce_map(where: str, value: Any) -> "_FrozenMap":
+    """A table of strings: from TOML as it is, from the environment as KEY=VALUE,KEY=VALUE."""
+    if isinstance(value, str):
+        pairs = [p for p in value.split(",") if p.strip()]
+        if not all("=" in p for p in pairs):
+            raise ConfigError(f"{where} must look like KEY=VALUE,KEY=VALUE, got {value!r}")
+        value = dict(p.strip().split("=", 1) for p in pairs)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a table of KEY = \"VALUE\"")
+    for k, v in value.items():
+        if not isinstance(v, str):
+            # A TOML false or 1 would be str()'d into "False" or "1", which Kconfig does not mean.
+            raise ConfigError(f"{where}: {k} = {json.dumps(v, default=str)} is not a string",
+                              f'quote it as Kconfig takes it, e.g. {k} = "n"')
+    return _FrozenMap({str(k): v for k, v in value.items()})
 
 
 class _FrozenMap(Mapping[str, str]):
@@ -260,12 +273,20 @@ class _FrozenMap(Mapping[str, str]):
 
 
 def _read_toml(path: Path, origin: str) -> dict[str, Any]:
+    hint = "fix HACKBACK_CONFIG or --config"
     try:
         with open(path, "rb") as f:
             data: dict[str, Any] = tomllib.load(f)
             return data
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist", "fix HACKBACK_CONFIG or --config") from None
+        raise ConfigError(f"config file {path} does not exist", hint) from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory", f"{hint}: name a TOML file") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read ({e.strerror})", hint) from None
+    except UnicodeDecodeError as e:
+        # TOML is UTF-8 by definition; tomllib reports a bad byte as a bare codec error.
+        raise ConfigError(f"{origin} is not UTF-8 text (byte {e.start}: {e.reason})", "save it as UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{origin} is not valid TOML: {e}") from None
 
@@ -354,14 +375,55 @@ def _validate(kw: Mapping[str, Any]) -> None:
     if cpt.cores < 1:
         raise ConfigError("checkpoint.cores must be at least 1")
     res = kw["restore"]
-    for key in ("l1d", "l1i", "l2"):
-        if memory_bytes(getattr(res, key)) is None:
-            raise ConfigError(f"restore.{key} = {getattr(res, key)!r} is not a size", "write it like \"32KiB\"")
+    _validate_caches(res)
     if res.jobs < 1:
         raise ConfigError("restore.jobs must be at least 1")
-    for key in kw["gem5"].build_options:
+    _validate_build_options(kw["gem5"].build_options)
+    _validate_sources(kw)
+    _validate_m5(image.m5)
+
+
+def _validate_caches(res: RestoreConfig) -> None:
+    # gem5's classic caches need a power-of-two size; below 1KiB no line set is left.
+    for key in ("l1d", "l1i", "l2"):
+        size = memory_bytes(getattr(res, key))
+        if size is None:
+            raise ConfigError(f"restore.{key} = {getattr(res, key)!r} is not a size", "write it like \"32KiB\"")
+        if size < 1024 or size & (size - 1):
+            raise ConfigError(f"restore.{key} = {getattr(res, key)!r} is not a cache size gem5 takes",
+                              "give a power of two of at least 1KiB, e.g. \"32KiB\" or \"512KiB\"")
+
+
+_BUILD_OPTION_VALUE = re.compile(r"[A-Za-z0-9_.+-]*")  # fullmatch: no trailing newline either
+
+
+def _validate_build_options(options: Mapping[str, str]) -> None:
+    for key, value in options.items():
         if not key.replace("_", "").isalnum() or not key.isupper():
             raise ConfigError(f"gem5.build_options key {key!r} is not a Kconfig name", "use names like RUBY or USE_SYSTEMC")
+        if not _BUILD_OPTION_VALUE.fullmatch(value):
+            # The values reach a shell command (scons setconfig): plain words only.
+            raise ConfigError(f"gem5.build_options {key} = {value!r} is not a plain Kconfig value",
+                              "use letters, digits and . _ + - (e.g. \"y\", \"n\", \"X86\")")
+
+
+def _validate_sources(kw: Mapping[str, Any]) -> None:
+    for section in ("base", "image"):
+        if not kw[section].suite.strip():
+            raise ConfigError(f"{section}.suite is empty", "name a Debian or Ubuntu suite, e.g. \"bookworm\"")
+    digest = kw["kernel"].sha256
+    if digest and not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+        raise ConfigError(f"kernel.sha256 = {digest!r} is not a sha256 digest", "give the 64 hex digits the publisher lists, or \"\"")
+
+
+def _validate_m5(m5: Optional[Path]) -> None:
+    """A user's m5 is checked here, before any step builds: it goes into the image as it is."""
+    if m5 is None:
+        return
+    problem = elf.static_x86_64_problem(m5)
+    if problem:
+        raise ConfigError(f"the m5 given by --m5 / image.m5, {m5}, {problem}",
+                          "give the static x86-64 m5 that `invoke env` builds (<work_dir>/env/<name>/m5), or leave it unset")
 
 
 _UNITS = {"": 1, "B": 1, "KIB": 1 << 10, "KB": 1 << 10, "MIB": 1 << 20, "MB": 1 << 20, "GIB": 1 << 30, "GB": 1 << 30}

@@ -4,6 +4,7 @@ they are renamed into place, with progress. (For the kernel step's kernel.org
 tarball or prebuilt vmlinux; requests does the HTTP.)"""
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
@@ -12,8 +13,8 @@ from typing import Callable, Optional
 import requests
 
 from . import log
-from .artifacts import sha256_file
-from .errors import UsageError
+from .artifacts import make_dir, require_free, sha256_file
+from .errors import DiskSpaceError, UsageError
 
 CHUNK = 1 << 20
 
@@ -36,7 +37,7 @@ def fetch(
         raise DownloadError(f"sha256 {sha256!r} for {url} is not a sha256 hex digest", "give the 64 hex digits the publisher lists")
     if dest.is_file() and sha256_file(dest) == sha256:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(dest.parent, "downloads")
     part = dest.with_name(dest.name + ".part")
     show = progress or _printer(url)
     last_error = ""
@@ -47,6 +48,8 @@ def fetch(
         except requests.RequestException as e:
             last_error = str(e).splitlines()[0] if str(e) else type(e).__name__
             time.sleep(1)
+        except OSError as e:
+            raise _write_failed(e, url, part) from None
     else:
         raise DownloadError(f"could not download {url}: {last_error}", "check the URL and the network; a rerun resumes")
     got = sha256_file(part)
@@ -68,6 +71,8 @@ def _get(url: str, part: Path, timeout: float, show: Callable[[int, Optional[int
         elif r.status_code not in (200, 206):
             raise DownloadError(f"{url} answered HTTP {r.status_code}", "check the URL")
         total = _total(r, have)
+        if total is not None:  # refused up front rather than failing when the disk fills
+            require_free(part.parent, total - have + (64 << 20), f"downloading {url.rsplit('/', 1)[-1]}")
         with open(part, "ab" if have else "wb") as f:
             done = have
             for chunk in r.iter_content(CHUNK):
@@ -76,6 +81,16 @@ def _get(url: str, part: Path, timeout: float, show: Callable[[int, Optional[int
                 show(done, total)
         if total is not None and done < total:
             raise requests.ConnectionError(f"connection closed at {done} of {total} bytes")
+
+
+def _write_failed(e: OSError, url: str, part: Path) -> Exception:
+    """A write of the download failed: a full disk gives one line, and no partial file to resume into."""
+    part.unlink(missing_ok=True)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskSpaceError(f"the disk under {part.parent} filled up while downloading {url}",
+                              "free some space there, or point work_dir (HACKBACK_WORK_DIR) at a larger disk; "
+                              "the partial download was removed")
+    return DownloadError(f"cannot write {part} while downloading {url}: {e.strerror or e}", "check that directory")
 
 
 def _total(r: requests.Response, have: int) -> Optional[int]:

@@ -37,6 +37,7 @@ from .artifacts import (
     part_record,
     require_free,
     staged,
+    would_build,
     write_manifest,
 )
 from .base import LABEL_KIND, ToolsImage, ensure_tools
@@ -65,6 +66,9 @@ class EnvArtifact:
     source: Gem5Source
 
 
+_SOURCES: dict[tuple[Any, Path], Gem5Source] = {}
+
+
 class _Ctx:
     """What every part of the env step needs, resolved once."""
 
@@ -76,7 +80,11 @@ class _Ctx:
         self.hashes = HashCache(self.layout.hash_db)
         self.engine = engine or Engine.connect()
         # The source first: an unreachable upstream must fail before minutes of image builds.
-        self.source = resolve(cfg.gem5, self.layout, self.hashes)
+        # Once per process: the m5 and gem5 steps of one task share it.
+        key = (cfg.gem5, cfg.work_dir)
+        if key not in _SOURCES:
+            _SOURCES[key] = resolve(cfg.gem5, self.layout, self.hashes)
+        self.source = _SOURCES[key]
         self.tools = ensure_tools(cfg, self.engine, self.layout)
         self.directory = self.layout.artifact_dir("env", cfg.name)
         self.brought_probe: Optional[dict[str, Any]] = None
@@ -136,6 +144,10 @@ def _ensure(ctx: _Ctx, want_gem5: bool, force: bool) -> EnvArtifact:
     for part, inputs, build_part in parts:
         if not force and _fresh(ctx, part, inputs()):
             continue
+        manifest = Manifest.read(ctx.directory)
+        why = "asked for (--force)" if force else (manifest.staleness(part, inputs(), ctx.directory, ctx.hashes)
+                                                    if manifest else "not built yet")
+        would_build(f"env '{cfg.name}' {part}", why or "its image is missing")
         with lock(layout, "env", f"{cfg.name}.{part}"):
             if not force and _fresh(ctx, part, inputs()):
                 continue  # another run built it while we waited
@@ -237,10 +249,20 @@ def _build_gem5(ctx: _Ctx, tmp: Path) -> dict[str, Any]:
         require_free(build, GEM5_BUILD_BYTES, "a gem5 build")
     build.mkdir(parents=True, exist_ok=True)
     target = f"{BUILD_MNT}/build/X86"
-    # The source is mounted writable for gem5 alone: its ext/libelf/native-elf-format
-    # makes a scratch file in the current directory (the source top), and a
-    # read-only tree left native-elf-format.h empty and failed the build.
-    mounts = [Mount(ctx.source.path, SRC_MNT, read_only=False), Mount(build, BUILD_MNT, read_only=False)]
+    # gem5's build writes into its source tree (ply's parsetab.py and parser.out
+    # under src/arch, __pycache__ folders, ext/libelf's native-elf-format scratch
+    # file in the top): it builds from a copy kept beside the build tree, synced
+    # from the researcher's tree (mounted read-only) before every build. rsync
+    # keeps mtimes, so scons sees only real edits; the copy is mounted where the
+    # tree always was, so the kept scons tree stays valid.
+    copy = build / "src"
+    sync = RunSpec(ctx.tools.ref, ["rsync", "-a", "--delete", "--exclude=/build", "--exclude=__pycache__",
+                                   "--exclude=parsetab.py", "--exclude=parser.out", f"{SRC_MNT}-ro/", f"{BUILD_MNT}/src/"],
+                   step="env-gem5-sync", kvm=False, network="none",
+                   mounts=[Mount(ctx.source.path, f"{SRC_MNT}-ro"), Mount(build, BUILD_MNT, read_only=False)])
+    copy.mkdir(exist_ok=True)
+    ctx.engine.run(sync, phase="gem5-sync")
+    mounts = [Mount(copy, SRC_MNT, read_only=False), Mount(build, BUILD_MNT, read_only=False)]
 
     def run(step: str, command: list[str], **kw: Any) -> None:
         spec = RunSpec(ctx.tools.ref, command, step=step, mounts=mounts, workdir=SRC_MNT, kvm=False, **kw)

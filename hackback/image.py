@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import accel as _accel
-from . import log
+from . import elf, log
 from .artifacts import HashCache, Layout, Manifest, build_unless_fresh, digest_of, file_record, require_free
 from .base import ToolsImage, ensure_tools
 from .config import Config
@@ -65,11 +65,12 @@ def inputs(cfg: Config, tools: ToolsImage, m5_sha256: str) -> dict[str, Any]:
 
 
 def ensure(cfg: Config, m5: Path, force: bool = False, engine: Optional[Engine] = None) -> ImageArtifact:
+    problem = elf.static_x86_64_problem(m5)  # before anything is touched: it goes into the image as it is
+    if problem:
+        raise UsageError(f"m5 binary {m5} {problem}", "build it with `invoke env`, or give a static x86-64 m5 with --m5 PATH")
     engine = engine or Engine.connect()
     layout = Layout(cfg.work_dir)
     hashes = HashCache(layout.hash_db)
-    if not m5.is_file():
-        raise UsageError(f"m5 binary {m5} does not exist", "build it with `invoke env`, or give one with --m5 PATH")
     tools = ensure_tools(cfg, engine, layout)
     want = inputs(cfg, tools, hashes.sha256(m5))
 
@@ -341,6 +342,7 @@ def check(engine: Engine, tools: ToolsImage, disk: Path, expect: dict[str, str])
     problems = []
     if "ERROR" in facts:
         problems.append(facts["ERROR"])
+    problems += _size_problems(facts)
     features = facts.get("FS_FEATURES", "").split()
     if not {"extent", "flex_bg", "has_journal"} <= set(features):
         problems.append(f"partition 1 is not ext4 (features: {' '.join(features) or 'none'})")
@@ -352,6 +354,22 @@ def check(engine: Engine, tools: ToolsImage, disk: Path, expect: dict[str, str])
         log.info(f"check: {p}")
     if not problems:
         log.info(f"check: {disk} is a hack-back image (ext4 root, m5, rcS from .bashrc, serial autologin)")
+    return problems
+
+
+def _size_problems(facts: dict[str, str]) -> list[str]:
+    """A partition shorter than its filesystem, or a disk file shorter than its partition
+    (a truncated copy): both look fine until the guest touches the blocks past the end."""
+    def size(key: str) -> Optional[int]:
+        value = facts.get(key, "")
+        return int(value) if value.isdigit() else None
+
+    part, end, disk, fs = (size(k) for k in ("PART1_BYTES", "PART1_END_BYTES", "DISK_BYTES", "FS_BYTES"))
+    problems = []
+    if part is not None and fs is not None and fs > part:
+        problems.append(f"partition 1 is {part} bytes, shorter than its ext4 filesystem ({fs} bytes)")
+    if end is not None and disk is not None and disk < end:
+        problems.append(f"the disk is {disk} bytes, but partition 1 ends at byte {end} (a truncated copy?)")
     return problems
 
 

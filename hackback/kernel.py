@@ -106,9 +106,37 @@ def _check_vmlinux(path: Path) -> None:
         raise ArtifactError(f"{path} is not an x86-64 ELF executable", "gem5 x86 needs an uncompressed x86-64 vmlinux")
 
 
+LINUX_BANNER = b"Linux version "  # linux_banner in init/version.c, in every vmlinux
+
+
+def check_prebuilt(path: Path, url: str) -> None:
+    """A prebuilt vmlinux is the user's choice of file: refuse any x86-64 program
+    that is not a Linux kernel gem5 can load, before anything is copied."""
+    what = f"the prebuilt kernel (kernel.url {url})"
+    hint = 'kernel.source = "prebuilt" takes an uncompressed x86-64 vmlinux, not a bzImage, vmlinuz or other program'
+    try:
+        info = elf.read(path)
+    except ArtifactError as e:
+        raise ConfigError(f"{what}: {e.message}", hint) from None
+    if not (info.x86_64 and info.type == elf.ET_EXEC):
+        raise ConfigError(f"{what} is {elf.describe(info)}, not an x86-64 vmlinux", hint)
+    if not _contains(path, LINUX_BANNER):
+        raise ConfigError(f"{what} is an x86-64 executable but not a Linux kernel (no 'Linux version' banner in it)", hint)
+
+
+def _contains(path: Path, needle: bytes, chunk: int = 4 << 20) -> bool:
+    with open(path, "rb") as f:
+        tail = b""
+        while block := f.read(chunk):
+            if needle in tail + block:
+                return True
+            tail = block[-len(needle):]  # a match may straddle two blocks
+    return False
+
+
 def _take_prebuilt(source: kernel_src.KernelSource, tmp: Path, hashes: HashCache, want: dict[str, Any], manifest: Manifest) -> None:
     assert source.vmlinux is not None
-    _check_vmlinux(source.vmlinux)
+    check_prebuilt(source.vmlinux, source.origin)
     shutil.copy2(source.vmlinux, tmp / "vmlinux")
     log.warn("a prebuilt vmlinux: its config cannot be checked for what gem5 needs, and there is no QEMU form")
     manifest.set_part("kernel", want, {"vmlinux": file_record(tmp / "vmlinux", hashes)}, {"source": source.identity()})

@@ -22,11 +22,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import download, log
-from .artifacts import HashCache, Layout, new_tmp
+from .artifacts import HashCache, Layout, make_dir, new_tmp, require_free
 from .base import ToolsImage
 from .config import KernelConfig
 from .engine import Engine, Mount, RunSpec
-from .errors import ArtifactError, ConfigError
+from .errors import ArtifactError, ConfigError, ContainerFailed, DiskSpaceError
+
+DEB_BYTES = 256 << 20  # linux-source-6.1's .deb is ~140 MB
+TREE_BYTES = 2 << 30  # its extracted tree ~1.6 GB; a kernel.org tarball's about the same
+NO_SPACE = "No space left on device"  # strerror(ENOSPC), as apt and tar print it
 
 
 @dataclass(frozen=True)
@@ -62,13 +66,13 @@ def resolve(kc: KernelConfig, engine: Engine, tools: ToolsImage, layout: Layout,
             refresh: bool = False) -> KernelSource:
     validate(kc)
     root = layout.cache_dir("kernel-src")
-    root.mkdir(parents=True, exist_ok=True)
+    make_dir(root, "kernel sources (cache/kernel-src)")
     if kc.source == "debian":
         return _debian(kc, engine, tools, layout, root, hashes, refresh)
     name = urllib.parse.urlparse(kc.url).path.rsplit("/", 1)[-1] or "download"
     dest = root / "downloads" / f"{kc.sha256.lower()[:16]}-{name}"
     with log.step(f"kernel source: {kc.url}"):
-        download.fetch(kc.url, dest, kc.sha256)
+        download.fetch(kc.url, dest, kc.sha256)  # checks the free space against the size the server gives
     if kc.source == "prebuilt":
         return KernelSource("prebuilt", None, "prebuilt", kc.sha256.lower(), kc.url, vmlinux=dest)
     tree = root / f"tarball-{kc.sha256.lower()[:16]}"
@@ -86,34 +90,8 @@ def _debian(kc: KernelConfig, engine: Engine, tools: ToolsImage, layout: Layout,
         return KernelSource("debian", Path(pinned["tree"]), pinned["version"], pinned["sha256"], pinned["origin"])
 
     debs = root / "debs"
-    debs.mkdir(exist_ok=True)
-    with log.step(f"kernel source: {kc.package} from {kc.mirror} {kc.suite}"):
-        # apt checks the mirror's signed indexes; our own sources list, so the
-        # tools image's apt config does not matter.
-        script = (
-            "set -e; "
-            f"echo 'deb {kc.mirror} {kc.suite} main' > /tmp/sources.list; "
-            "APT='-q -o Dir::Etc::SourceList=/tmp/sources.list -o Dir::Etc::SourceParts=/nonexistent "
-            "-o Debug::NoLocking=1 -o APT::Sandbox::User=root'; "
-            "apt-get $APT update >/dev/null; "
-            f"cd /hb/debs && apt-get $APT download {kc.package}; "
-            f"chown {os.getuid()}:{os.getgid()} /hb/debs/*.deb; "
-            f"apt-cache $APT show --no-all-versions {kc.package} | grep -m1 '^Version:'"
-        )
-        lines: list[str] = []
-
-        def show(line: str) -> None:
-            lines.append(line)
-            log.stream("kernel:fetch", line)
-
-        engine.run(
-            RunSpec(tools.ref, ["bash", "-c", script], step="kernel-fetch", as_root=True, kvm=False,
-                    mounts=[Mount(debs, "/hb/debs", read_only=False)]),
-            phase="kernel:fetch", on_line=show,
-        )
-    version = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("Version:")), "")
-    if not version:
-        raise ArtifactError(f"apt did not say which version of {kc.package} it downloaded", "see the lines above")
+    make_dir(debs, "kernel source packages (cache/kernel-src/debs)")
+    version = _apt_download(kc, engine, tools, debs)
     deb = debs / f"{kc.package}_{urllib.parse.quote(version, safe='+.~-')}_all.deb"
     if not deb.is_file():
         found = sorted(debs.glob(f"{kc.package}_*.deb"), key=lambda p: p.stat().st_mtime)
@@ -136,17 +114,74 @@ def _debian(kc: KernelConfig, engine: Engine, tools: ToolsImage, layout: Layout,
     return KernelSource("debian", tree, version, sha, origin)
 
 
+def _apt_download(kc: KernelConfig, engine: Engine, tools: ToolsImage, debs: Path) -> str:
+    """apt-get download the package into `debs`; the version apt says it fetched.
+    A failed download leaves no partial .deb behind."""
+    require_free(debs, DEB_BYTES, f"downloading {kc.package}")
+    # apt checks the mirror's signed indexes; our own sources list, so the
+    # tools image's apt config does not matter.
+    script = (
+        "set -e; "
+        f"echo 'deb {kc.mirror} {kc.suite} main' > /tmp/sources.list; "
+        "APT='-q -o Dir::Etc::SourceList=/tmp/sources.list -o Dir::Etc::SourceParts=/nonexistent "
+        "-o Debug::NoLocking=1 -o APT::Sandbox::User=root'; "
+        "apt-get $APT update >/dev/null; "
+        f"cd /hb/debs && apt-get $APT download {kc.package}; "
+        f"chown {os.getuid()}:{os.getgid()} /hb/debs/*.deb; "
+        f"apt-cache $APT show --no-all-versions {kc.package} | grep -m1 '^Version:'"
+    )
+    lines: list[str] = []
+
+    def show(line: str) -> None:
+        lines.append(line)
+        log.stream("kernel:fetch", line)
+
+    before = set(debs.iterdir())
+    with log.step(f"kernel source: {kc.package} from {kc.mirror} {kc.suite}"):
+        try:
+            engine.run(
+                RunSpec(tools.ref, ["bash", "-c", script], step="kernel-fetch", as_root=True, kvm=False,
+                        mounts=[Mount(debs, "/hb/debs", read_only=False)]),
+                phase="kernel:fetch", on_line=show,
+            )
+        except ContainerFailed as e:
+            full = _out_of_space(e, debs, DEB_BYTES, f"downloading {kc.package}")
+            for p in set(debs.iterdir()) - before:  # what the failed download left
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+            if full is not None:
+                raise full from None
+            raise
+    version = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("Version:")), "")
+    if not version:
+        raise ArtifactError(f"apt did not say which version of {kc.package} it downloaded", "see the lines above")
+    return version
+
+
 def _extract(engine: Engine, tools: ToolsImage, layout: Layout, archive: Path, tree: Path, command: str) -> None:
-    """Extract into a staging directory and rename the single top directory into place."""
+    """Extract into a staging directory and rename the single top directory into place.
+    Space is checked first; a failure leaves no half-extracted tree."""
+    require_free(layout.tmp_dir, TREE_BYTES, f"extracting {archive.name}")  # staged there, then renamed
     stage = new_tmp(layout, "kernel-src")
+    show = _Capped("kernel:extract")
     try:
         with log.step(f"extracting {archive.name}"):
-            engine.run(
-                RunSpec(tools.ref, ["bash", "-o", "pipefail", "-c", command], step="kernel-extract", kvm=False,
-                        network="none",
-                        mounts=[Mount(archive.parent, "/hb/in"), Mount(stage, "/hb/out", read_only=False)]),
-                phase="kernel:extract",
-            )
+            try:
+                engine.run(
+                    RunSpec(tools.ref, ["bash", "-o", "pipefail", "-c", command], step="kernel-extract", kvm=False,
+                            network="none",
+                            mounts=[Mount(archive.parent, "/hb/in"), Mount(stage, "/hb/out", read_only=False)]),
+                    phase="kernel:extract", on_line=show,
+                )
+            except ContainerFailed as e:
+                full = _out_of_space(e, layout.tmp_dir, TREE_BYTES, f"extracting {archive.name}", show.no_space)
+                if full is not None:
+                    raise full from None
+                raise
+            finally:
+                show.summary()
         tops = [p for p in stage.iterdir() if p.is_dir()]
         if len(tops) != 1 or not (tops[0] / "Makefile").is_file():
             raise ArtifactError(f"{archive.name} does not hold one Linux source tree", "check the kernel source settings")
@@ -155,3 +190,35 @@ def _extract(engine: Engine, tools: ToolsImage, layout: Layout, archive: Path, t
         os.rename(tops[0], tree)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _out_of_space(e: ContainerFailed, where: Path, need: int, what: str, said_so: bool = False) -> Optional[DiskSpaceError]:
+    """A step that failed because the disk under `where` filled (apt and tar say so:
+    ENOSPC's text), as one line; None for any other failure. Called before its
+    leftovers are removed, so the free space shown is what the step ran into."""
+    if not said_so and NO_SPACE not in e.log_tail:
+        return None
+    free = shutil.disk_usage(where).free
+    return DiskSpaceError(
+        f"{what} ran out of space on the disk under {where} ({free / 2**20:.0f} MiB free, about {need / 2**20:.0f} MiB needed)",
+        "free some space, or point work_dir (HACKBACK_WORK_DIR) at a larger disk; what the failed step left was removed",
+    )
+
+
+class _Capped:
+    """Show a step's first lines only: tar on a full disk prints one error per file (tens of thousands)."""
+
+    LIMIT = 10
+
+    def __init__(self, phase: str) -> None:
+        self.phase, self.seen, self.no_space = phase, 0, False
+
+    def __call__(self, line: str) -> None:
+        self.seen += 1
+        self.no_space = self.no_space or NO_SPACE in line
+        if self.seen <= self.LIMIT:
+            log.stream(self.phase, line)
+
+    def summary(self) -> None:
+        if self.seen > self.LIMIT:
+            log.stream(self.phase, f"({self.seen - self.LIMIT} more lines not shown)")

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from . import log
+from .artifacts import WouldBuild, dry_run
 from .config import Config
 
 # A builder takes the config and the results of the steps it needs.
@@ -54,3 +56,24 @@ def run(target: str, cfg: Config, builders: Mapping[str, Builder], steps: Mappin
     for name in order:
         results[name] = builders[name](cfg, {d: results[d] for d in steps[name].needs})
     return results[target]
+
+
+def dry_run_report(target: str, cfg: Config, builders: Mapping[str, Builder],
+                   steps: Mapping[str, Step] = STEPS) -> dict[str, Any]:
+    """What `target` would build, and why, building nothing: each step is asked
+    as a real run would ask it, and stops where it would start building. A step
+    after one that would be built would be built (or rerun) too. The results of
+    the steps that are up to date, by name."""
+    results: dict[str, Any] = {}
+    with dry_run():
+        for name in plan(target, steps):
+            behind = [d for d in steps[name].needs if d not in results]
+            if behind:
+                log.info(f"plan: {name:<10} would be made after {', '.join(behind)} (it needs what they make)")
+                continue
+            try:
+                results[name] = builders[name](cfg, {d: results[d] for d in steps[name].needs})
+                log.info(f"plan: {name:<10} up to date")
+            except WouldBuild as e:
+                log.info(f"plan: {name:<10} would build {e.what}: {e.why}")
+    return results

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import gem5run, log
-from .artifacts import HashCache, Layout, Manifest, build_unless_fresh, digest_of, file_record, keep_failed
+from .artifacts import (HashCache, Layout, Manifest, build_unless_fresh, digest_of, dry_running, file_record, keep_failed,
+                        would_build)
 from .checkpoint import CheckpointArtifact, gem5_identity, identity_digest
 from .config import Config
 from .engine import Engine, owner_label
@@ -168,6 +169,8 @@ def restore(cfg: Config, env: EnvArtifact, cpt: CheckpointArtifact, scripts: Seq
     for s in scripts:
         want = run_inputs(cfg, cpt, env, hashes.sha256(s))
         plans.append((s, want, run_id(cfg, cpt, s, want)))
+    if dry_running():
+        _plan_runs(layout, hashes, plans)
     jobs = max(1, min(cfg.restore.jobs, len(plans)))
     if jobs > 1:
         log.info(f"{len(plans)} restores, {jobs} at a time")
@@ -215,6 +218,20 @@ def restore(cfg: Config, env: EnvArtifact, cpt: CheckpointArtifact, scripts: Seq
         first = failures[0]
         raise type(first)(f"{len(failures)} of {len(plans)} runs failed; first: {first.message}", first.hint)
     return done
+
+
+def _plan_runs(layout: Layout, hashes: HashCache, plans: Sequence[tuple[Path, dict[str, Any], str]]) -> None:
+    """A dry run: which of these runs would run, and why (WouldBuild), or none."""
+    todo = []
+    for script, want, rid in plans:
+        directory = layout.artifact_dir("runs", rid)
+        manifest = Manifest.read(directory)
+        why = manifest.staleness("run", want, directory, hashes) if manifest else "not run yet"
+        log.info(f"plan:   {script.name} -> {rid}: {why or 'done already (a rerun prints its summary)'}")
+        if why:
+            todo.append(rid)
+    if todo:
+        would_build(f"{len(todo)} of {len(plans)} run(s)", "listed above")
 
 
 def _stop_our_containers(engine: Engine) -> None:

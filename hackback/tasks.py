@@ -11,13 +11,15 @@ from invoke import Collection, Task
 from invoke import task as _invoke_task
 
 from . import checkpoint as _checkpoint
+from . import log
 from . import clean as _clean
 from . import env as _env
 from . import image as _image
 from . import kernel as _kernel
 from . import pipeline
 from . import restore as _restore
-from .artifacts import Layout
+from .artifacts import Layout, WouldBuild
+from .artifacts import dry_run as dry_run_mode
 from .config import Config
 from .edge import guarded, load_config
 from .engine import Engine
@@ -53,6 +55,7 @@ COMMON = {
     "work-dir": "where artifacts and build trees live (default: config `work_dir`, ~/hackback-work)",
     "config": "a TOML file layered over the shipped defaults (default: ./hackback.toml if present)",
     "force": "rebuild this step even if its manifest says it is up to date",
+    "dry-run": "say what would be built (or run) and why, and build nothing",
 }
 
 def builders(forced: Optional[str] = None, restore: Optional["RestoreRequest"] = None) -> Mapping[str, pipeline.Builder]:
@@ -86,9 +89,12 @@ class RestoreRequest:
     disk: Optional[Path] = None
 
 
-def _build(target: str, flags: Mapping[str, Any], config: Optional[str], force: bool) -> None:
+def _build(target: str, flags: Mapping[str, Any], config: Optional[str], force: bool, dry_run: bool = False) -> None:
     def go() -> None:
         cfg = load_config(flags, config)
+        if dry_run:
+            pipeline.dry_run_report(target, cfg, builders(target if force else None))
+            return
         _clean.reap_orphans(Engine.connect(), Layout(cfg.work_dir))
         pipeline.run(target, cfg, builders(target if force else None))
 
@@ -102,12 +108,12 @@ GEM5_BINARY = ("a gem5.opt (or .fast) built elsewhere from --gem5-src's source: 
 @task(help={"gem5-src": "a gem5 checkout or tarball to build instead of cloning the pinned release",
             "gem5-binary": GEM5_BINARY, **COMMON})
 def env(c: Any, gem5_src: Optional[str] = None, gem5_binary: Optional[str] = None, name: Optional[str] = None,
-        work_dir: Optional[str] = None, config: Optional[str] = None, force: bool = False) -> None:
+        work_dir: Optional[str] = None, config: Optional[str] = None, force: bool = False, dry_run: bool = False) -> None:
     """Build the env image: Packer, QEMU, scons, gem5 (X86) and the x86 m5 utility.
 
     gem5 is compiled from --gem5-src (incrementally: the scons tree is kept), or
     a gem5 binary built elsewhere is packaged with --gem5-binary."""
-    _build("env", {"gem5.src": gem5_src, "gem5.binary": gem5_binary, "name": name, "work_dir": work_dir}, config, force)
+    _build("env", {"gem5.src": gem5_src, "gem5.binary": gem5_binary, "name": name, "work_dir": work_dir}, config, force, dry_run)
 
 
 @task(
@@ -122,14 +128,14 @@ def env(c: Any, gem5_src: Optional[str] = None, gem5_binary: Optional[str] = Non
 )
 def image(c: Any, gem5_src: Optional[str] = None, m5: Optional[str] = None, accel: Optional[str] = None,
           check: Any = None, name: Optional[str] = None, work_dir: Optional[str] = None,
-          config: Optional[str] = None, force: bool = False) -> None:
+          config: Optional[str] = None, force: bool = False, dry_run: bool = False) -> None:
     """Build the hack-back disk image with Packer + QEMU (m5, autologin, rcS)."""
     flags = {"gem5.src": gem5_src, "image.m5": m5, "image.accel": accel, "name": name, "work_dir": work_dir}
     if check:
         path = None if check is True else Path(check)
         guarded(lambda: _image.check_existing(load_config(flags, config), path, Path(m5) if m5 else None))
         return
-    _build("image", flags, config, force)
+    _build("image", flags, config, force, dry_run)
 
 
 @task(help={
@@ -138,10 +144,10 @@ def image(c: Any, gem5_src: Optional[str] = None, m5: Optional[str] = None, acce
     **COMMON,
 })
 def kernel(c: Any, base_config: Optional[str] = None, fragment: Optional[str] = None, name: Optional[str] = None,
-           work_dir: Optional[str] = None, config: Optional[str] = None, force: bool = False) -> None:
+           work_dir: Optional[str] = None, config: Optional[str] = None, force: bool = False, dry_run: bool = False) -> None:
     """Build a vmlinux that gem5 can boot (and a bzImage QEMU can)."""
     flags = {"kernel.base_config": base_config, "kernel.fragment": fragment, "name": name, "work_dir": work_dir}
-    _build("kernel", flags, config, force)
+    _build("kernel", flags, config, force, dry_run)
 
 
 @task(help={
@@ -155,11 +161,11 @@ def kernel(c: Any, base_config: Optional[str] = None, fragment: Optional[str] = 
 })
 def checkpoint(c: Any, gem5_src: Optional[str] = None, gem5_binary: Optional[str] = None, cpu: Optional[str] = None, boot: Optional[str] = None,
                memory: Optional[str] = None, cores: Optional[int] = None, name: Optional[str] = None,
-               work_dir: Optional[str] = None, config: Optional[str] = None, force: bool = False) -> None:
+               work_dir: Optional[str] = None, config: Optional[str] = None, force: bool = False, dry_run: bool = False) -> None:
     """Boot the image in gem5 and save the checkpoint the guest asks for."""
     flags = {"gem5.src": gem5_src, "gem5.binary": gem5_binary, "checkpoint.cpu": cpu, "checkpoint.boot": boot, "checkpoint.memory": memory,
              "checkpoint.cores": cores, "name": name, "work_dir": work_dir}
-    _build("checkpoint", flags, config, force)
+    _build("checkpoint", flags, config, force, dry_run)
 
 
 @task(
@@ -180,7 +186,7 @@ def checkpoint(c: Any, gem5_src: Optional[str] = None, gem5_binary: Optional[str
 def restore(c: Any, script: list[str], cpu: Optional[str] = None, caches: Optional[str] = None,
             jobs: Optional[int] = None, checkpoint: Optional[str] = None, kernel: Optional[str] = None,
             image: Optional[str] = None, gem5_src: Optional[str] = None, gem5_binary: Optional[str] = None, name: Optional[str] = None,
-            work_dir: Optional[str] = None, config: Optional[str] = None, force: bool = False) -> None:
+            work_dir: Optional[str] = None, config: Optional[str] = None, force: bool = False, dry_run: bool = False) -> None:
     """Restore the checkpoint and run scripts in the guest; collect stats and output."""
     flags = {"gem5.src": gem5_src, "gem5.binary": gem5_binary, "restore.cpu": cpu, "restore.caches": caches, "restore.jobs": jobs,
              "name": name, "work_dir": work_dir}
@@ -198,8 +204,11 @@ def restore(c: Any, script: list[str], cpu: Optional[str] = None, caches: Option
         # image): it is never re-derived from today's config, so a plain restore
         # after `invoke checkpoint --cores 2` uses that 2-core checkpoint.
         cpt = _checkpoint.load(Path(checkpoint)) if checkpoint else _checkpoint.existing(cfg)
-        _clean.reap_orphans(Engine.connect(), Layout(cfg.work_dir))
         steps = builders("restore" if force else None, request)
+        if dry_run:
+            _restore_plan(cfg, steps, cpt, request, force)
+            return
+        _clean.reap_orphans(Engine.connect(), Layout(cfg.work_dir))
         if cpt is not None:
             env = pipeline.run("env", cfg, steps)
             _restore.restore(cfg, env, cpt, request.scripts, request.kernel, request.disk, force=force)
@@ -207,6 +216,22 @@ def restore(c: Any, script: list[str], cpu: Optional[str] = None, caches: Option
             pipeline.run("restore", cfg, steps)
 
     guarded(go)
+
+
+def _restore_plan(cfg: Config, steps: Mapping[str, pipeline.Builder], cpt: Optional[_checkpoint.CheckpointArtifact],
+                  request: "RestoreRequest", force: bool) -> None:
+    """--dry-run of a restore: the env (and, without a checkpoint, everything it needs), then the runs."""
+    if cpt is None:
+        pipeline.dry_run_report("restore", cfg, steps)
+        return
+    env = pipeline.dry_run_report("env", cfg, steps).get("env")
+    if env is None:
+        return
+    with dry_run_mode():
+        try:
+            _restore.restore(cfg, env, cpt, request.scripts, request.kernel, request.disk, force=force)
+        except WouldBuild as e:
+            log.info(f"plan: restore    would run {e.what} on checkpoint '{cpt.name}'")
 
 
 @task(help={

@@ -75,6 +75,20 @@ def tools(engine, session_work: Path) -> Iterator[object]:  # type: ignore[no-un
                 engine.remove_image(tag)
 
 
+@pytest.fixture(scope="session")
+def m5_standin(engine, tools, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    """tests/data/m5-standin.c built as hackback requires any m5 to be: a static
+    x86-64 executable (compiled in the tools image, which has gcc and libc.a)."""
+    from hackback.engine import Mount, RunSpec
+
+    src = REPO / "tests" / "data" / "m5-standin.c"
+    out = tmp_path_factory.mktemp("m5-standin")
+    engine.run(RunSpec(tools.ref, ["gcc", "-static", "-O2", "-o", "/out/m5", f"/src/{src.name}"], step="t-m5-standin-cc",
+                       kvm=False, network="none", mounts=[Mount(src.parent, "/src"), Mount(out, "/out", read_only=False)]),
+               on_line=lambda _l: None)
+    return out / "m5"
+
+
 def gem5_tier_reason() -> str:
     """Why the gem5 tier cannot run here, or "" when it can."""
     if not os.environ.get("HACKBACK_TEST_GEM5_SRC"):

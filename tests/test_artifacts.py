@@ -3,13 +3,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
+from typing import Callable
 from pathlib import Path
 
 import pytest
 
 from hackback import artifacts
 from hackback.artifacts import HashCache, Layout, Manifest, lock, staged, write_manifest
-from hackback.errors import ArtifactError, DiskSpaceError, LockBusy
+from hackback.errors import ArtifactError, ConfigError, DiskSpaceError, LockBusy
 
 
 def test_manifest_round_trip_and_freshness(tmp_path: Path) -> None:
@@ -179,3 +180,161 @@ def test_processes_hashing_at_once_share_the_cache_without_failing(tmp_path: Pat
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0, 0]
     assert sum(1 for _ in range(60) if out.get(timeout=5)) == 60
+
+
+# ---------------------------------------------------------------- bad state in the work dir (issue 10)
+
+
+def _without_write_access(action: Callable[[Path], object]) -> str:
+    """Run action(dir) on a directory this process cannot write, and return what it
+    raised as 'Type|one line' ('ok' if nothing). Root writes anywhere, so as root the
+    action runs in a child process that has become `nobody`."""
+    import shutil
+    import tempfile
+
+    from hackback.errors import HackbackError
+
+    base = Path(tempfile.mkdtemp(prefix="hackback-ro-"))
+    base.chmod(0o755)  # `nobody` must be able to reach it
+    ro = base / "work"
+    ro.mkdir()
+    (ro / "sub").mkdir()
+    ro.chmod(0o555)
+
+    def run() -> str:
+        try:
+            action(ro)
+            return "ok"
+        except HackbackError as e:
+            return f"{type(e).__name__}|{e.one_line()}"
+        except BaseException as e:  # noqa: BLE001 - the point is to see a raw one
+            return f"RAW|{type(e).__name__}: {e}"
+
+    try:
+        if os.geteuid() != 0:
+            return run()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                os.write(w, run().encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        with os.fdopen(r) as f:
+            out = f.read()
+        os.waitpid(pid, 0)
+        return out
+    finally:
+        ro.chmod(0o755)
+        shutil.rmtree(base)
+
+
+class TestReadOnlyWorkDir:
+    def test_the_hash_database_names_the_directory(self) -> None:
+        got = _without_write_access(lambda ro: HashCache(ro / ".hashes.sqlite"))
+        kind, _, line = got.partition("|")
+        assert kind == "ConfigError" and "is not writable" in line and "work_dir" in line, got
+        assert "\n" not in line
+
+    def test_a_directory_that_cannot_be_created(self) -> None:
+        got = _without_write_access(lambda ro: HashCache(ro / "new" / ".hashes.sqlite"))
+        assert got.startswith("ConfigError|") and "/work/new" in got and "permission denied" in got, got
+
+    def test_the_locks_folder(self) -> None:
+        def take(ro: Path) -> None:
+            with lock(Layout(ro), "kernels", "k"):
+                pass
+
+        got = _without_write_access(take)
+        assert got.startswith("ConfigError|") and "/work/.locks" in got, got
+
+    def test_make_dir_turns_permission_denied_into_one_line(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        def denied(self: Path, *a: object, **kw: object) -> None:
+            raise PermissionError(13, "Permission denied", str(self))
+
+        monkeypatch.setattr(Path, "mkdir", denied)
+        with pytest.raises(ConfigError, match="permission denied") as e:
+            artifacts.make_dir(tmp_path / "w" / ".tmp", "staging")
+        assert str(tmp_path / "w" / ".tmp") in e.value.one_line()
+
+
+class TestCorruptHashDatabase:
+    def test_a_file_that_is_not_a_database_is_set_aside_with_a_warning(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        db = tmp_path / ".hashes.sqlite"
+        db.write_bytes(b"this is not SQLite" * 300)
+        cache = HashCache(db)
+        (tmp_path / "f").write_bytes(b"x")
+        assert cache.sha256(tmp_path / "f") == artifacts.sha256_file(tmp_path / "f")  # the fresh one works
+        aside = [p for p in tmp_path.iterdir() if p.name.startswith(".hashes.sqlite.corrupt-")]
+        assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not SQLite")  # kept, not deleted
+        err = capsys.readouterr().err
+        assert "warning" in err and "moved aside" in err and err.count("\n") == 1
+
+    def test_a_damaged_sqlite_file(self, tmp_path: Path) -> None:
+        db = tmp_path / "h.sqlite"
+        HashCache(db).close()
+        data = bytearray(db.read_bytes())
+        data[16:100] = b"\xff" * 84  # page size and header fields
+        db.write_bytes(bytes(data))
+        HashCache(db).sha256(db)  # set aside, started again: no raw sqlite3.DatabaseError
+
+    def test_a_directory_where_the_database_should_be(self, tmp_path: Path) -> None:
+        (tmp_path / "h.sqlite").mkdir()
+        with pytest.raises(ArtifactError, match="is a directory") as e:
+            HashCache(tmp_path / "h.sqlite")
+        assert "mv " in e.value.one_line() and (tmp_path / "h.sqlite").is_dir()
+
+
+class TestLocksFolderIsAFile:
+    def test_one_line_naming_it_and_the_file_left_alone(self, tmp_path: Path) -> None:
+        (tmp_path / ".locks").write_text("mine")
+        with pytest.raises(ArtifactError) as e:
+            with lock(Layout(tmp_path), "images", "default"):
+                pass
+        line = e.value.one_line()
+        assert f"{tmp_path / '.locks'} is a file" in line and "mv " in line and "\n" not in line
+        assert (tmp_path / ".locks").read_text() == "mine"
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".locks"]
+
+
+class TestManifestShape:
+    @pytest.mark.parametrize("text, says", [
+        ("[]", "JSON list"),
+        ('"manifest"', "JSON str"),
+        ('{"schema": 1, "kind": 3, "name": "x", "parts": {}}', "'kind' is 3"),
+        ('{"schema": 1, "kind": "env", "parts": {}}', "'name' is None"),
+        ('{"schema": 1, "kind": "env", "name": "x", "parts": []}', "'parts' is a list"),
+        ('{"schema": 1, "kind": "env", "name": "x", "parts": {"gem5": 7}}', "part 'gem5' is a int"),
+        ('{"schema": 1, "kind": "env", "name": "x", "parts": {"gem5": {"inputs": {}, "outputs": {}, "inputs_digest": "d"}}}',
+         "part 'gem5' has no 'info' object"),
+        ('{"schema": 1, "kind": "env", "name": "x", "parts": {"gem5": {"inputs": {}, "outputs": [], "info": {}, "inputs_digest": "d"}}}',
+         "part 'gem5' has no 'outputs' object"),
+        ('{"schema": 1, "kind": "env", "name": "x", "parts": {"m5": {"inputs": {}, "outputs": {}, "info": {}}}}',
+         "part 'm5' has no 'inputs_digest'"),
+    ])
+    def test_well_formed_json_of_the_wrong_shape_names_the_file(self, tmp_path: Path, text: str, says: str) -> None:
+        (tmp_path / "manifest.json").write_text(text)
+        with pytest.raises(ArtifactError) as e:
+            Manifest.read(tmp_path)
+        line = e.value.one_line()
+        assert str(tmp_path / "manifest.json") in line and says in line and "\n" not in line
+
+
+def test_tree_digest_is_remembered_until_any_file_changes(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "a.cc").write_text("int a;\n")
+    (root / "SConstruct").write_text("# top\n")
+    hashes = HashCache(tmp_path / "h.db")
+    first = hashes.tree_sha256(root)
+    assert hashes.tree_sha256(root) == first  # remembered
+    (root / "src" / "a.cc").write_text("int b;\n")  # same size, new content
+    second = hashes.tree_sha256(root)
+    assert second != first
+    (root / "src" / "new.cc").write_text("")
+    assert hashes.tree_sha256(root) not in (first, second)
+    (root / "src" / "new.cc").unlink()
+    assert hashes.tree_sha256(root) == second  # back to the same content, same digest

@@ -246,3 +246,21 @@ def test_the_standin_does_notice_a_writable_input(world: dict[str, Any], engine:
     monkeypatch.setattr(gem5run, "mounts", with_writable_disk)
     with pytest.raises(Gem5RunFailed, match="an input is mounted writable"):
         restore.restore(world["cfg"], world["env"], world["cpt"], [script(tmp_path, "w.rcS", "true")], engine=engine)
+
+
+def test_a_restore_takes_the_checkpoint_as_it_was_made_not_as_the_config_says_now(engine: Engine, tools, standin_image: str, make_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """After `invoke checkpoint --cores 2`, a plain `invoke restore` (config: 1 core)
+    uses that 2-core checkpoint: nothing is re-derived, no new boot."""
+    two = make_config(checkpoint__cores=2)
+    hashes = HashCache(Layout(two.work_dir).hash_db)
+    image, kernel = inputs_double(tmp_path, hashes)
+    env = env_double(tools, standin_image, tmp_path)
+    taken = checkpoint.ensure(two, env, image, kernel, engine=engine)
+    plain = make_config()
+    assert plain.checkpoint.cores == 1
+    found = checkpoint.existing(plain)
+    assert found is not None and found.cpt == taken.cpt and found.info["board"]["cores"] == 2
+    runs = restore.restore(plain, env, found, [script(tmp_path, "hi.rcS", "echo hi")], engine=engine)
+    assert Manifest.read(runs[0].directory).parts["run"]["info"]["board"]["cores"] == 2  # type: ignore[union-attr]
+    again = checkpoint.existing(plain)
+    assert again is not None and again.cpt == taken.cpt and again.manifest.parts == taken.manifest.parts

@@ -80,3 +80,22 @@ def test_env_without_reachable_gem5_fails_fast_and_leaves_nothing(engine, tmp_pa
     assert "--gem5-src" in out.stderr.strip().splitlines()[-1]
     assert engine.containers(all_owners=True) == before
     assert not any((tmp_path / "work" / "env").glob("*"))
+
+
+def test_every_task_gives_the_same_short_flag_for_the_same_option_and_none_is_h() -> None:
+    import re
+
+    from hackback.tasks import ns
+
+    seen: dict[str, set[str]] = {}
+    for name in ns.task_names:
+        out = subprocess.run([sys.executable, "-m", "invoke", name, "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        for short, long in re.findall(r"^\s+-(\w)(?: \S+)?, --([\w-]+)", out.stdout, re.M):
+            assert short != "h", f"{name}: -h is help, not --{long}"
+            seen.setdefault(long, set()).add(short)
+    assert seen and all(len(shorts) == 1 for shorts in seen.values()), seen
+    by_short: dict[str, set[str]] = {}
+    for long, shorts in seen.items():
+        by_short.setdefault(next(iter(shorts)), set()).add(long)
+    assert all(len(longs) == 1 for longs in by_short.values()), by_short

@@ -87,3 +87,125 @@ def test_build_options_from_environment(tmp_path: Path) -> None:
 
 def test_empty_src_means_clone(tmp_path: Path) -> None:
     assert config.load(environ={"HACKBACK_GEM5_SRC": ""}, cwd=tmp_path).gem5.src is None
+
+
+# ---------------------------------------------------------------- bad values refused at load (issue 9, 10)
+
+
+def _write_elf(path: Path, machine: int = 0x3E, interp: bool = False) -> Path:
+    """A minimal 64-bit ELF header and one program header (PT_INTERP makes it dynamic)."""
+    import struct
+
+    header = bytearray(64)
+    header[:6] = b"\x7fELF\x02\x01"
+    struct.pack_into("<HH", header, 16, 2, machine)  # ET_EXEC
+    struct.pack_into("<Q", header, 32, 64)
+    struct.pack_into("<HH", header, 54, 56, 1)
+    phdr = bytearray(56)
+    struct.pack_into("<I", phdr, 0, 3 if interp else 1)
+    path.write_bytes(bytes(header + phdr))
+    return path
+
+
+def _refused(tmp_path: Path, **load: object) -> ConfigError:
+    with pytest.raises(ConfigError) as e:
+        config.load(environ={}, cwd=tmp_path, **load)  # type: ignore[arg-type]
+    line = e.value.one_line()
+    assert "\n" not in line and e.value.hint, line  # one line, with a hint
+    assert not (tmp_path / "work").exists()  # loading a config touches nothing
+    return e.value
+
+
+class TestCacheSizes:
+    @pytest.mark.parametrize("size", ["0", "1B", "512B", "3KiB", "1000", "48KiB"])
+    def test_a_size_gem5_caches_cannot_take_is_refused(self, tmp_path: Path, size: str) -> None:
+        e = _refused(tmp_path, flags={"work_dir": str(tmp_path / "work"), "restore.l1d": size})
+        assert f"restore.l1d = {size!r}" in e.one_line() and "power of two of at least 1KiB" in e.one_line()
+
+    @pytest.mark.parametrize("key", ["l1i", "l2"])
+    def test_every_cache_is_checked(self, tmp_path: Path, key: str) -> None:
+        _refused(tmp_path, flags={"work_dir": str(tmp_path / "work"), f"restore.{key}": "0"})
+
+    def test_powers_of_two_from_1kib_pass(self, tmp_path: Path) -> None:
+        cfg = config.load(flags={"restore.l1d": "1KiB", "restore.l1i": "64KiB", "restore.l2": "2MiB"}, environ={}, cwd=tmp_path)
+        assert (cfg.restore.l1d, cfg.restore.l2) == ("1KiB", "2MiB")
+
+
+class TestBuildOptionValues:
+    @pytest.mark.parametrize("toml_value", ["false", "1", "true", "[\"n\"]"])
+    def test_a_non_string_in_a_toml_file_is_refused_not_stringified(self, tmp_path: Path, toml_value: str) -> None:
+        (tmp_path / "hackback.toml").write_text(f'work_dir = "work"\n[gem5]\nbuild_options = {{ RUBY = {toml_value} }}\n')
+        e = _refused(tmp_path)
+        assert "is not a string" in e.one_line() and 'RUBY = "n"' in e.one_line()
+
+    @pytest.mark.parametrize("value", ["n; rm -rf ~", "$(id)", "a b", "y\n"])
+    def test_a_value_that_is_not_a_plain_word_is_refused(self, tmp_path: Path, value: str) -> None:
+        e = _refused(tmp_path, flags={"work_dir": str(tmp_path / "work"), "gem5.build_options": {"RUBY": value}})
+        assert "not a plain Kconfig value" in e.one_line()
+
+    def test_plain_values_pass(self, tmp_path: Path) -> None:
+        cfg = config.load(flags={"gem5.build_options": {"RUBY": "n", "PROTOCOL": "MESI_Two_Level", "X": "1.5+rc-2", "E": ""}},
+                          environ={}, cwd=tmp_path)
+        assert cfg.gem5.build_options["PROTOCOL"] == "MESI_Two_Level"
+
+
+class TestSuitesAndDigest:
+    @pytest.mark.parametrize("key", ["image.suite", "base.suite"])
+    @pytest.mark.parametrize("value", ["", "  "])
+    def test_an_empty_suite_is_refused(self, tmp_path: Path, key: str, value: str) -> None:
+        e = _refused(tmp_path, flags={"work_dir": str(tmp_path / "work"), key: value})
+        assert f"{key} is empty" in e.one_line()
+
+    @pytest.mark.parametrize("digest", ["abc", "a" * 63, "a" * 65, "g" * 64, "sha256:" + "a" * 57])
+    def test_a_malformed_kernel_sha256_is_refused(self, tmp_path: Path, digest: str) -> None:
+        e = _refused(tmp_path, flags={"work_dir": str(tmp_path / "work"), "kernel.sha256": digest})
+        assert "kernel.sha256" in e.one_line() and "64 hex digits" in e.one_line()
+
+    @pytest.mark.parametrize("digest", ["", "a" * 64, "AbCdEf0123456789" * 4])
+    def test_an_empty_or_well_formed_sha256_passes(self, tmp_path: Path, digest: str) -> None:
+        assert config.load(flags={"kernel.sha256": digest}, environ={}, cwd=tmp_path).kernel.sha256 == digest
+
+
+class TestM5Given:
+    def _bad(self, tmp_path: Path, m5: Path) -> str:
+        return _refused(tmp_path, flags={"work_dir": str(tmp_path / "work"), "image.m5": str(m5)}).one_line()
+
+    def test_missing(self, tmp_path: Path) -> None:
+        line = self._bad(tmp_path, tmp_path / "nope")
+        assert "--m5" in line and "does not exist" in line
+
+    def test_a_directory(self, tmp_path: Path) -> None:
+        (tmp_path / "m5dir").mkdir()
+        assert "is a directory" in self._bad(tmp_path, tmp_path / "m5dir")
+
+    def test_a_script(self, tmp_path: Path) -> None:
+        (tmp_path / "m5").write_text("#!/bin/sh\necho m5\n")
+        assert "is not an ELF file" in self._bad(tmp_path, tmp_path / "m5")
+
+    def test_a_dynamic_or_foreign_executable(self, tmp_path: Path) -> None:
+        assert "dynamically linked x86-64" in self._bad(tmp_path, _write_elf(tmp_path / "dyn", interp=True))
+        assert "machine 0xb7" in self._bad(tmp_path, _write_elf(tmp_path / "arm", machine=0xB7))
+
+    def test_from_the_environment_too(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="does not exist"):
+            config.load(environ={"HACKBACK_IMAGE_M5": str(tmp_path / "nope")}, cwd=tmp_path)
+
+    def test_a_static_x86_64_executable_passes(self, tmp_path: Path) -> None:
+        m5 = _write_elf(tmp_path / "m5")
+        assert config.load(flags={"image.m5": str(m5)}, environ={}, cwd=tmp_path).image.m5 == m5
+
+
+class TestConfigFileUnreadable:
+    def test_not_utf8(self, tmp_path: Path) -> None:
+        (tmp_path / "hackback.toml").write_bytes(b'name = "caf\xe9"\n')  # Latin-1
+        assert "is not UTF-8" in _refused(tmp_path).one_line()
+
+    def test_a_directory(self, tmp_path: Path) -> None:
+        (tmp_path / "conf.d").mkdir()
+        e = _refused(tmp_path, user_file=tmp_path / "conf.d")
+        assert "is a directory" in e.one_line() and "--config" in e.one_line()
+
+    def test_a_directory_named_by_the_environment(self, tmp_path: Path) -> None:
+        (tmp_path / "conf.d").mkdir()
+        with pytest.raises(ConfigError, match="is a directory"):
+            config.load(environ={"HACKBACK_CONFIG": str(tmp_path / "conf.d")}, cwd=tmp_path)

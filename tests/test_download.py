@@ -13,6 +13,7 @@ import pytest
 
 from hackback import download
 from hackback.download import DownloadError
+from hackback.errors import DiskSpaceError
 
 PAYLOAD = os.urandom(3 * download.CHUNK + 12345)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -103,3 +104,53 @@ def test_already_present_is_not_fetched_again(server: str, tmp_path: Path) -> No
 def test_bad_url_or_digest_is_one_line(server: str, tmp_path: Path, url: str, sha: str, match: str) -> None:
     with pytest.raises(DownloadError, match=match):
         download.fetch(f"{server}{url}", tmp_path / "f", sha, progress=lambda d, t: None)
+
+
+class TestDiskFull:
+    """Our own orchestration on a full disk: the write call is made to fail with
+    ENOSPC (no tmpfs, no mounts), as the kernel would on a full disk."""
+
+    def test_enospc_mid_download_is_one_line_and_leaves_no_partial_file(
+            self, server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        import builtins
+        import errno
+
+        real_open = builtins.open
+
+        class FullDisk:
+            def __init__(self, f: object) -> None:
+                self.f, self.written = f, 0
+
+            def __enter__(self) -> "FullDisk":
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                self.f.close()  # type: ignore[attr-defined]
+
+            def write(self, data: bytes) -> int:
+                if self.written:  # the first chunk fits, the second does not
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                self.written += len(data)
+                return self.f.write(data)  # type: ignore[attr-defined, no-any-return]
+
+        def fake_open(path: object, mode: str = "r", *a: object, **kw: object) -> object:
+            f = real_open(path, mode, *a, **kw)  # type: ignore[call-overload]
+            return FullDisk(f) if str(path).endswith(".part") and "b" in mode and ("w" in mode or "a" in mode) else f
+
+        monkeypatch.setattr(download, "open", fake_open, raising=False)
+        with pytest.raises(DiskSpaceError) as e:
+            download.fetch(f"{server}/file", tmp_path / "dl" / "vmlinux", SHA, progress=lambda d, t: None)
+        line = e.value.one_line()
+        assert "\n" not in line and str(tmp_path / "dl") in line and "filled up" in line
+        assert list((tmp_path / "dl").iterdir()) == []  # no .part to resume into, no file in place
+        assert len(Handler.ranges_seen) == 1  # not retried: a full disk is not a network error
+
+    def test_too_little_space_for_the_size_the_server_gives_is_refused_before_writing(
+            self, server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        import shutil
+
+        monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10 << 30, 10 << 30, 1 << 20))  # type: ignore[attr-defined]
+        with pytest.raises(DiskSpaceError, match="downloading file") as e:
+            download.fetch(f"{server}/file", tmp_path / "vmlinux", SHA, progress=lambda d, t: None)
+        assert "\n" not in e.value.one_line()
+        assert list(tmp_path.iterdir()) == []

@@ -48,3 +48,39 @@ def test_truncated_file(tmp_path: Path) -> None:
     p.write_bytes(p.read_bytes()[:10])
     with pytest.raises(ArtifactError):
         elf.read(p)
+
+
+class TestTruncatedElf:
+    """A copy cut short is an ArtifactError naming the file, never struct.error."""
+
+    def test_program_headers_past_the_end(self, tmp_path: Path) -> None:
+        p = make_elf(tmp_path / "m5", 0x3E, interp=False)
+        p.write_bytes(p.read_bytes()[:66])  # the header, and 2 of the program header's bytes
+        with pytest.raises(ArtifactError, match="truncated") as e:
+            elf.read(p)
+        assert str(p) in e.value.one_line() and "\n" not in e.value.one_line()
+
+    def test_header_cut_short(self, tmp_path: Path) -> None:
+        p = make_elf(tmp_path / "m5", 0x3E, interp=False)
+        p.write_bytes(p.read_bytes()[:40])
+        with pytest.raises(ArtifactError, match="truncated"):
+            elf.read(p)
+
+    def test_a_real_binary_cut_in_half(self, tmp_path: Path) -> None:
+        p = tmp_path / "python"
+        data = Path(sys.executable).resolve().read_bytes()
+        # Keep the ELF header only, pointing at program headers that are gone.
+        p.write_bytes(data[:64])
+        with pytest.raises(ArtifactError, match="truncated"):
+            elf.read(p)
+
+
+class TestStaticX86Problem:
+    def test_says_what_is_wrong(self, tmp_path: Path) -> None:
+        assert elf.static_x86_64_problem(make_elf(tmp_path / "ok", 0x3E, interp=False)) == ""
+        assert "dynamically linked x86-64" in elf.static_x86_64_problem(make_elf(tmp_path / "dyn", 0x3E, interp=True))
+        assert "machine 0xb7" in elf.static_x86_64_problem(make_elf(tmp_path / "arm", 0xB7, interp=False))
+        assert elf.static_x86_64_problem(tmp_path / "missing") == "does not exist"
+        assert "directory" in elf.static_x86_64_problem(tmp_path)
+        (tmp_path / "sh").write_text("#!/bin/sh\n")
+        assert elf.static_x86_64_problem(tmp_path / "sh") == "is not an ELF file"

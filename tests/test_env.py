@@ -174,3 +174,59 @@ def test_leaving_gem5_src_off_next_to_an_env_from_another_tree_stops_instead_of_
         env.refuse_silent_rebuild(make_config(), brought, "x")
     env.refuse_silent_rebuild(make_config(gem5__binary=str(tmp_path / "gem5.opt")), brought, "y")  # packaging: seconds
     env.refuse_silent_rebuild(make_config(), None, "x")  # nothing built yet
+
+
+# ---------------------------------------------------------------- Docker tier: the build path, with a gem5 build test double
+
+FAKE_TOP_SCONSTRUCT = r'''
+# Test double for gem5's SConstruct (named as such; not gem5): takes the options
+# and targets hackback gives, and does to the source tree what gem5's build does
+# (ply's parsetab.py under src/arch, __pycache__), then "links" a gem5.opt that
+# answers hackback's probe as an X86 gem5 24.0.0.1.
+import os, subprocess
+AddOption("--ignore-style", action="store_true")
+AddOption("--linker", dest="linker", type="string")
+targets = list(COMMAND_LINE_TARGETS)
+if targets and targets[0] in ("defconfig", "setconfig"):
+    Exit(0)
+os.makedirs("src/arch/__pycache__", exist_ok=True)
+open("src/arch/parsetab.py", "w").write("# written by the build\n")
+out = targets[0]
+os.makedirs(os.path.dirname(out), exist_ok=True)
+subprocess.check_call(["gcc", '-DRELEASE="24.0.0.1"', '-DISA="x86"', "-o", out, "gem5-probe-standin.c"])
+Exit(0)
+'''
+
+FAKE_M5_SCONSTRUCT = r'''
+# Test double for util/m5's SConstruct (named as such): a static x86-64 "m5".
+import os, subprocess
+os.makedirs("build/x86/out", exist_ok=True)
+open("m5-standin.c", "w").write("int main(void) { return 0; }\n")
+subprocess.check_call(["gcc", "-static", "-o", "build/x86/out/m5", "m5-standin.c"])
+Exit(0)
+'''
+
+
+@pytest.mark.docker
+def test_a_gem5_build_leaves_the_researchers_tree_as_it_was(engine: Engine, tools, fake_gem5_tree: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (fake_gem5_tree / "SConstruct").write_text(FAKE_TOP_SCONSTRUCT)
+    (fake_gem5_tree / "util" / "m5" / "SConstruct").write_text(FAKE_M5_SCONSTRUCT)
+    (fake_gem5_tree / "src" / "arch").mkdir(parents=True)
+    shutil.copy(REPO / "tests" / "data" / "gem5-probe-standin.c", fake_gem5_tree)
+    snapshot = {str(p.relative_to(fake_gem5_tree)): p.read_bytes() for p in fake_gem5_tree.rglob("*") if p.is_file()}
+    cfg = config.load(flags={"work_dir": str(tmp_path / "work"), "gem5.src": str(fake_gem5_tree)}, environ={})
+    art = env.ensure(cfg, engine=engine)
+    try:
+        after = {str(p.relative_to(fake_gem5_tree)): p.read_bytes() for p in fake_gem5_tree.rglob("*") if p.is_file()}
+        assert after == snapshot, "the build wrote into the researcher's tree"
+        assert not (fake_gem5_tree / "src" / "arch" / "parsetab.py").exists()
+        build = tmp_path / "work" / "cache" / "gem5-build" / "default"
+        assert (build / "src" / "src" / "arch" / "parsetab.py").is_file()  # it went to the build's own copy
+        info = art.manifest.parts["gem5"]["info"]
+        assert info["origin"] == "built" and info["build_info"]["release"] == "24.0.0.1"
+        start = time.monotonic()
+        again = env.ensure(cfg, engine=engine)
+        assert again.image == art.image and time.monotonic() - start < 5  # the tree's identity did not move
+    finally:
+        if art.image:
+            engine.remove_image(art.image)

@@ -77,3 +77,51 @@ def test_unreachable_upstream_fails_fast_with_the_hint(tmp_path: Path, make_conf
     assert time.monotonic() - start < 61
     assert "--gem5-src" in e.value.one_line()
     assert list((cfg.work_dir / ".tmp").iterdir()) == []
+
+
+class TestBadTarball:
+    """A damaged or unsafe --gem5-src tarball is one line; nothing is left in the
+    work dir's staging or cache, and nothing is written outside it."""
+
+    def _resolve(self, tmp_path: Path, make_config, tarball: Path) -> str:  # type: ignore[no-untyped-def]
+        cfg = make_config(gem5__src=str(tarball))
+        with pytest.raises(UsageError) as e:
+            gem5src.resolve(cfg.gem5, Layout(cfg.work_dir), HashCache(tmp_path / "h.sqlite"))
+        line = e.value.one_line()
+        assert "\n" not in line and str(tarball) in line
+        assert list((cfg.work_dir / ".tmp").iterdir()) == []  # the half-extracted tree is gone
+        assert not (cfg.work_dir / "cache" / "src").exists() or list((cfg.work_dir / "cache" / "src").iterdir()) == []
+        return line
+
+    @pytest.mark.parametrize("mode", ["w:gz", "w"])
+    def test_truncated(self, tmp_path: Path, make_config, fake_gem5_tree: Path, mode: str) -> None:  # type: ignore[no-untyped-def]
+        import os
+
+        (fake_gem5_tree / "big.bin").write_bytes(os.urandom(256 << 10))  # so the cut falls inside a member
+        whole = tmp_path / "whole.tar"
+        with tarfile.open(whole, mode) as tf:
+            tf.add(fake_gem5_tree, arcname="gem5-24.0.0.1")
+        cut = tmp_path / "gem5.tar"
+        cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+        assert "damaged or truncated" in self._resolve(tmp_path, make_config, cut)
+
+    def test_a_member_outside_the_tree(self, tmp_path: Path, make_config, fake_gem5_tree: Path) -> None:  # type: ignore[no-untyped-def]
+        import io
+
+        evil = tmp_path / "evil.tar"
+        with tarfile.open(evil, "w") as tf:
+            tf.add(fake_gem5_tree, arcname="gem5")
+            member = tarfile.TarInfo("gem5/../../../escaped")
+            member.size = 3
+            tf.addfile(member, io.BytesIO(b"bad"))
+        assert "unsafe to extract" in self._resolve(tmp_path, make_config, evil)
+        assert not any(p.name == "escaped" for p in tmp_path.rglob("escaped"))
+
+    def test_an_absolute_link(self, tmp_path: Path, make_config, fake_gem5_tree: Path) -> None:  # type: ignore[no-untyped-def]
+        evil = tmp_path / "link.tar"
+        with tarfile.open(evil, "w") as tf:
+            tf.add(fake_gem5_tree, arcname="gem5")
+            member = tarfile.TarInfo("gem5/passwd")
+            member.type, member.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tf.addfile(member)
+        assert "unsafe to extract" in self._resolve(tmp_path, make_config, evil)

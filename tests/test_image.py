@@ -1,8 +1,8 @@
 """`invoke image`. Template rendering needs nothing; the check runs on a small
 image the test makes (Docker tier); the real two-stage build, its check, and a
 boot of the result under QEMU TCG are the QEMU tier. CI has no gem5, so the m5
-installed there is tests/data/m5-standin, a test double that records its
-calls on the console."""
+installed there is tests/data/m5-standin.c (compiled static by the m5_standin
+fixture), a test double that records its calls on the console."""
 from __future__ import annotations
 
 import json
@@ -18,9 +18,9 @@ import pytest
 from hackback import config, image, qemu
 from hackback.artifacts import HashCache, Layout
 from hackback.engine import Engine, Mount, RunSpec
+from hackback.errors import ArtifactError, UsageError
 
 REPO = Path(__file__).resolve().parent.parent
-STANDIN = REPO / "tests" / "data" / "m5-standin"
 
 
 def rendered(**over: object) -> dict:
@@ -58,7 +58,10 @@ def test_inputs_change_with_what_goes_into_the_image(make_config) -> None:  # ty
 # ---------------------------------------------------------------- Docker tier: the check on a small image
 
 
-def make_small_image(engine: Engine, tools_ref: str, out: Path, m5: Path, with_autologin: bool = True) -> Path:
+def make_small_image(engine: Engine, tools_ref: str, out: Path, m5: Path, with_autologin: bool = True,
+                     part_sectors: int = 0) -> Path:
+    """A 21 MiB disk with a 20 MiB ext4 partition at 1 MiB; part_sectors > 0 makes the
+    partition table give it that many sectors instead (a partition shorter than its filesystem)."""
     guest = image.GUEST
     script = f"""set -e
 mkdir -p /t/root /t/usr/sbin /t/etc/systemd/system/serial-getty@ttyS0.service.d
@@ -70,7 +73,7 @@ cat /g/bashrc-hook.sh > /t/root/.bashrc
 {"cp /g/autologin.conf /t/etc/systemd/system/serial-getty@ttyS0.service.d/" if with_autologin else "true"}
 mke2fs -q -t ext4 -d /t /tmp/p.img 20M
 truncate -s 21M /out/small.img
-printf 'label: dos\\nlabel-id: 0x0badcafe\\nstart=2048, type=83\\n' | sfdisk -q /out/small.img
+printf 'label: dos\\nlabel-id: 0x0badcafe\\nstart=2048, {f"size={part_sectors}, " if part_sectors else ""}type=83\\n' | sfdisk -q /out/small.img
 dd if=/tmp/p.img of=/out/small.img bs=1M seek=1 conv=notrunc status=none
 """
     engine.run(RunSpec(tools_ref, ["bash", "-c", script], step="t-small-image", kvm=False, mounts=[
@@ -79,15 +82,15 @@ dd if=/tmp/p.img of=/out/small.img bs=1M seek=1 conv=notrunc status=none
 
 
 @pytest.mark.docker
-def test_check_accepts_a_good_image_and_names_what_is_wrong(engine: Engine, tools, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    m5_sha = HashCache.quick_sha256(STANDIN)
-    good = make_small_image(engine, tools.ref, tmp_path, STANDIN)
+def test_check_accepts_a_good_image_and_names_what_is_wrong(engine: Engine, tools, m5_standin: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    m5_sha = HashCache.quick_sha256(m5_standin)
+    good = make_small_image(engine, tools.ref, tmp_path, m5_standin)
     assert image.check(engine, tools, good, image.expected_facts(m5_sha, disk_id="0badcafe")) == []
     wrong_m5 = image.check(engine, tools, good, image.expected_facts("0" * 64))
     assert len(wrong_m5) == 1 and "/sbin/m5" in wrong_m5[0]
     bad_dir = tmp_path / "bad"
     bad_dir.mkdir()
-    no_login = make_small_image(engine, tools.ref, bad_dir, STANDIN, with_autologin=False)
+    no_login = make_small_image(engine, tools.ref, bad_dir, m5_standin, with_autologin=False)
     problems = image.check(engine, tools, no_login, image.expected_facts(m5_sha))
     assert problems == [f"SHA {image.AUTOLOGIN_PATH}: expected {image.expected_facts(m5_sha)[f'SHA {image.AUTOLOGIN_PATH}']}, found missing"]
 
@@ -98,6 +101,49 @@ def test_check_refuses_a_file_that_is_not_a_disk(engine: Engine, tools, tmp_path
     junk.write_bytes(b"\0" * 4096)
     problems = image.check(engine, tools, junk, image.expected_facts("x"))
     assert problems and "no partition table" in problems[0]
+
+
+@pytest.mark.docker
+class TestCheckSizes:
+    """`invoke image --check` on a disk whose partition or file is shorter than the
+    filesystem in it: both look fine until the guest touches the blocks past the end."""
+
+    def test_a_partition_shorter_than_its_filesystem(self, engine: Engine, tools, m5_standin: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        short = make_small_image(engine, tools.ref, tmp_path, m5_standin, part_sectors=30720)  # 15 MiB for a 20 MiB ext4
+        problems = image.check(engine, tools, short, image.expected_facts(HashCache.quick_sha256(m5_standin)))
+        assert problems == [f"partition 1 is {30720 * 512} bytes, shorter than its ext4 filesystem ({20 << 20} bytes)"]
+
+    def test_a_disk_file_cut_short(self, engine: Engine, tools, m5_standin: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        disk = make_small_image(engine, tools.ref, tmp_path, m5_standin)
+        os.truncate(disk, 16 << 20)
+        problems = image.check(engine, tools, disk, image.expected_facts(HashCache.quick_sha256(m5_standin)))
+        assert any("a truncated copy" in p for p in problems), problems
+
+    def test_check_existing_fails_in_one_line(self, engine: Engine, tools, m5_standin: Path, session_work: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        short = make_small_image(engine, tools.ref, tmp_path, m5_standin, part_sectors=30720)
+        cfg = config.load(flags={"work_dir": str(session_work)}, environ={})  # where the tools fixture built
+        with pytest.raises(ArtifactError, match="shorter than its ext4 filesystem") as e:
+            image.check_existing(cfg, short, m5_standin, engine=engine)
+        assert "\n" not in e.value.one_line()
+
+
+class TestM5Refused:
+    """A bad m5 handed to image.ensure is refused before an engine is asked for or
+    anything is written (the config check refuses --m5 earlier still)."""
+
+    @pytest.mark.parametrize("what", ["missing", "directory", "script"])
+    def test_before_anything_is_touched(self, make_config, tmp_path: Path, what: str) -> None:  # type: ignore[no-untyped-def]
+        m5 = tmp_path / "m5"
+        if what == "directory":
+            m5.mkdir()
+        elif what == "script":
+            m5.write_text("#!/bin/sh\n")
+        cfg = make_config()
+        with pytest.raises(UsageError) as e:
+            image.ensure(cfg, m5, engine=None)
+        line = e.value.one_line()
+        assert str(m5) in line and "--m5" in line and "\n" not in line
+        assert not cfg.work_dir.exists()
 
 
 # ---------------------------------------------------------------- QEMU tier: the real build
@@ -115,8 +161,9 @@ def built(engine: Engine, tmp_path_factory: pytest.TempPathFactory, request: pyt
         cfg = config.load(flags={"work_dir": str(world["work"])}, environ={})
         return cfg, image.load(world["image"]), world["env"] / "m5"
     work = os.environ.get("HACKBACK_TEST_IMAGE_WORK_DIR") or str(tmp_path_factory.mktemp("imgwork"))
-    cfg = config.load(flags={"work_dir": work, "image.m5": str(STANDIN)}, environ={})
-    return cfg, image.ensure(cfg, STANDIN, engine=engine), STANDIN
+    standin: Path = request.getfixturevalue("m5_standin")
+    cfg = config.load(flags={"work_dir": work, "image.m5": str(standin)}, environ={})
+    return cfg, image.ensure(cfg, standin, engine=engine), standin
 
 
 @pytest.mark.qemu
@@ -144,9 +191,9 @@ def test_rerun_is_a_no_op(built, engine: Engine) -> None:  # type: ignore[no-unt
 
 
 @pytest.mark.qemu
-def test_image_boots_logs_in_and_checkpoints_once(built, engine: Engine, tools) -> None:  # type: ignore[no-untyped-def]
+def test_image_boots_logs_in_and_checkpoints_once(built, engine: Engine, tools, m5_standin: Path) -> None:  # type: ignore[no-untyped-def]
     _cfg, art, m5 = built
-    if m5 != STANDIN:
+    if m5 != m5_standin:
         pytest.skip("the image has the real m5 (gem5 tier): it cannot record its calls under QEMU; the gem5 tier "
                     "shows the checkpoint taken once, tests/test_rcs.py the once-per-boot logic")
     sha_before = HashCache.quick_sha256(art.disk)
@@ -188,9 +235,9 @@ def test_check_task_on_the_built_image(built) -> None:  # type: ignore[no-untype
 
 @pytest.mark.qemu
 @pytest.mark.parametrize("stage_line", ["==> image stage 1", "==> image stage 2"])
-def test_ctrl_c_in_a_stage_leaves_nothing(engine: Engine, tmp_path: Path, stage_line: str) -> None:
+def test_ctrl_c_in_a_stage_leaves_nothing(engine: Engine, m5_standin: Path, tmp_path: Path, stage_line: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HACKBACK_")}
-    env.update(HACKBACK_WORK_DIR=str(tmp_path / "work"), HACKBACK_IMAGE_M5=str(STANDIN))
+    env.update(HACKBACK_WORK_DIR=str(tmp_path / "work"), HACKBACK_IMAGE_M5=str(m5_standin))
     # Ctrl-C as a terminal delivers it, even when this test runs in the background with SIGINT ignored.
     proc = subprocess.Popen([sys.executable, "-m", "invoke", "image"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

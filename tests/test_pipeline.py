@@ -55,3 +55,38 @@ def test_cycles_are_caught() -> None:
     steps = {"a": Step("a", ("b",)), "b": Step("b", ("a",))}
     with pytest.raises(AssertionError, match="cycle"):
         pipeline.plan("a", steps)
+
+
+def test_a_dry_run_says_what_would_be_built_and_why_and_builds_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from hackback import artifacts, log
+
+    printed = io.StringIO()
+    monkeypatch.setattr(log, "_out", printed)
+    from hackback.artifacts import Layout, Manifest, WouldBuild
+
+    calls: list[str] = []
+    doubles = recording_doubles(calls)
+
+    def image_is_stale(cfg: Any, deps: Mapping[str, Any]) -> str:
+        # What a real step does: ask build_unless_fresh, which in a dry run says why instead of building.
+        m = Manifest("images", "default")
+        m.set_part("image", {"m5_sha256": "old"}, {}, {})
+        d = Layout(tmp_path).artifact_dir("images", "default")
+        d.mkdir(parents=True)
+        artifacts.write_manifest(d, m)
+        out = artifacts.build_unless_fresh(Layout(tmp_path), "images", "default", "image", {"m5_sha256": "new"}, False,
+                                           lambda tmp, man: calls.append("BUILT"), "image 'default'")
+        return str(out)
+
+    doubles["image"] = image_is_stale
+    done = pipeline.dry_run_report("checkpoint", None, doubles, ALL_BUILT)  # type: ignore[arg-type]
+    out = printed.getvalue()
+    assert "plan: image      would build image 'default': its inputs changed (m5_sha256)" in out
+    assert "plan: checkpoint would be made after image" in out
+    assert "plan: kernel     up to date" in out and "BUILT" not in calls and "checkpoint" not in calls
+    assert set(done) == {"env", "m5", "kernel"}
+    assert not artifacts.dry_running()  # the mode ends with the report
+    with pytest.raises(WouldBuild), artifacts.dry_run():
+        artifacts.would_build("x", "y")

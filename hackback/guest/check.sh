@@ -4,15 +4,23 @@
 # Usage: check.sh IMAGE. Prints `KEY value` lines.
 set -uo pipefail
 img=$1
-start=$(sfdisk -J "$img" | python3 -c 'import json,sys; p=json.load(sys.stdin)["partitiontable"]; print(p["partitions"][0]["start"], p["partitions"][0]["type"], p["id"])') || { echo "ERROR no partition table"; exit 0; }
-read -r sector ptype disk_id <<< "$start"
+start=$(sfdisk -J "$img" | python3 -c 'import json,sys; p=json.load(sys.stdin)["partitiontable"]; q=p["partitions"][0]; print(q["start"], q["size"], q["type"], p["id"], p.get("sectorsize", 512))') || { echo "ERROR no partition table"; exit 0; }
+read -r sector psize ptype disk_id ssize <<< "$start"
 echo "PART1_TYPE $ptype"
 echo "DISK_ID $disk_id"
-fs="$img?offset=$((sector * 512))"
+# Sizes in bytes: a partition shorter than its filesystem (or a disk cut short)
+# mounts, then fails once the guest writes or reads past the end.
+echo "PART1_BYTES $((psize * ssize))"
+echo "PART1_END_BYTES $(((sector + psize) * ssize))"
+echo "DISK_BYTES $(stat -c %s "$img")"
+fs="$img?offset=$((sector * ssize))"
 
-features=$(dumpe2fs -h "$fs" 2>/dev/null | sed -n 's/^Filesystem features: *//p')
-echo "FS_FEATURES $features"
-echo "FS_UUID $(dumpe2fs -h "$fs" 2>/dev/null | sed -n 's/^Filesystem UUID: *//p')"
+header=$(dumpe2fs -h "$fs" 2>/dev/null)
+echo "FS_FEATURES $(sed -n 's/^Filesystem features: *//p' <<< "$header")"
+echo "FS_UUID $(sed -n 's/^Filesystem UUID: *//p' <<< "$header")"
+blocks=$(sed -n 's/^Block count: *//p' <<< "$header")
+bsize=$(sed -n 's/^Block size: *//p' <<< "$header")
+if [ -n "$blocks" ] && [ -n "$bsize" ]; then echo "FS_BYTES $((blocks * bsize))"; fi
 
 # debugfs does not follow symlinks in paths (/sbin -> usr/sbin on merged-/usr systems).
 resolve() {
