@@ -32,11 +32,16 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     src = Path(args.gem5_src)
+    from hackback import config
+    from hackback.artifacts import Layout
+
+    cfg = config.load(flags={"work_dir": args.work_dir, "gem5.src": str(src)}, environ={})
+    tree = gem5src.resolve(cfg.gem5, Layout(cfg.work_dir), HashCache(Layout(cfg.work_dir).hash_db)).path  # a tarball's extraction
 
     with tempfile.TemporaryDirectory() as tmp:
-        cold = timed(lambda: gem5src.describe(src, "bench", HashCache(Path(tmp) / "h.sqlite")))
+        cold = timed(lambda: gem5src.describe(tree, "bench", HashCache(Path(tmp) / "h.sqlite")))
         warm_cache = HashCache(Path(tmp) / "h.sqlite")
-        warm = [timed(lambda: gem5src.describe(src, "bench", warm_cache)) for _ in range(args.repeat)]
+        warm = [timed(lambda: gem5src.describe(tree, "bench", warm_cache)) for _ in range(args.repeat)]
     report("gem5 tree identity, cold hash cache", [cold])
     report("gem5 tree identity, warm hash cache", warm)
     print(f"{'':<48} ratio cold/warm {cold / sorted(warm)[len(warm) // 2]:.1f}x")

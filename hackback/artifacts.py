@@ -147,6 +147,15 @@ class HashCache:
         self._db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?)", (str(path), *key, digest))
         return digest
 
+    def moved(self, old: Path, new: Path) -> None:
+        """Files hashed under `old` now live under `new` (a staging directory renamed
+        into place; their stat identity is unchanged): keep their digests, so the
+        first no-op after a build does not read a 4 GiB image again."""
+        old_s, new_s = str(Path(old).resolve()) + "/", str(Path(new).resolve()) + "/"
+        self._db.execute("DELETE FROM hashes WHERE substr(path, 1, ?) = ?", (len(new_s), new_s))
+        self._db.execute("UPDATE hashes SET path = ? || substr(path, ?) WHERE substr(path, 1, ?) = ?",
+                         (new_s, len(old_s) + 1, len(old_s), old_s))
+
     @staticmethod
     def quick_sha256(path: Path) -> str:
         """For small files shipped with hackback: read every time, no cache."""
@@ -487,6 +496,7 @@ def build_unless_fresh(layout: Layout, kind: Kind, name: str, part: str, want: M
         with staged(layout, kind, name) as tmp:
             build(tmp, manifest)
             write_manifest(tmp, manifest)
+        HashCache(layout.hash_db).moved(tmp, directory)
         return Outcome(manifest, directory, built=True)
 
 

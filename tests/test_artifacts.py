@@ -338,3 +338,20 @@ def test_tree_digest_is_remembered_until_any_file_changes(tmp_path: Path) -> Non
     assert hashes.tree_sha256(root) not in (first, second)
     (root / "src" / "new.cc").unlink()
     assert hashes.tree_sha256(root) == second  # back to the same content, same digest
+
+
+def test_digests_follow_a_staged_artifact_into_place(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "work")
+    out = artifacts.build_unless_fresh(layout, "images", "default", "image", {"a": 1}, False,
+                                       lambda tmp, m: m.set_part("image", {"a": 1}, {"disk.img": artifacts.file_record(
+                                           _write(tmp / "disk.img", b"x" * 4096), HashCache(layout.hash_db))}, {}),
+                                       "image 'default'")
+    hashes = HashCache(layout.hash_db)
+    assert hashes.sha256(out.directory / "disk.img") and hashes.reads == 0  # known already: not read again
+    again = artifacts.build_unless_fresh(layout, "images", "default", "image", {"a": 1}, False, lambda t, m: None, "image")
+    assert not again.built
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
