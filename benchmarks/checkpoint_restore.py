@@ -43,7 +43,7 @@ def overhead(cfg: Any, e: Any, cpt: Any, script: Path, repeat: int, engine: Engi
     report(f"restore overhead, {label}: wall", walls)
     med = {k: statistics.median(p.get(k, 0.0) for p in phases) for k in ("container", "instantiate_seconds", "simulate_seconds")}
     rest = statistics.median(walls) - med["container"]
-    print(f"{'':<48} of which: hackback's checks and docker run/rm {rest:.2f} s, gem5 start-up and board "
+    print(f"{'':<48} of which: hackback's own checks {rest:.2f} s, docker run/rm + gem5 start-up and board "
           f"{med['container'] - med['instantiate_seconds'] - med['simulate_seconds']:.2f} s, instantiate (checkpoint load) "
           f"{med['instantiate_seconds']:.2f} s, simulate the guest's part {med['simulate_seconds']:.2f} s", flush=True)
     return statistics.median(walls)
