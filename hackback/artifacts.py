@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator, Literal, Mapping, Optional
 
 from . import log
 from .errors import ArtifactError, ConfigError, DiskSpaceError, LockBusy
+from .ownership import pid_alive
 
 SCHEMA_VERSION = 1
 Kind = Literal["env", "images", "kernels", "checkpoints", "runs"]
@@ -516,16 +517,6 @@ def write_manifest(directory: Path, manifest: Manifest) -> None:
     tmp = directory / (MANIFEST + ".tmp")
     tmp.write_text(manifest.to_json())
     os.replace(tmp, directory / MANIFEST)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 TRASH = "old-"  # label prefix of an artifact staged() set aside: old-<kind>-<name>

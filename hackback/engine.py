@@ -22,7 +22,7 @@ import docker.errors
 import requests
 
 from . import log, reaper
-from .artifacts import pid_alive
+from .ownership import host_user, owner_label, parse_owner, pid_alive
 from .errors import ContainerFailed, DockerFailure, DockerUnavailable, StepStalled
 
 LABEL = "io.hackback"  # value "1" on everything we create
@@ -67,15 +67,8 @@ class RunSpec:
     stop_grace: int = 0
 
 
-def owner_label() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def parse_owner(owner: str) -> Optional[tuple[str, int]]:
-    """An owner label's (host, pid), None when it is not one. A host name may hold
-    dots (even colons): the pid is what follows the last colon."""
-    host, sep, pid = owner.rpartition(":")
-    return (host, int(pid)) if sep and host and pid.isdigit() else None
 
 
 # The work dir every container this process starts is labelled with. Module
@@ -116,8 +109,6 @@ class ContainerInfo:
         return "reap" if self.work_dir == str(work_dir.resolve()) else "unproven"
 
 
-def host_user() -> str:
-    return f"{os.getuid()}:{os.getgid()}"
 
 
 class Engine:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from .artifacts import pid_alive
+from .ownership import parse_owner, pid_alive
 
 POLL = 2.0  # seconds; a killed task's containers are gone within a few of these
 _started: set[str] = set()
@@ -32,7 +32,7 @@ def spawn(owner: str) -> None:
 
 
 def watch(owner: str) -> int:
-    from .engine import Engine, parse_owner  # the engine owns Docker; imported only when needed
+    from .engine import Engine  # the engine owns Docker; imported only when needed
 
     parsed = parse_owner(owner)
     if parsed is None or parsed[0] != socket.gethostname():

@@ -25,7 +25,8 @@ from .artifacts import (HashCache, Layout, Manifest, build_unless_fresh, digest_
                         would_build)
 from .checkpoint import CheckpointArtifact, gem5_identity, identity_digest
 from .config import Config
-from .engine import Engine, owner_label
+from .engine import Engine
+from .ownership import owner_label
 from .env import EnvArtifact
 from .errors import Gem5RunFailed, HackbackError, MismatchError, ScriptFailed, UsageError
 

@@ -22,7 +22,8 @@ import pytest
 
 from hackback import checkpoint, restore
 from hackback.artifacts import HashCache, Layout, Manifest, digest_of, file_record
-from hackback.engine import Engine, owner_label
+from hackback.engine import Engine
+from hackback.ownership import owner_label
 from hackback.env import EnvArtifact
 from hackback.errors import Gem5RunFailed, MismatchError, ScriptFailed, UsageError
 from hackback.image import ImageArtifact

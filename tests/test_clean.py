@@ -19,7 +19,8 @@ import pytest
 from hackback import artifacts, clean, config, edge, engine as engine_mod, log
 from hackback.artifacts import Layout, Manifest, lock, staged, write_manifest
 from hackback.clean import CleanRequest
-from hackback.engine import LABEL, LABEL_OWNER, LABEL_STEP, LABEL_WORKDIR, ContainerInfo, Engine, RunSpec, parse_owner
+from hackback.engine import LABEL, LABEL_OWNER, LABEL_STEP, LABEL_WORKDIR, ContainerInfo, Engine, RunSpec
+from hackback.ownership import parse_owner
 from hackback.errors import ConfigError, UsageError
 
 DOTTED_HOST = "node7.cluster.example.org"
