@@ -133,7 +133,7 @@ def _ensure(ctx: _Ctx, want_gem5: bool, force: bool) -> EnvArtifact:
     parts = [("m5", ctx.m5_inputs, _build_m5)]
     if want_gem5:
         brought = ctx.cfg.gem5.binary
-        stale = force or not _fresh(ctx, "gem5", ctx.gem5_inputs())
+        stale = force or _staleness(ctx, "gem5", ctx.gem5_inputs()) is not None
         if stale and not force:
             refuse_silent_rebuild(ctx.cfg, Manifest.read(ctx.directory), ctx.source.origin)
         if brought is not None and stale:
@@ -142,14 +142,12 @@ def _ensure(ctx: _Ctx, want_gem5: bool, force: bool) -> EnvArtifact:
         parts.append(("gem5", ctx.gem5_inputs, _bring_gem5 if brought is not None else _build_gem5))
     built = False
     for part, inputs, build_part in parts:
-        if not force and _fresh(ctx, part, inputs()):
+        why = "asked for (--force)" if force else _staleness(ctx, part, inputs())
+        if why is None:
             continue
-        manifest = Manifest.read(ctx.directory)
-        why = "asked for (--force)" if force else (manifest.staleness(part, inputs(), ctx.directory, ctx.hashes)
-                                                    if manifest else "not built yet")
-        would_build(f"env '{cfg.name}' {part}", why or "its image is missing")
+        would_build(f"env '{cfg.name}' {part}", why)
         with lock(layout, "env", f"{cfg.name}.{part}"):
-            if not force and _fresh(ctx, part, inputs()):
+            if not force and _staleness(ctx, part, inputs()) is None:
                 continue  # another run built it while we waited
             work = new_tmp(layout, f"env-{cfg.name}-{part}")
             try:
@@ -192,13 +190,15 @@ def refuse_silent_rebuild(cfg: Config, manifest: Optional[Manifest], origin: str
                          "that rebuilds most of gem5", "restore the options, or `invoke env --force` to rebuild with the new ones")
 
 
-def _fresh(ctx: _Ctx, part: str, inputs: dict[str, Any]) -> bool:
+def _staleness(ctx: _Ctx, part: str, inputs: dict[str, Any]) -> Optional[str]:
+    """Why `part` would be built again (None: it is up to date, its image there too)."""
     manifest = Manifest.read(ctx.directory)
-    if manifest is None or not manifest.is_fresh(part, inputs, ctx.directory, ctx.hashes):
-        return False
-    if part == "gem5":
-        return ctx.engine.image_id(str(manifest.parts["gem5"]["outputs"]["image"]["ref"])) is not None
-    return True
+    if manifest is None:
+        return "not built yet"
+    why = manifest.staleness(part, inputs, ctx.directory, ctx.hashes)
+    if why is None and part == "gem5" and ctx.engine.image_id(str(manifest.parts["gem5"]["outputs"]["image"]["ref"])) is None:
+        return "its env image is missing from the engine"
+    return why
 
 
 def _artifact(ctx: _Ctx, manifest: Manifest) -> EnvArtifact:
