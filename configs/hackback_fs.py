@@ -44,6 +44,14 @@ if not str(m5.defines.buildEnv.get("PROTOCOL", "")):
 
     _requires.get_runtime_coherence_protocol = lambda: None
 
+# What hackback and this script agree on (markers, file names, endings, cache
+# defaults), stated once in a file beside this one: a copy of this script needs
+# it too. gem5 runs a config file with __file__ set (m5/main.py).
+CONTRACT = json.loads((Path(__file__).resolve().parent / "hackback_contract.json").read_text())
+MARK = CONTRACT["markers"]
+FILES = CONTRACT["files"]
+CAUSE = CONTRACT["causes"]
+
 CPUS = {"atomic": CPUTypes.ATOMIC, "timing": CPUTypes.TIMING, "o3": CPUTypes.O3, "kvm": CPUTypes.KVM}
 PANIC_MARKS = ("Kernel panic - not syncing", "Kernel panic -")
 TICKS_PER_SECOND = 10**12
@@ -59,9 +67,9 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--cores", type=int, default=1)
     ap.add_argument("--cpu", choices=sorted(CPUS), default="atomic")
     ap.add_argument("--caches", choices=("none", "l1", "l1l2"), default="none")
-    ap.add_argument("--l1d", default="32KiB")
-    ap.add_argument("--l1i", default="32KiB")
-    ap.add_argument("--l2", default="512KiB")
+    ap.add_argument("--l1d", default=CONTRACT["cache_defaults"]["l1d"])
+    ap.add_argument("--l1i", default=CONTRACT["cache_defaults"]["l1i"])
+    ap.add_argument("--l2", default=CONTRACT["cache_defaults"]["l2"])
     ap.add_argument("--kvm-perf", action="store_true", help="use perf counters on KVM cores (needs a host PMU)")
     ap.add_argument("--checkpoint-dir", help="boot: where cpt.<tick> is written")
     ap.add_argument("--checkpoint", help="restore: the cpt.<tick> directory")
@@ -113,7 +121,7 @@ class Console:
     """The guest's serial console as gem5 writes it (board.pc.com_1.device)."""
 
     def __init__(self, outdir: str) -> None:
-        self.path = Path(outdir) / "board.pc.com_1.device"
+        self.path = Path(outdir) / FILES["console"]
         self.offset = 0
         self.last_line = ""
         self.panic = ""
@@ -149,10 +157,10 @@ def main() -> int:
         def handler():
             while True:
                 events.append(kind)
-                if kind == "checkpoint" and args.mode == "boot":
+                if kind == CAUSE["checkpoint"] and args.mode == "boot":
                     tick = m5.curTick()
                     target = Path(args.checkpoint_dir) / f"cpt.{tick}"
-                    print(f"HACKBACK-CHECKPOINT saving {target}", flush=True)
+                    print(f"{MARK['checkpoint']} saving {target}", flush=True)
                     simulator.save_checkpoint(target)
                     result["checkpoint"] = target.name
                 yield True  # every ending is ours to judge; never continue past it
@@ -164,13 +172,13 @@ def main() -> int:
         board=board,
         max_ticks=slice_ticks,  # per run() call: we simulate in slices
         on_exit_event={
-            ExitEvent.CHECKPOINT: record("checkpoint"),
-            ExitEvent.EXIT: record("exit"),
-            ExitEvent.FAIL: record("fail"),
-            ExitEvent.KERNEL_PANIC: record("kernel-panic"),
-            ExitEvent.KERNEL_OOPS: record("kernel-oops"),
-            ExitEvent.MAX_TICK: record("slice"),
-            ExitEvent.USER_INTERRUPT: record("interrupted"),
+            ExitEvent.CHECKPOINT: record(CAUSE["checkpoint"]),
+            ExitEvent.EXIT: record(CAUSE["exit"]),
+            ExitEvent.FAIL: record(CAUSE["fail"]),
+            ExitEvent.KERNEL_PANIC: record(CAUSE["kernel_panic"]),
+            ExitEvent.KERNEL_OOPS: record(CAUSE["kernel_oops"]),
+            ExitEvent.MAX_TICK: record(CAUSE["slice"]),
+            ExitEvent.USER_INTERRUPT: record(CAUSE["interrupted"]),
         },
     )
     console = Console(outdir)
@@ -185,28 +193,28 @@ def main() -> int:
     cause = ""
     while True:
         simulator.run()
-        kind = events[-1] if events else "unknown"
+        kind = events[-1] if events else CAUSE["unknown"]
         now = time.monotonic()
         console.poll()
         sim_s = (m5.curTick() - start_tick) / TICKS_PER_SECOND
-        if kind != "slice":
+        if kind != CAUSE["slice"]:
             cause = kind
             break
         if console.panic:
-            cause = "kernel-panic"
+            cause = CAUSE["kernel_panic"]
             break
         if args.max_sim_seconds and sim_s >= args.max_sim_seconds:
-            cause = "max-sim-seconds"
+            cause = CAUSE["max_sim_seconds"]
             break
         if args.max_wall_seconds and now - wall_start >= args.max_wall_seconds:
-            cause = "max-wall-seconds"
+            cause = CAUSE["max_wall_seconds"]
             break
         if now >= next_progress:
             next_progress = now + args.progress_every
             progress = {"sim": sim_s, "host": round(now - wall_start, 1), "console": console.last_line}
-            print(f"HACKBACK-PROGRESS {json.dumps(progress)}", flush=True)
+            print(f"{MARK['progress']} {json.dumps(progress)}", flush=True)
     console.poll()
-    expected = "checkpoint" if args.mode == "boot" else "exit"
+    expected = CONTRACT["expected"][args.mode]
     result.update(
         cause=cause,
         expected=expected,
@@ -220,11 +228,11 @@ def main() -> int:
         console_last_line=console.last_line,
         panic_line=console.panic,
     )
-    with open(os.path.join(outdir, "hackback-result.json.tmp"), "w") as f:
+    with open(os.path.join(outdir, FILES["result_tmp"]), "w") as f:
         json.dump(result, f, indent=2, sort_keys=True)
-    os.replace(os.path.join(outdir, "hackback-result.json.tmp"), os.path.join(outdir, "hackback-result.json"))
-    print(f"HACKBACK-RESULT {json.dumps(result, sort_keys=True)}", flush=True)
-    return 0 if result["ok"] else 3
+    os.replace(os.path.join(outdir, FILES["result_tmp"]), os.path.join(outdir, FILES["result"]))
+    print(f"{MARK['result']} {json.dumps(result, sort_keys=True)}", flush=True)
+    return 0 if result["ok"] else CONTRACT["exit_status"]["wrong_ending"]
 
 
 if __name__ == "__m5_main__":

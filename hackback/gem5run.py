@@ -4,7 +4,9 @@ mounted read-only and only the output directory writable.
 
 The run script ends every simulation itself and writes hackback-result.json;
 here that is read back, progress lines become one-line updates, and gem5's own
-output goes to gem5.log (its fatal lines are shown).
+output goes to gem5.log (its fatal lines are shown). What the two sides agree
+on (marker lines, file names, endings, cache defaults) is stated once, in
+configs/hackback_contract.json, which both read.
 """
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Optional
 
 from . import log, resources
+from .artifacts import HashCache, digest_of
 from .engine import Engine, Mount, RunSpec
 from .errors import ArtifactError, Gem5RunFailed
 
@@ -27,7 +31,61 @@ DISK_MNT = "/hackback/in/disk.img"
 CPT_PARENT = "/hackback/in/checkpoint"
 SCRIPT_MNT = "/hackback/in/script"
 RUN_SCRIPT = "hackback_fs.py"
-CONSOLE = "board.pc.com_1.device"  # what gem5 names the serial console's output
+CONTRACT_FILE = "hackback_contract.json"  # beside the run script, which reads it too
+
+
+@dataclass(frozen=True)
+class Contract:
+    """configs/hackback_contract.json, the run script's side of which is in
+    configs/hackback_fs.py (its _doc strings say what each value is)."""
+
+    version: int
+    progress_mark: str  # marker lines: the prefix, then one space
+    checkpoint_mark: str
+    result_mark: str
+    script_exit_mark: str  # printed by the guest, on its console
+    result_file: str
+    result_tmp: str
+    console: str  # what gem5 names the serial console's output
+    console_copy: str  # the copy kept of it
+    causes: Mapping[str, str]  # name (as in code) -> the result's cause string
+    expected: Mapping[str, str]  # mode -> the cause it should end with
+    wrong_ending_status: int
+    l1d: str
+    l1i: str
+    l2: str
+
+
+def _load_contract() -> Contract:
+    path = resources.configs_dir() / CONTRACT_FILE
+    try:
+        raw = json.loads(path.read_text())
+        if raw["version"] != 1:
+            raise ValueError(f"version {raw['version']}; this hackback knows version 1")
+        marks, files, caches = raw["markers"], raw["files"], raw["cache_defaults"]
+        return Contract(
+            version=raw["version"],
+            progress_mark=marks["progress"], checkpoint_mark=marks["checkpoint"], result_mark=marks["result"],
+            script_exit_mark=marks["script_exit"],
+            result_file=files["result"], result_tmp=files["result_tmp"], console=files["console"],
+            console_copy=files["console_copy"],
+            causes=MappingProxyType({k: v for k, v in raw["causes"].items() if not k.startswith("_")}),
+            expected=MappingProxyType({k: v for k, v in raw["expected"].items() if not k.startswith("_")}),
+            wrong_ending_status=raw["exit_status"]["wrong_ending"],
+            l1d=caches["l1d"], l1i=caches["l1i"], l2=caches["l2"],
+        )
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ArtifactError(f"{path} is unreadable ({e!r})", "a broken install? it ships with hackback's configs/") from None
+
+
+CONTRACT = _load_contract()
+CONSOLE = CONTRACT.console
+CONSOLE_COPY = CONTRACT.console_copy
+RESULT_FILE = CONTRACT.result_file
+# The guest's line after the restored script: its exit status (or empty/unreadable).
+SCRIPT_EXIT: re.Pattern[str] = re.compile(re.escape(CONTRACT.script_exit_mark) + r" (\S+)")
+_CAUSE = CONTRACT.causes
+_CAUSE_NAME = {cause: name for name, cause in _CAUSE.items()}
 
 
 @dataclass(frozen=True)
@@ -38,9 +96,9 @@ class Board:
     cores: int
     cpu: str
     caches: str = "none"
-    l1d: str = "32KiB"
-    l1i: str = "32KiB"
-    l2: str = "512KiB"
+    l1d: str = CONTRACT.l1d
+    l1i: str = CONTRACT.l1i
+    l2: str = CONTRACT.l2
 
     def args(self) -> list[str]:
         out = ["--memory", self.memory, "--cores", str(self.cores), "--cpu", self.cpu, "--caches", self.caches]
@@ -102,10 +160,28 @@ def mounts(job: Gem5Job) -> list[Mount]:
     return out
 
 
-def run(engine: Engine, job: Gem5Job, show: Callable[[str], None] = log.info) -> dict[str, Any]:
+def run(engine: Engine, job: Gem5Job, show: Callable[[str], None] = log.info,
+        keep_failed: Optional[Callable[[], Path]] = None, prefix: str = "") -> dict[str, Any]:
     """Run gem5 to its end; the result record. Raises Gem5RunFailed for any
-    ending but the expected one (checkpoint for a boot, m5 exit for a restore);
-    its hint says what to do, the caller adds where the logs are kept."""
+    ending but the expected one (checkpoint for a boot, m5 exit for a restore):
+    the message starts with `prefix`, its hint says what to do and, with
+    `keep_failed` (which keeps the run's logs out of the artifact tree and says
+    where), where the console and gem5 log are."""
+    try:
+        return _run(engine, job, show)
+    except Gem5RunFailed as e:
+        if keep_failed is None and not prefix:
+            raise
+        hint = "; ".join(h for h in (e.hint, f"its console and gem5 log are in {keep_failed()}" if keep_failed else "") if h)
+        raise Gem5RunFailed(f"{prefix}{e.message}", hint, e.result) from None
+
+
+def run_script_sha256() -> str:
+    """The run script and the contract it keeps: both decide what a run does."""
+    return digest_of([HashCache.sha256_uncached(config_script()), HashCache.sha256_uncached(resources.configs_dir() / CONTRACT_FILE)])
+
+
+def _run(engine: Engine, job: Gem5Job, show: Callable[[str], None]) -> dict[str, Any]:
     job.out.mkdir(parents=True, exist_ok=True)
     spec = RunSpec(job.env_image, command(job), step=f"gem5-{job.mode}", mounts=mounts(job), workdir=OUT_MNT,
                    kvm=job.board.cpu == "kvm", network="none")
@@ -129,37 +205,39 @@ def run(engine: Engine, job: Gem5Job, show: Callable[[str], None] = log.info) ->
 
 
 def describe_ending(result: dict[str, Any]) -> str:
-    cause = result.get("cause", "unknown")
+    cause = result.get("cause", _CAUSE["unknown"])
     sim = f"after {result.get('sim_seconds', 0):.3f} simulated s ({result.get('host_seconds', 0):.0f} host s)"
     text = {
-        "checkpoint": f"the guest asked for a checkpoint {sim}",
-        "exit": f"the guest called m5 exit {sim}",
-        "fail": f"the guest called m5 fail {sim}",
-        "kernel-panic": f"the guest kernel panicked {sim}: {result.get('panic_line') or result.get('console_last_line', '')}",
-        "kernel-oops": f"the guest kernel oopsed {sim}",
-        "max-sim-seconds": f"the simulated-time limit was reached {sim} without the expected ending",
-        "max-wall-seconds": f"the wall-clock limit was reached {sim} without the expected ending",
-        "interrupted": f"gem5 was interrupted {sim}",
+        _CAUSE["checkpoint"]: f"the guest asked for a checkpoint {sim}",
+        _CAUSE["exit"]: f"the guest called m5 exit {sim}",
+        _CAUSE["fail"]: f"the guest called m5 fail {sim}",
+        _CAUSE["kernel_panic"]: f"the guest kernel panicked {sim}: {result.get('panic_line') or result.get('console_last_line', '')}",
+        _CAUSE["kernel_oops"]: f"the guest kernel oopsed {sim}",
+        _CAUSE["max_sim_seconds"]: f"the simulated-time limit was reached {sim} without the expected ending",
+        _CAUSE["max_wall_seconds"]: f"the wall-clock limit was reached {sim} without the expected ending",
+        _CAUSE["interrupted"]: f"gem5 was interrupted {sim}",
     }.get(cause, f"gem5 stopped ({result.get('gem5_exit_cause', cause)}) {sim}")
     if cause != result.get("expected"):
-        text += f"; expected {'a checkpoint' if result.get('expected') == 'checkpoint' else 'the guest to call m5 exit'}"
+        wanted = "a checkpoint" if result.get("expected") == _CAUSE["checkpoint"] else "the guest to call m5 exit"
+        text += f"; expected {wanted}"
     return text
 
 
 def _hint(result: dict[str, Any], job: Gem5Job) -> str:
     cause = result.get("cause")
-    if cause == "checkpoint" and job.mode == "restore":
+    if cause == _CAUSE["checkpoint"] and job.mode == "restore":
         return "the script (or the image) took a checkpoint during a restore; child checkpoints are not supported yet"
-    if cause in ("max-sim-seconds", "max-wall-seconds"):
-        key = f"{'checkpoint' if job.mode == 'boot' else 'restore'}.{cause.replace('-', '_')}"
+    if cause in (_CAUSE["max_sim_seconds"], _CAUSE["max_wall_seconds"]):
+        name = _CAUSE_NAME[cause]  # the Gem5Job field, and the config key
+        key = f"{'checkpoint' if job.mode == 'boot' else 'restore'}.{name}"
         return (f"last console line: {result.get('console_last_line', '')!r}; if the guest was still working, raise "
-                f"{key} (now {getattr(job, cause.replace('-', '_'))}; 0 = no limit) in hackback.toml or as "
+                f"{key} (now {getattr(job, name)}; 0 = no limit) in hackback.toml or as "
                 f"HACKBACK_{key.replace('.', '_').upper()}")
     return ""
 
 
 def _read_result(out: Path) -> Optional[dict[str, Any]]:
-    path = out / "hackback-result.json"
+    path = out / RESULT_FILE
     try:
         data: dict[str, Any] = json.loads(path.read_text())
         return data
@@ -172,7 +250,7 @@ def _read_result(out: Path) -> Optional[dict[str, Any]]:
 def _keep_console(out: Path) -> None:
     src = out / CONSOLE
     if src.is_file():
-        shutil.copyfile(src, out / "console.log")
+        shutil.copyfile(src, out / CONSOLE_COPY)
 
 
 def _gem5_errors(out: Path) -> list[str]:
@@ -195,14 +273,14 @@ class _Printer:
         self.label, self.show = label, show
 
     def __call__(self, line: str) -> None:
-        if line.startswith("HACKBACK-PROGRESS "):
+        if line.startswith(f"{CONTRACT.progress_mark} "):
             try:
                 p = json.loads(line.split(" ", 1)[1])
             except ValueError:
                 return
             self.show(f"[{self.label}] simulated {p['sim']:.3f} s in {log.format_seconds(p['host'])}; "
                       f"console: {p['console']}")
-        elif line.startswith("HACKBACK-CHECKPOINT "):
+        elif line.startswith(f"{CONTRACT.checkpoint_mark} "):
             self.show(f"[{self.label}] {line.split(' ', 1)[1]}")
         elif _GEM5_ERROR.search(line) or "Traceback" in line or "Error:" in line:
             self.show(f"[{self.label}] {line}")

@@ -1,0 +1,213 @@
+"""The gem5 run contract (configs/hackback_contract.json) from both sides: the
+file itself, hackback/gem5run.py's reading of it, and configs/hackback_fs.py,
+checked by its source text and run for real with stand-ins for gem5's Python
+modules (no gem5, no Docker)."""
+from __future__ import annotations
+
+import ast
+import json
+import runpy
+import sys
+import types
+from pathlib import Path
+from typing import Any, Iterator
+from unittest import mock
+
+import pytest
+
+from hackback import gem5run, log, resources
+
+CONFIGS = resources.configs_dir()
+RUN_SCRIPT = CONFIGS / gem5run.RUN_SCRIPT
+CONTRACT = json.loads((CONFIGS / gem5run.CONTRACT_FILE).read_text())
+CAUSES = {k: v for k, v in CONTRACT["causes"].items() if k != "_doc"}
+# gem5's exit events as the run script handles them, by the contract's cause names
+EXIT_EVENTS = {"CHECKPOINT": "checkpoint", "EXIT": "exit", "FAIL": "fail", "KERNEL_PANIC": "kernel_panic",
+               "KERNEL_OOPS": "kernel_oops", "MAX_TICK": "slice", "USER_INTERRUPT": "interrupted"}
+
+
+def test_the_contract_file_has_every_key_and_a_doc_for_each_section() -> None:
+    assert CONTRACT["version"] == 1 and CONTRACT["_doc"]
+    want = {
+        "markers": {"progress", "checkpoint", "result", "script_exit"},
+        "files": {"result", "result_tmp", "console", "console_copy"},
+        "causes": {"checkpoint", "exit", "fail", "kernel_panic", "kernel_oops", "max_sim_seconds", "max_wall_seconds",
+                   "interrupted", "slice", "unknown"},
+        "expected": {"boot", "restore"},
+        "exit_status": {"wrong_ending"},
+        "cache_defaults": {"l1d", "l1i", "l2"},
+    }
+    assert set(CONTRACT) == {"_doc", "version", *want}
+    for section, keys in want.items():
+        assert set(CONTRACT[section]) == keys | {"_doc"}, section
+        assert isinstance(CONTRACT[section]["_doc"], str) and CONTRACT[section]["_doc"], section
+    assert CONTRACT["files"] == {"_doc": CONTRACT["files"]["_doc"], "result": "hackback-result.json",
+                                 "result_tmp": "hackback-result.json.tmp", "console": "board.pc.com_1.device",
+                                 "console_copy": "console.log"}
+    assert set(CAUSES.values()) == {"checkpoint", "exit", "fail", "kernel-panic", "kernel-oops", "max-sim-seconds",
+                                    "max-wall-seconds", "interrupted", "slice", "unknown"}
+    assert {k: v for k, v in CONTRACT["expected"].items() if k != "_doc"} == {"boot": "checkpoint", "restore": "exit"}
+    assert set(CONTRACT["expected"].values()) - {CONTRACT["expected"]["_doc"]} <= set(CAUSES.values())
+    assert CONTRACT["exit_status"]["wrong_ending"] == 3
+    assert [CONTRACT["cache_defaults"][k] for k in ("l1d", "l1i", "l2")] == ["32KiB", "32KiB", "512KiB"]
+
+
+def test_gem5run_reads_the_same_values() -> None:
+    c = gem5run.CONTRACT
+    m, f = CONTRACT["markers"], CONTRACT["files"]
+    assert (c.progress_mark, c.checkpoint_mark, c.result_mark, c.script_exit_mark) == (
+        m["progress"], m["checkpoint"], m["result"], m["script_exit"])
+    assert (gem5run.CONSOLE, gem5run.CONSOLE_COPY, gem5run.RESULT_FILE, c.result_tmp) == (
+        f["console"], f["console_copy"], f["result"], f["result_tmp"])
+    assert dict(c.causes) == CAUSES
+    assert dict(c.expected) == {"boot": CONTRACT["expected"]["boot"], "restore": CONTRACT["expected"]["restore"]}
+    assert c.wrong_ending_status == CONTRACT["exit_status"]["wrong_ending"]
+    board = gem5run.Board("2GiB", 1, "atomic", caches="l1l2")
+    args = board.args()
+    assert [args[args.index(f"--{k}") + 1] for k in ("l1d", "l1i", "l2")] == [
+        CONTRACT["cache_defaults"][k] for k in ("l1d", "l1i", "l2")]
+    exits = gem5run.SCRIPT_EXIT.findall(f"hi\n{m['script_exit']} 0\nx {m['script_exit']} empty\n{m['script_exit']}\n")
+    assert exits == ["0", "empty"]
+
+
+def test_gem5run_describes_every_final_cause_and_names_the_limit_to_raise(tmp_path: Path) -> None:
+    for name, cause in CAUSES.items():
+        text = gem5run.describe_ending({"cause": cause, "expected": cause, "gem5_exit_cause": "gem5 said so"})
+        generic = text.startswith("gem5 stopped (gem5 said so)")
+        assert generic == (name in ("slice", "unknown")), (cause, text)  # slice is never final; unknown is generic
+    job = gem5run.Gem5Job(label="t", env_image="e", binary="g", mode="boot", kernel=tmp_path, disk=tmp_path,
+                          kernel_args="", board=gem5run.Board("2GiB", 1, "atomic"), out=tmp_path, max_sim_seconds=7)
+    hint = gem5run._hint({"cause": CAUSES["max_sim_seconds"]}, job)
+    assert "checkpoint.max_sim_seconds (now 7;" in hint and "HACKBACK_CHECKPOINT_MAX_SIM_SECONDS" in hint
+
+
+def _constants(tree: ast.AST) -> Iterator[str]:
+    """The run script's string constants, less docstrings and the keys it looks contract values up by."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript):
+            skip.add(id(node.slice))
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(node) is not None:
+            skip.add(id(node.body[0].value))  # type: ignore[attr-defined]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
+            yield node.value
+
+
+def test_the_run_script_spells_no_contract_value_itself() -> None:
+    strings = list(_constants(ast.parse(RUN_SCRIPT.read_text())))
+    assert "hackback_contract.json" in strings and "--l1d" in strings  # the walk sees the script's strings
+    distinct = [*(v for k, v in CONTRACT["markers"].items() if k != "_doc"),
+                *(v for k, v in CONTRACT["files"].items() if k != "_doc")]
+    words = [*CAUSES.values(), *(v for k, v in CONTRACT["cache_defaults"].items() if k != "_doc")]
+    for s in strings:
+        assert not any(v in s for v in distinct), f"hackback_fs.py spells {s!r}: use the contract"
+        assert s not in words, f"hackback_fs.py spells {s!r}: use the contract"
+
+
+def _stub_gem5(monkeypatch: pytest.MonkeyPatch, outdir: Path, ends: list[str]) -> dict[str, Any]:
+    """Stand-ins for every module the run script imports; its Simulator ends each run() with the next of `ends`
+    (gem5 ExitEvent names). Returns what the stand-ins saw."""
+    seen: dict[str, Any] = {"ticks": 0}
+    names = set()
+    for node in ast.walk(ast.parse(RUN_SCRIPT.read_text())):
+        mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+        for mod in mods:
+            parts = mod.split(".")
+            names.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    roots = {n.split(".")[0] for n in names}
+    assert roots - {"argparse", "json", "os", "sys", "time", "pathlib"} == {"m5", "gem5"}
+    for name in sorted(n for n in names if n.split(".")[0] in ("m5", "gem5")):
+        module = types.ModuleType(name)
+        module.__getattr__ = lambda attr: mock.MagicMock(name=attr)  # type: ignore[method-assign]
+        monkeypatch.setitem(sys.modules, name, module)
+        if "." in name:
+            parent, _, leaf = name.rpartition(".")
+            setattr(sys.modules[parent], leaf, module)
+
+    def cur_tick() -> int:
+        return int(seen["ticks"])
+
+    class Simulator:
+        def __init__(self, board: Any, max_ticks: int, on_exit_event: dict[str, Iterator[bool]]) -> None:
+            self.handlers, self.max_ticks = on_exit_event, max_ticks
+
+        def _instantiate(self) -> None:
+            pass
+
+        def run(self) -> None:
+            seen["ticks"] += self.max_ticks
+            self.last = ends.pop(0)
+            assert next(self.handlers[self.last]) is True
+
+        def save_checkpoint(self, target: Path) -> None:
+            seen["saved"] = target
+
+        def get_last_exit_event_cause(self) -> str:
+            return f"stand-in {self.last}"
+
+    m5 = sys.modules["m5"]
+    m5.curTick = cur_tick  # type: ignore[attr-defined]
+    m5.options = types.SimpleNamespace(outdir=str(outdir))  # type: ignore[attr-defined]
+    m5.defines.buildEnv = {"PROTOCOL": "MI_example"}  # type: ignore[attr-defined]
+    sys.modules["gem5.simulate.exit_event"].ExitEvent = types.SimpleNamespace(**{e: e for e in EXIT_EVENTS})  # type: ignore[attr-defined]
+    sys.modules["gem5.simulate.simulator"].Simulator = Simulator  # type: ignore[attr-defined]
+    return seen
+
+
+def _run_script(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> dict[str, Any]:
+    monkeypatch.setattr(sys, "argv", [str(RUN_SCRIPT), *argv])
+    return runpy.run_path(str(RUN_SCRIPT), run_name="hackback_fs")  # not __m5_main__: main() is called by the test
+
+
+def test_the_run_scripts_cache_defaults_come_from_the_contract(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _stub_gem5(monkeypatch, tmp_path, [])
+    script = _run_script(monkeypatch, ["restore", "--kernel", "k", "--disk", "d", "--kernel-args", "x",
+                                       "--checkpoint", "cpt.1", "--script", "s"])
+    args = script["parse"]()
+    assert (args.l1d, args.l1i, args.l2) == tuple(CONTRACT["cache_defaults"][k] for k in ("l1d", "l1i", "l2"))
+    with mock.patch.dict(CONTRACT["cache_defaults"], l2="1MiB"):  # a different contract, a different default
+        other = tmp_path / "configs"
+        other.mkdir()
+        (other / RUN_SCRIPT.name).write_text(RUN_SCRIPT.read_text())
+        (other / gem5run.CONTRACT_FILE).write_text(json.dumps(CONTRACT))
+        monkeypatch.setattr(sys, "argv", [str(other / RUN_SCRIPT.name), *sys.argv[1:]])
+        assert runpy.run_path(str(other / RUN_SCRIPT.name), run_name="hackback_fs")["parse"]().l2 == "1MiB"
+
+
+def test_a_boot_run_speaks_the_contract_hackback_reads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    seen = _stub_gem5(monkeypatch, out, ["MAX_TICK", "CHECKPOINT"])
+    script = _run_script(monkeypatch, ["boot", "--kernel", "k", "--disk", "d", "--kernel-args", "console=ttyS0",
+                                       "--checkpoint-dir", str(out), "--progress-every", "0"])
+    assert script["main"]() == 0
+    lines = capsys.readouterr().out.splitlines()
+    shown: list[str] = []
+    printer = gem5run._Printer("boot", shown.append)
+    for line in lines:
+        printer(line)
+    assert shown == [f"[boot] simulated 0.050 s in {log.format_seconds(0.0)}; console: ", f"[boot] saving {seen['saved']}"]
+    result = gem5run._read_result(out)
+    assert result is not None and not (out / gem5run.CONTRACT.result_tmp).exists()
+    assert (result["cause"], result["expected"], result["ok"]) == (CAUSES["checkpoint"], gem5run.CONTRACT.expected["boot"], True)
+    assert result["checkpoint"] == seen["saved"].name
+    assert lines[-1] == f"{gem5run.CONTRACT.result_mark} {json.dumps(result, sort_keys=True)}"
+
+
+def test_a_wrong_ending_exits_with_the_contracts_status(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / gem5run.CONSOLE).write_text("booting\nKernel panic - not syncing: VFS: Unable to mount root fs\n")
+    _stub_gem5(monkeypatch, tmp_path, ["MAX_TICK"])
+    script = _run_script(monkeypatch, ["restore", "--kernel", "k", "--disk", "d", "--kernel-args", "x",
+                                       "--checkpoint", str(tmp_path / "cpt.1000"), "--script", "s"])
+    assert script["main"]() == gem5run.CONTRACT.wrong_ending_status
+    result = gem5run._read_result(tmp_path)
+    assert result is not None and (result["cause"], result["ok"]) == (CAUSES["kernel_panic"], False)
+    assert result["expected"] == gem5run.CONTRACT.expected["restore"] and result["start_tick"] == 1000
+    text = gem5run.describe_ending(result)
+    assert "kernel panicked" in text and "VFS: Unable to mount root fs" in text and "expected the guest to call m5 exit" in text
+    gem5run._keep_console(tmp_path)
+    assert "Kernel panic" in (tmp_path / gem5run.CONSOLE_COPY).read_text()
