@@ -25,6 +25,8 @@ from typing import Any
 
 import _common  # noqa: F401 (SIGTERM unwinds; repo on sys.path)
 
+from hackback.records import ImageArtifact
+from hackback.context import StepContext
 from hackback import checkpoint, config, env, image, kernel
 from hackback.artifacts import Layout
 from hackback.engine import Engine
@@ -47,17 +49,17 @@ def main() -> None:
     engine = Engine.connect()
     common = {"work_dir": args.work_dir, "gem5.src": args.gem5_src, "gem5.binary": args.gem5_binary}
     base = config.load(flags=common, environ={})
-    e = env.ensure(base, engine=engine)
-    img = image.load(Layout(base.work_dir).artifact_dir("images", base.name))
+    e = env.ensure(StepContext.open(base, engine))
+    img = ImageArtifact.read(Layout(base.work_dir).artifact_dir("images", base.name))
     rows = []
     for name in args.only or ["baseline", "new"]:
         loaded = config.load(flags={**common, **SETTINGS[name]}, environ={})
         cfg = dataclasses.replace(loaded, name=f"bench-{name}")
         start = time.monotonic()
-        k = kernel.ensure(cfg if name == "baseline" else loaded, engine=engine)
+        k = kernel.ensure(StepContext.open(cfg if name == "baseline" else loaded, engine))
         kernel_wall = time.monotonic() - start
         start = time.monotonic()
-        cpt = checkpoint.ensure(cfg, e, img, k, force=not args.reuse, engine=engine)
+        cpt = checkpoint.ensure(StepContext.open(cfg, engine), e, img, k, force=not args.reuse)
         wall = time.monotonic() - start
         info = cpt.info
         kinfo = k.manifest.parts["kernel"]["info"]

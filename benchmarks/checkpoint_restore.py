@@ -8,9 +8,13 @@
                     booted once each as bench-mem-<size>
   -j scaling:       4 such scripts one at a time vs 4 at once (--jobs)
   full boot:        --full boots systemd to a checkpoint named bench-full
+  baseline:         --baseline CPT_DIR --baseline-disk DISK --baseline-kernel VMLINUX: the same
+                    script restored, in the same run, from a checkpoint an older hackback took
+                    (a copy of its checkpoint directory, the disk image and kernel it was taken
+                    with), straight through gem5 with the current env: the side-by-side figure
 
     python3 benchmarks/checkpoint_restore.py --gem5-src SRC [--gem5-binary BIN] --work-dir DIR
-        [--repeat 5] [--jobs 4] [--memory 1GiB --memory 512MiB] [--full]
+        [--repeat 5] [--jobs 4] [--memory 1GiB --memory 512MiB] [--full] [--baseline ...]
 
 Restores write runs in --work-dir (each a fresh run: --force).
 """
@@ -27,7 +31,9 @@ from typing import Any
 
 from _common import report
 
-from hackback import checkpoint, config, env, image, kernel, restore
+from hackback.records import CheckpointArtifact, ImageArtifact
+from hackback.context import StepContext
+from hackback import checkpoint, config, env, gem5run, image, kernel, restore
 from hackback.artifacts import Layout, Manifest
 from hackback.engine import Engine
 
@@ -36,7 +42,7 @@ def overhead(cfg: Any, e: Any, cpt: Any, script: Path, repeat: int, engine: Engi
     walls, phases = [], []
     for _ in range(repeat):
         start = time.monotonic()
-        r = restore.restore(cfg, e, cpt, [script], force=True, engine=engine)[0]
+        r = restore.restore(StepContext.open(cfg, engine), e, cpt, [script], force=True)[0]
         walls.append(time.monotonic() - start)
         info = Manifest.read(r.directory).parts["run"]["info"]  # type: ignore[union-attr]
         phases.append({**info.get("phases", {}), "container": info.get("container_wall_seconds") or 0.0})
@@ -46,6 +52,29 @@ def overhead(cfg: Any, e: Any, cpt: Any, script: Path, repeat: int, engine: Engi
     print(f"{'':<48} of which: hackback's own checks {rest:.2f} s, docker run/rm + gem5 start-up and board "
           f"{med['container'] - med['instantiate_seconds'] - med['simulate_seconds']:.2f} s, instantiate (checkpoint load) "
           f"{med['instantiate_seconds']:.2f} s, simulate the guest's part {med['simulate_seconds']:.2f} s", flush=True)
+    return statistics.median(walls)
+
+
+def baseline(e: Any, cpt_dir: Path, disk: Path, vmlinux: Path, script: Path, repeat: int, engine: Engine) -> float:
+    """Restore an older checkpoint as gem5run runs any restore (no identity checks: its
+    manifest names paths that a newer build has replaced)."""
+    info = Manifest.read(cpt_dir).parts["checkpoint"]["info"]  # type: ignore[union-attr]
+    g = e.gem5()
+    walls, phases = [], []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(dir=e.directory.parent) as out:
+            job = gem5run.Gem5Job(
+                label="gem5:baseline", env_image=g["env_image"], binary=g["binary"], mode="restore", kernel=vmlinux,
+                disk=disk, kernel_args=info["kernel_args"], out=Path(out), checkpoint=cpt_dir / info["cpt"], script=script,
+                board=gem5run.Board(memory=info["board"]["memory"], cores=int(info["board"]["cores"]), cpu="atomic"))
+            start = time.monotonic()
+            result = gem5run.run(engine, job, show=lambda _l: None)
+            walls.append(time.monotonic() - start)
+            phases.append(result.get("phases", {}))
+    report(f"restore overhead, baseline {cpt_dir.name} (container + gem5 only)", walls)
+    med = {k: statistics.median(p.get(k, 0.0) for p in phases) for k in ("instantiate_seconds", "simulate_seconds")}
+    print(f"{'':<48} of which: instantiate {med['instantiate_seconds']:.2f} s, simulate the guest's part "
+          f"{med['simulate_seconds']:.2f} s", flush=True)
     return statistics.median(walls)
 
 
@@ -59,18 +88,23 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="boot systemd (full boot) to a checkpoint, timed")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=4)
+    ap.add_argument("--baseline", type=Path, help="an older checkpoint directory (with its manifest.json)")
+    ap.add_argument("--baseline-disk", type=Path, help="the disk image --baseline was taken with")
+    ap.add_argument("--baseline-kernel", type=Path, help="the vmlinux --baseline was taken with")
     args = ap.parse_args()
+    if args.baseline and not (args.baseline_disk and args.baseline_kernel):
+        ap.error("--baseline needs --baseline-disk and --baseline-kernel")
     engine = Engine.connect()
     flags = {"work_dir": args.work_dir, "gem5.src": args.gem5_src, "gem5.binary": args.gem5_binary}
     base = config.load(flags=flags, environ={})
-    e = env.ensure(base, engine=engine)
+    e = env.ensure(StepContext.open(base, engine))
     layout = Layout(base.work_dir)
-    img = image.load(layout.artifact_dir("images", base.name))
-    k = kernel.ensure(base, engine=engine)
+    img = ImageArtifact.read(layout.artifact_dir("images", base.name))
+    k = kernel.ensure(StepContext.open(base, engine))
     if args.full:
         cfg = dataclasses.replace(config.load(flags={**flags, "checkpoint.boot": "full"}, environ={}), name="bench-full")
         start = time.monotonic()
-        cpt = checkpoint.ensure(cfg, e, img, k, force=True, engine=engine)
+        cpt = checkpoint.ensure(StepContext.open(cfg, engine), e, img, k, force=True)
         report("boot -> checkpoint, full boot: wall (whole step)", [time.monotonic() - start])
         report("boot -> checkpoint, full boot: simulated", [cpt.info["sim_seconds"]])
 
@@ -80,14 +114,20 @@ def main() -> None:
             s = Path(tmp) / f"exit-at-once-{i}.rcS"
             s.write_text(f"#!/bin/sh\n# benchmark script {i}: does nothing\nexit 0\n")
             scripts.append(s)
-        cpt = checkpoint.load(layout.artifact_dir("checkpoints", args.source))
+        cpt = CheckpointArtifact.read(layout.artifact_dir("checkpoints", args.source))
         cfg = dataclasses.replace(base, name=args.source)
+        if args.baseline:
+            old = baseline(e, args.baseline.resolve(), args.baseline_disk.resolve(), args.baseline_kernel.resolve(),
+                           scripts[0], args.repeat, engine)
         by_memory = {cpt.info["board"]["memory"]: overhead(cfg, e, cpt, scripts[0], args.repeat, engine,
                                                              f"'{args.source}' ({cpt.info['board']['memory']})")}
+        if args.baseline:
+            new = by_memory[cpt.info["board"]["memory"]]
+            print(f"restore overhead, baseline -> now: {old:.2f} s -> {new:.2f} s ({old / new:.2f}x)", flush=True)
         for memory in args.memory:
             mcfg = dataclasses.replace(config.load(flags={**flags, "checkpoint.memory": memory}, environ={}),
                                        name=f"bench-mem-{memory}")
-            mcpt = checkpoint.ensure(mcfg, e, img, k, engine=engine)
+            mcpt = checkpoint.ensure(StepContext.open(mcfg, engine), e, img, k)
             by_memory[memory] = overhead(mcfg, e, mcpt, scripts[0], args.repeat, engine, f"bench-mem-{memory}")
         if len(by_memory) > 1:
             from hackback.config import memory_bytes
@@ -100,10 +140,10 @@ def main() -> None:
         one = dataclasses.replace(cfg, restore=dataclasses.replace(cfg.restore, jobs=1))
         many = dataclasses.replace(cfg, restore=dataclasses.replace(cfg.restore, jobs=args.jobs))
         start = time.monotonic()
-        restore.restore(one, e, cpt, scripts, force=True, engine=engine)
+        restore.restore(StepContext.open(one, engine), e, cpt, scripts, force=True)
         serial = time.monotonic() - start
         start = time.monotonic()
-        restore.restore(many, e, cpt, scripts, force=True, engine=engine)
+        restore.restore(StepContext.open(many, engine), e, cpt, scripts, force=True)
         parallel = time.monotonic() - start
         report(f"{len(scripts)} restores one at a time", [serial])
         report(f"{len(scripts)} restores, -j {args.jobs}", [parallel])

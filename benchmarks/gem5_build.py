@@ -18,6 +18,7 @@ from pathlib import Path
 
 from _common import report, timed
 
+from hackback.context import StepContext
 from hackback import config, env
 
 
@@ -32,13 +33,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = config.load(flags={"work_dir": tmp, "gem5.src": args.gem5_src})
-        env.ensure_m5(cfg)  # the tools image, so m5 figures do not include it
-        report("m5 utility build", [timed(lambda: env.ensure_m5(cfg, force=True)) for _ in range(args.repeat)])
+        env.ensure_m5(StepContext.open(cfg))  # the tools image, so m5 figures do not include it
+        report("m5 utility build", [timed(lambda: env.ensure_m5(StepContext.open(cfg), force=True)) for _ in range(args.repeat)])
         if args.cold:
-            report("gem5 cold build (+ env image)", [timed(lambda: env.ensure(cfg))])
+            report("gem5 cold build (+ env image)", [timed(lambda: env.ensure(StepContext.open(cfg)))])
 
     cfg = config.load(flags={"work_dir": args.work_dir, "gem5.src": args.gem5_src})
-    report("env no-op (library call)", [timed(lambda: env.ensure(cfg)) for _ in range(args.repeat)])
+    report("env no-op (library call)", [timed(lambda: env.ensure(StepContext.open(cfg))) for _ in range(args.repeat)])
     target = Path(args.gem5_src) / args.file
     original = target.read_bytes()
     edit, revert = [], []
@@ -47,9 +48,9 @@ def main() -> None:
             # A new external function, not a comment: ccache drops comments and scons
             # would then see an identical object and skip the link.
             target.write_bytes(original + f'\nextern "C" int hackback_benchmark_edit_{i}() {{ return {i}; }}\n'.encode())
-            edit.append(timed(lambda: env.ensure(cfg)))
+            edit.append(timed(lambda: env.ensure(StepContext.open(cfg))))
             target.write_bytes(original)
-            revert.append(timed(lambda: env.ensure(cfg)))
+            revert.append(timed(lambda: env.ensure(StepContext.open(cfg))))
     finally:
         target.write_bytes(original)
     report(f"one-file rebuild ({args.file} edited)", edit)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from _common import report, timed
 
+from hackback.records import ImageArtifact
+from hackback.context import StepContext
 from hackback import config, image
 from hackback.engine import Engine
 
@@ -29,14 +31,14 @@ def main() -> None:
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory(dir=Path.home()) as work:
             cfg = config.load(flags={"work_dir": work, "image.m5": str(args.m5)})
-            holder: list[image.ImageArtifact] = []
-            total.append(timed(lambda: holder.append(image.ensure(cfg, args.m5, engine=engine))))
+            holder: list[ImageArtifact] = []
+            total.append(timed(lambda: holder.append(image.ensure(StepContext.open(cfg, engine), args.m5))))
             info = holder[0].manifest.parts["image"]["info"]
             s1.append(info["stage1_seconds"])
             s2.append(info["stage2_seconds"])
             virt.append(info["virtual_bytes"] / 2**30)
             alloc.append(info["allocated_bytes"] / 2**30)
-            noop.append(timed(lambda: image.ensure(cfg, args.m5, engine=engine)))
+            noop.append(timed(lambda: image.ensure(StepContext.open(cfg, engine), args.m5)))
     report("stage 1: debootstrap + ext4 + raw disk", s1)
     report("stage 2: Packer + QEMU provisioning (incl. KVM probe)", s2)
     report("whole build (incl. check)", total)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from _common import report, timed
 
+from hackback.records import KernelArtifact
+from hackback.context import StepContext
 from hackback import config, kernel, kernel_config
 
 
@@ -30,23 +32,23 @@ def main() -> None:
     if args.cold:
         with tempfile.TemporaryDirectory(dir=Path.home()) as tmp:
             cfg = config.load(flags={"work_dir": tmp})
-            holder: list[kernel.KernelArtifact] = []
-            report("cold kernel build (source fetch + config + compile)", [timed(lambda: holder.append(kernel.ensure(cfg)))])
+            holder: list[KernelArtifact] = []
+            report("cold kernel build (source fetch + config + compile)", [timed(lambda: holder.append(kernel.ensure(StepContext.open(cfg))))])
             print(f"  {holder[0].manifest.parts['kernel']['info']['files_compiled']} files compiled")
 
     cfg = config.load(flags={"work_dir": args.work_dir})
-    kernel.ensure(cfg)
-    report("no-op rerun (library call)", [timed(lambda: kernel.ensure(cfg)) for _ in range(args.repeat)])
+    kernel.ensure(StepContext.open(cfg))
+    report("no-op rerun (library call)", [timed(lambda: kernel.ensure(StepContext.open(cfg))) for _ in range(args.repeat)])
     with tempfile.TemporaryDirectory() as tmp:
         frag = Path(tmp) / "ikconfig.config"
         frag.write_text(kernel_config.FRAGMENT.read_text() + "CONFIG_IKCONFIG=y\n")
         changed = config.load(flags={"work_dir": args.work_dir, "kernel.fragment": str(frag)})
-        before = kernel.ensure(cfg).manifest.parts["kernel"]["outputs"]["vmlinux"]["sha256"]
+        before = kernel.ensure(StepContext.open(cfg)).manifest.parts["kernel"]["outputs"]["vmlinux"]["sha256"]
         on, off = [], []
         for _ in range(args.repeat):
-            on.append(timed(lambda: kernel.ensure(changed)))
-            off.append(timed(lambda: kernel.ensure(cfg)))
-        after = kernel.ensure(cfg).manifest.parts["kernel"]["outputs"]["vmlinux"]["sha256"]
+            on.append(timed(lambda: kernel.ensure(StepContext.open(changed))))
+            off.append(timed(lambda: kernel.ensure(StepContext.open(cfg))))
+        after = kernel.ensure(StepContext.open(cfg)).manifest.parts["kernel"]["outputs"]["vmlinux"]["sha256"]
     report("config change rebuild (+CONFIG_IKCONFIG)", on)
     report("config change rebuild (back to the shipped fragment)", off)
     # Reproducible builds: back to the same config is back to the same vmlinux

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from _common import report, timed
 
-from hackback import base, config, resources
+from hackback import tools_image, config, resources
 from hackback.artifacts import Layout
 from hackback.engine import Engine
 
@@ -29,7 +29,7 @@ def main() -> None:
         layout = Layout(Path(work))
         for i in range(args.repeat):
             base_ref, tools_ref = f"hackback-bench-base:{i}", f"hackback-bench-tools:{i}"
-            boot.append(timed(lambda: base.bootstrap(cfg, engine, layout, base_ref)))
+            boot.append(timed(lambda: tools_image.bootstrap(cfg, engine, layout, base_ref)))
             build.append(timed(lambda: engine.build(resources.docker_dir("tools"), tools_ref, "bench", {"BASE": base_ref}, nocache=True)))
             engine.remove_image(tools_ref)
             engine.remove_image(base_ref)

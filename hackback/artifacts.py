@@ -133,9 +133,6 @@ class HashCache:
         return ArtifactError(f"cannot use the hash database {db_path}: {e}",
                              f"if no other hackback is running, move it aside (mv {db_path} {db_path}.bak) and run again")
 
-    def close(self) -> None:
-        self._db.close()
-
     def sha256(self, path: Path) -> str:
         path = Path(path).resolve()
         st = path.stat()
@@ -158,7 +155,7 @@ class HashCache:
                          (new_s, len(old_s) + 1, len(old_s), old_s))
 
     @staticmethod
-    def quick_sha256(path: Path) -> str:
+    def sha256_uncached(path: Path) -> str:
         """For small files shipped with hackback: read every time, no cache."""
         return sha256_file(path)
 
@@ -477,28 +474,76 @@ def would_build(what: str, why: str) -> None:
         raise WouldBuild(what, why)
 
 
-def build_unless_fresh(layout: Layout, kind: Kind, name: str, part: str, want: Mapping[str, Any], force: bool,
-                       build: Callable[[Path, Manifest], None], what: str) -> Outcome:
+@dataclass(frozen=True)
+class Target:
+    """What a step makes: one part of the artifact <kind>/<name>. An artifact of
+    several parts (env: m5 and gem5) has each brought up to date on its own,
+    under its own build lock, so building one never waits for another."""
+
+    kind: Kind
+    name: str
+    part: str
+    what: str  # for messages: "image 'default'"
+    shared: bool = False  # the artifact has other parts, kept as they are
+
+
+# Extra reasons a part is stale that its manifest cannot see (an env image gone from the engine).
+Check = Callable[[Manifest], Optional[str]]
+
+
+def build_unless_fresh(layout: Layout, target: Target, want: Mapping[str, Any], force: bool,
+                       build: Callable[[Path, Manifest], None], check: Optional[Check] = None) -> Outcome:
     """The one way an artifact is made: under its lock, a no-op when its manifest
-    says `want` is what it was made from (and its outputs are there); otherwise
-    build(staging_dir, new_manifest) fills a staging directory, the manifest is
-    written last, and the whole is renamed into place."""
-    directory = layout.artifact_dir(kind, name)
+    says `want` is what the part was made from (and its outputs are there);
+    otherwise build(staging_dir, new_manifest) fills a staging directory, the
+    manifest is written last, and the whole is renamed into place."""
+    directory = layout.artifact_dir(target.kind, target.name)
+    lock_name = f"{target.name}.{target.part}" if target.shared else target.name
     # A dry run reads only: it neither waits for a lock nor takes one.
-    with contextlib.nullcontext() if _dry_run else lock(layout, kind, name):
+    with contextlib.nullcontext() if _dry_run else lock(layout, target.kind, lock_name):
         manifest = Manifest.read(directory)
-        why = "asked for (--force)" if force else \
-            manifest.staleness(part, want, directory, HashCache(layout.hash_db)) if manifest else "not built yet"
+        why = "asked for (--force)" if force else _staleness(layout, target, manifest, want, check)
         if manifest and why is None:
-            log.info(f"{what} is up to date ({directory})")
+            if not target.shared:
+                log.info(f"{target.what} is up to date ({directory})")
             return Outcome(manifest, directory, built=False)
-        would_build(what, why or "")
-        manifest = Manifest(kind, name)
-        with staged(layout, kind, name) as tmp:
+        would_build(target.what, why or "")
+        if target.shared:
+            return _build_part(layout, target, build)
+        manifest = Manifest(target.kind, target.name)
+        with staged(layout, target.kind, target.name) as tmp:
             build(tmp, manifest)
             write_manifest(tmp, manifest)
         HashCache(layout.hash_db).moved(tmp, directory)
         return Outcome(manifest, directory, built=True)
+
+
+def _staleness(layout: Layout, target: Target, manifest: Optional[Manifest], want: Mapping[str, Any],
+               check: Optional[Check]) -> Optional[str]:
+    if manifest is None:
+        return "not built yet"
+    directory = layout.artifact_dir(target.kind, target.name)
+    why = manifest.staleness(target.part, want, directory, HashCache(layout.hash_db))
+    return why if why is not None or check is None else check(manifest)
+
+
+def _build_part(layout: Layout, target: Target, build: Callable[[Path, Manifest], None]) -> Outcome:
+    """One part of a shared artifact: built in a work directory of its own (it may
+    take hours), then committed under the artifact's lock, its other parts kept."""
+    work = new_tmp(layout, f"{target.kind}-{target.name}-{target.part}")
+    try:
+        built = Manifest(target.kind, target.name)
+        build(work, built)
+        with lock(layout, target.kind, target.name), staged(layout, target.kind, target.name, keep_existing=True) as tmp:
+            manifest = Manifest.read(layout.artifact_dir(target.kind, target.name)) or Manifest(target.kind, target.name)
+            for produced in work.iterdir():
+                os.replace(produced, tmp / produced.name)
+            manifest.parts[target.part] = built.parts[target.part]
+            write_manifest(tmp, manifest)
+        HashCache(layout.hash_db).moved(tmp, layout.artifact_dir(target.kind, target.name))
+        return Outcome(manifest, layout.artifact_dir(target.kind, target.name), built=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def keep_failed(layout: Layout, kind: Kind, name: str, tmp: Path) -> Path:
@@ -588,7 +633,3 @@ def require_free(path: Path, need_bytes: int, what: str) -> None:
             f"{what} needs about {need_bytes / 2**30:.1f} GiB free under {probe}, only {free / 2**30:.1f} GiB is",
             "free some space, or point work_dir (HACKBACK_WORK_DIR) at a larger disk",
         )
-
-
-def now() -> float:
-    return time.monotonic()

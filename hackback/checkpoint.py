@@ -17,34 +17,16 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import accel, gem5run, kernel_config, log
-from .artifacts import HashCache, Layout, Manifest, build_unless_fresh, digest_of, file_record, keep_failed
+from .artifacts import Layout, Manifest, Target, build_unless_fresh, file_record, keep_failed
 from .config import Config
-from .engine import Engine
-from .env import EnvArtifact
-from .errors import ArtifactError, Gem5RunFailed, UsageError
-from .image import FASTINIT, ImageArtifact
-from .kernel import KernelArtifact
+from .context import StepContext
+from .engine import Engine, Mount, RunSpec
+from .errors import ArtifactError, UsageError
+from .records import FASTINIT, GEM5_KERNEL, CheckpointArtifact, EnvArtifact, ImageArtifact, KernelArtifact
 
 BASE_KERNEL_ARGS = "earlyprintk=ttyS0 console=ttyS0"
 BOARD_CLOCK_HZ = 3_000_000_000  # configs/hackback_fs.py's X86Board clk_freq
 X86BOARD_LPJ = 7999923  # X86Board's default command line: a 2 GHz CPU at HZ=250
-
-
-@dataclass(frozen=True)
-class CheckpointArtifact:
-    name: str
-    directory: Path
-    cpt: Path  # the cpt.<tick> directory
-    manifest: Manifest
-
-    @property
-    def record(self) -> dict[str, Any]:
-        return self.manifest.parts["checkpoint"]
-
-    @property
-    def info(self) -> dict[str, Any]:
-        info: dict[str, Any] = self.record["info"]
-        return info
 
 
 LAPIC_DIVIDER = 16  # gem5's X86LocalApic clock: the core clock / 16 (src/arch/x86/X86LocalApic.py)
@@ -62,8 +44,7 @@ class KernelTiming:
     def of(cls, kernel: KernelArtifact) -> "KernelTiming":
         config = kernel.config
         hz = kernel_config.hz(config.read_text()) if config is not None and config.is_file() else None
-        patches = kernel.manifest.parts["kernel"].get("info", {}).get("patches", [])
-        return cls(hz, any("lapic_timer_period" in p.get("name", "") for p in patches))
+        return cls(hz, any("lapic_timer_period" in p.get("name", "") for p in kernel.patches))
 
 
 def timing(cfg: Config, kernel: KernelTiming) -> dict[str, Any]:
@@ -97,142 +78,118 @@ def kernel_args(cfg: Config, image: ImageArtifact, kernel: KernelTiming = Kernel
     return " ".join(args)
 
 
-def gem5_identity(env: EnvArtifact) -> dict[str, Any]:
-    """The gem5 inside the env image, as its manifest recorded it."""
-    part = env.manifest.part("gem5")
-    if part is None or env.image is None:
-        raise ArtifactError(f"env '{env.name}' has no gem5 build", "build it with `invoke env`")
-    src = part["info"]["gem5_source"]
-    return {
-        "release": src["release"],
-        # The binary's own tags (probed); envs made before probing have the source's.
-        "version_tags": sorted(part["info"].get("version_tags") or src["version_tags"]),
-        "origin": part["info"].get("origin", "built"),
-        "commit": src.get("commit"),
-        "tree_sha256": src["tree_sha256"],
-        "binary_sha256": part["info"]["gem5_binary_sha256"],
-        "env_image": env.image,
-        "binary": part["outputs"]["image"]["binary"],
-    }
-
-
 def board(cfg: Config) -> gem5run.Board:
-    c = cfg.checkpoint
-    return gem5run.Board(memory=c.memory, cores=c.cores, cpu=c.cpu)
+    boot_cfg = cfg.checkpoint
+    return gem5run.Board(memory=boot_cfg.memory, cores=boot_cfg.cores, cpu=boot_cfg.cpu)
 
 
 def inputs(cfg: Config, env: EnvArtifact, image: ImageArtifact, kernel: KernelArtifact) -> dict[str, Any]:
-    g = gem5_identity(env)
-    c = cfg.checkpoint
+    g = env.gem5()
+    boot_cfg = cfg.checkpoint
     return {
         # Release and tags, not the tree: a modified gem5 restores this checkpoint.
         "gem5": {"release": g["release"], "version_tags": g["version_tags"]},
-        "kernel_sha256": kernel.manifest.parts["kernel"]["outputs"]["vmlinux"]["sha256"],
-        "image_sha256": image.manifest.parts["image"]["outputs"]["disk.img"]["sha256"],
-        "board": {"memory": c.memory, "cores": c.cores, "cpu": c.cpu},
-        "boot": c.boot,
+        "kernel_sha256": kernel.vmlinux_sha256,
+        "image_sha256": image.disk_sha256,
+        "board": {"memory": boot_cfg.memory, "cores": boot_cfg.cores, "cpu": boot_cfg.cpu},
+        "boot": boot_cfg.boot,
         "kernel_args": kernel_args(cfg, image, KernelTiming.of(kernel)),
-        "run_script_sha256": HashCache.quick_sha256(gem5run.config_script()),
-        "limits": {"max_sim_seconds": c.max_sim_seconds, "max_wall_seconds": c.max_wall_seconds},
+        "kernel_symbols": boot_cfg.kernel_symbols,
+        "run_script_sha256": gem5run.run_script_sha256(),
+        "limits": {"max_sim_seconds": boot_cfg.max_sim_seconds, "max_wall_seconds": boot_cfg.max_wall_seconds},
     }
 
 
-def ensure(cfg: Config, env: EnvArtifact, image: ImageArtifact, kernel: KernelArtifact, force: bool = False,
-           engine: Optional[Engine] = None) -> CheckpointArtifact:
-    engine = engine or Engine.connect()
-    layout = Layout(cfg.work_dir)
-    hashes = HashCache(layout.hash_db)
-    want = inputs(cfg, env, image, kernel)
+@dataclass(frozen=True)
+class BootInputs:
+    """What one boot is made from: the records it boots and the inputs it is recorded with."""
+
+    env: EnvArtifact
+    image: ImageArtifact
+    kernel: KernelArtifact
+    want: dict[str, Any]
+
+
+def ensure(ctx: StepContext, env: EnvArtifact, image: ImageArtifact, kernel: KernelArtifact,
+           force: bool = False) -> CheckpointArtifact:
+    cfg = ctx.cfg
+    boot = BootInputs(env, image, kernel, inputs(cfg, env, image, kernel))
 
     def build(tmp: Path, manifest: Manifest) -> None:
         if cfg.checkpoint.cpu == "kvm":
-            _require_kvm(engine, layout, env, image)
-        _boot(cfg, engine, hashes, env, image, kernel, want, manifest, tmp)
+            _require_kvm(ctx, env, image)
+        _boot(ctx, boot, manifest, tmp)
 
-    done = build_unless_fresh(layout, "checkpoints", cfg.name, "checkpoint", want, force, build, f"checkpoint '{cfg.name}'")
-    return load(done.directory)
+    done = build_unless_fresh(ctx.layout, Target("checkpoints", cfg.name, "checkpoint", f"checkpoint '{cfg.name}'"),
+                              boot.want, force, build)
+    return CheckpointArtifact.read(done.directory)
 
 
 def existing(cfg: Config) -> Optional[CheckpointArtifact]:
     """The checkpoint of this name as it was taken, if there is one."""
     directory = Layout(cfg.work_dir).artifact_dir("checkpoints", cfg.name)
-    return load(directory) if (directory / "manifest.json").is_file() else None
+    return CheckpointArtifact.read(directory) if (directory / "manifest.json").is_file() else None
 
 
-def load(directory: Path) -> CheckpointArtifact:
-    """A checkpoint artifact from its directory (the built one, or one named with --checkpoint)."""
-    if not directory.is_dir():
-        raise UsageError(f"checkpoint {directory} does not exist", "give a directory under <work_dir>/checkpoints/, or take one with `invoke checkpoint`")
-    manifest = Manifest.read(directory)
-    if manifest is None or "checkpoint" not in manifest.parts:
-        raise UsageError(f"{directory} holds no hackback checkpoint (no manifest)", "take one with `invoke checkpoint`")
-    name = manifest.parts["checkpoint"]["info"].get("cpt")
-    if not isinstance(name, str) or not name.startswith("cpt.") or "/" in name:
-        # A manifest that does not say which cpt.<tick> is the checkpoint (damaged, or hand-edited).
-        raise ArtifactError(f"{directory / 'manifest.json'} names no checkpoint (its info has no cpt.<tick>: {name!r})",
-                            "take the checkpoint again with `invoke checkpoint --force`")
-    cpt = directory / name
-    if not (cpt / "m5.cpt").is_file():
-        raise ArtifactError(f"{cpt} is missing or incomplete", "take the checkpoint again with `invoke checkpoint --force`")
-    return CheckpointArtifact(manifest.name, directory, cpt, manifest)
-
-
-def _require_kvm(engine: Engine, layout: Layout, env: EnvArtifact, image: ImageArtifact) -> None:
-    works, why = accel.kvm_runs_guests(engine, layout, env.tools.ref, env.tools.versions.get("qemu", ""), image.kernel)
+def _require_kvm(ctx: StepContext, env: EnvArtifact, image: ImageArtifact) -> None:
+    works, why = accel.kvm_runs_guests(ctx.engine, ctx.layout, env.tools.ref, env.tools.versions.get("qemu", ""), image.kernel)
     if not works:
         raise UsageError(f"checkpoint.cpu = kvm, but KVM cannot run a guest here ({why})",
                          "boot with --cpu atomic (the default) on this machine")
 
 
-def _boot(cfg: Config, engine: Engine, hashes: HashCache, env: EnvArtifact, image: ImageArtifact,
-          kernel: KernelArtifact, want: dict[str, Any], manifest: Manifest, tmp: Path) -> None:
-    g = gem5_identity(env)
+def _strip_symbols(engine: Engine, env: EnvArtifact, kernel: Path, tmp: Path) -> Path:
+    """vmlinux without its symbol table: the same loadable segments, so the same boot."""
+    out = tmp / GEM5_KERNEL
+    spec = RunSpec(env.tools.ref, ["objcopy", "--strip-all", "/in/vmlinux", f"/out/{GEM5_KERNEL}"], step="checkpoint-strip",
+                   mounts=[Mount(kernel.resolve(), "/in/vmlinux"), Mount(tmp, "/out", read_only=False)], network="none",
+                   kvm=False)
+    engine.run(spec, phase="strip")
+    if not out.is_file():
+        raise ArtifactError(f"objcopy made no stripped copy of {kernel}", "run `invoke checkpoint` again with checkpoint.kernel_symbols = true")
+    return out
+
+
+def _boot(ctx: StepContext, boot: BootInputs, manifest: Manifest, tmp: Path) -> None:
+    cfg, boot_cfg = ctx.cfg, ctx.cfg.checkpoint
+    g = boot.env.gem5()
+    booted = boot.kernel.vmlinux if boot_cfg.kernel_symbols else _strip_symbols(ctx.engine, boot.env, boot.kernel.vmlinux, tmp)
     job = gem5run.Gem5Job(
         label="gem5:boot", env_image=g["env_image"], binary=g["binary"], mode="boot",
-        kernel=kernel.vmlinux, disk=image.disk, kernel_args=want["kernel_args"], board=board(cfg), out=tmp,
-        max_sim_seconds=cfg.checkpoint.max_sim_seconds, max_wall_seconds=cfg.checkpoint.max_wall_seconds,
+        kernel=booted, disk=boot.image.disk, kernel_args=boot.want["kernel_args"], board=board(cfg), out=tmp,
+        max_sim_seconds=boot_cfg.max_sim_seconds, max_wall_seconds=boot_cfg.max_wall_seconds,
     )
-    c = cfg.checkpoint
-    with log.step(f"gem5 boot ({c.boot} boot, {c.cpu} CPU, {c.memory}, {c.cores} core(s)) until the guest's m5 checkpoint"):
-        try:
-            result = gem5run.run(engine, job)
-        except Gem5RunFailed as e:
-            kept = keep_failed(Layout(cfg.work_dir), "checkpoints", cfg.name, tmp)
-            hint = f"{e.hint}; " if e.hint else ""
-            raise Gem5RunFailed(e.message, f"{hint}its console and gem5 log are in {kept}", e.result) from None
+    with log.step(f"gem5 boot ({boot_cfg.boot} boot, {boot_cfg.cpu} CPU, {boot_cfg.memory}, {boot_cfg.cores} core(s)) until the guest's m5 checkpoint"):
+        result = gem5run.run(ctx.engine, job, keep_failed=lambda: keep_failed(ctx.layout, "checkpoints", cfg.name, tmp))
     cpt = tmp / str(result["checkpoint"])
     if not (cpt / "m5.cpt").is_file():
         raise ArtifactError(f"gem5 reported a checkpoint but {cpt.name}/m5.cpt is missing", f"see {tmp / 'gem5.log'}")
     (tmp / gem5run.CONSOLE).unlink(missing_ok=True)  # kept as console.log
     for stale in tmp.glob("readfile_*"):
         stale.unlink()
-    files = sorted(p for p in cpt.rglob("*") if p.is_file())
-    manifest.set_part(
-        "checkpoint",
-        want,
-        {str(p.relative_to(tmp)): file_record(p, hashes) for p in files},
-        {
-            "cpt": cpt.name,
-            "tick": int(result["final_tick"]),
-            "sim_seconds": result["sim_seconds"],
-            "host_seconds": result["host_seconds"],
-            "phases": result.get("phases", {}),
-            "gem5": g,
-            "kernel": {"path": str(kernel.vmlinux), "sha256": want["kernel_sha256"]},
-            "image": {"path": str(image.disk), "sha256": want["image_sha256"], "partuuid": image.partuuid},
-            "board": want["board"],
-            "boot": cfg.checkpoint.boot,
-            "kernel_args": want["kernel_args"],
-            "timing": timing(cfg, KernelTiming.of(kernel)),
-            "console_last_line": result.get("console_last_line", ""),
-        },
-    )
+    files = sorted(p for p in cpt.rglob("*") if p.is_file()) + ([booted] if booted.parent == tmp else [])
+    manifest.set_part("checkpoint", boot.want, {str(p.relative_to(tmp)): file_record(p, ctx.hashes) for p in files},
+                      _info(cfg, boot, result, g, stripped=booted.parent == tmp))
     size = sum(p.stat().st_blocks * 512 for p in files)
     log.info(f"checkpoint {cpt.name}: {result['sim_seconds']:.3f} simulated s in {log.format_seconds(result['host_seconds'])} "
              f"host; {size / 2**20:.0f} MiB on disk")
 
 
-def identity_digest(cpt: CheckpointArtifact) -> str:
-    """What a run restored from: the checkpoint's inputs and its files."""
-    return digest_of({"inputs": cpt.record["inputs_digest"], "outputs": cpt.record["outputs"]})
-
+def _info(cfg: Config, boot: BootInputs, result: dict[str, Any], g: dict[str, Any], stripped: bool) -> dict[str, Any]:
+    want = boot.want
+    return {
+        "cpt": str(result["checkpoint"]),
+        "tick": int(result["final_tick"]),
+        "sim_seconds": result["sim_seconds"],
+        "host_seconds": result["host_seconds"],
+        "phases": result.get("phases", {}),
+        "gem5": g,
+        "kernel": {"path": str(boot.kernel.vmlinux), "sha256": want["kernel_sha256"]},
+        **({"gem5_kernel": GEM5_KERNEL} if stripped else {}),
+        "image": {"path": str(boot.image.disk), "sha256": want["image_sha256"], "partuuid": boot.image.partuuid},
+        "board": want["board"],
+        "boot": cfg.checkpoint.boot,
+        "kernel_args": want["kernel_args"],
+        "timing": timing(cfg, KernelTiming.of(boot.kernel)),
+        "console_last_line": result.get("console_last_line", ""),
+    }

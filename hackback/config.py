@@ -10,7 +10,7 @@ import os
 import re
 import sys
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
@@ -102,6 +102,7 @@ class CheckpointConfig:
     boot: BootMode
     timing: BootTiming
     kernel_args: str
+    kernel_symbols: bool
     max_sim_seconds: int
     max_wall_seconds: int
 
@@ -128,8 +129,6 @@ class Config:
     kernel: KernelConfig
     checkpoint: CheckpointConfig
     restore: RestoreConfig
-    # Which files were layered, lowest first (for messages).
-    sources: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def jobs(self) -> int:
@@ -147,7 +146,7 @@ class _Layer:
 
 def _schema(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "sources"}
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
 def _known_keys(cls: type = Config, prefix: str = "") -> list[str]:
@@ -184,6 +183,9 @@ def _flatten(data: Mapping[str, Any], origin: str, cls: type = Config, prefix: s
     return out
 
 
+_BOOLS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
 def _coerce(key: str, tp: Any, value: Any, layer: _Layer) -> Any:
     """Check one value against its declared type; strings from the environment are converted."""
     origin = typing.get_origin(tp)
@@ -205,6 +207,12 @@ def _coerce(key: str, tp: Any, value: Any, layer: _Layer) -> Any:
         if value not in args:
             choices = ", ".join(map(str, args))
             raise ConfigError(f"{where} is {value!r}", f"choose one of: {choices}")
+        return value
+    if tp is bool:
+        if isinstance(value, str) and value.strip().lower() in _BOOLS:
+            return _BOOLS[value.strip().lower()]
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
         return value
     if tp is int:
         if isinstance(value, str):
@@ -337,23 +345,22 @@ def load(
     for layer in layers:
         for key, value in layer.data.items():
             merged[key] = (value, layer)
-    cfg: Config = _build(Config, merged, "", tuple(layer.origin for layer in layers if layer.data))
+    cfg: Config = _build(Config, merged, "")
     return cfg
 
 
-def _build(cls: type, merged: Mapping[str, tuple[Any, _Layer]], prefix: str, sources: tuple[str, ...]) -> Any:
+def _build(cls: type, merged: Mapping[str, tuple[Any, _Layer]], prefix: str) -> Any:
     kwargs: dict[str, Any] = {}
     for key, tp in _schema(cls).items():
         dotted = prefix + key
         if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, merged, dotted + ".", sources)  # type: ignore[arg-type]
+            kwargs[key] = _build(tp, merged, dotted + ".")  # type: ignore[arg-type]
         else:
             if dotted not in merged:
                 raise ConfigError(f"'{dotted}' has no value", "the shipped defaults.toml is incomplete")
             value, layer = merged[dotted]
             kwargs[key] = _coerce(dotted, tp, value, layer)
     if cls is Config:
-        kwargs["sources"] = sources
         _validate(kwargs)
     return cls(**kwargs)
 

@@ -15,7 +15,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Literal, Mapping, Optional, Sequence
+from typing import IO, Any, Callable, Literal, Mapping, Optional, Sequence
 
 import docker
 import docker.errors
@@ -67,10 +67,6 @@ class RunSpec:
     stop_grace: int = 0
 
 
-
-
-
-
 # The work dir every container this process starts is labelled with. Module
 # state, not an Engine attribute: each step connects its own Engine, and only
 # the edge (edge.load_config) knows the work dir of the task being run.
@@ -109,6 +105,26 @@ class ContainerInfo:
         return "reap" if self.work_dir == str(work_dir.resolve()) else "unproven"
 
 
+@dataclass
+class _Output:
+    """Where one run's output lines go: the console (or on_line), the log file, and
+    the tail kept for error messages."""
+
+    phase: str
+    log_file: Optional[IO[str]]
+    on_line: Optional[Callable[[str], None]]
+    tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=_TAIL_LINES))
+
+    def emit(self, raw: bytes) -> str:
+        line = raw.decode("utf-8", "replace").rstrip("\r")
+        self.tail.append(line)
+        if self.log_file:
+            self.log_file.write(line + "\n")
+        if self.on_line:
+            self.on_line(line)
+        else:
+            log.stream(self.phase, line)
+        return line
 
 
 class Engine:
@@ -251,44 +267,46 @@ class Engine:
         name = f"hackback-{spec.step}-{uuid.uuid4().hex[:8]}"
         kwargs = self._create_kwargs(spec, name)
         self._print_run(spec, name, kwargs)
-        tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+        out = _Output(phase or spec.step, log_file, on_line)
         reaper.spawn(owner_label())  # removes this process's containers if it is killed
         container = self._call(self._client.containers.create, **kwargs)
+        status = self._run_container(container, spec, out, until, watchdog)
+        if status is None:
+            return UNTIL_MET
+        if status != 0 and check:
+            raise ContainerFailed(
+                f"step {spec.step} failed: `{' '.join(spec.command)[:120]}` exited {status}",
+                f"last output: {out.tail[-1]}" if out.tail else "it printed nothing",
+                exit_status=status,
+                log_tail="\n".join(out.tail),
+            )
+        return status
+
+    def _run_container(
+        self,
+        container: Any,
+        spec: RunSpec,
+        out: _Output,
+        until: Optional[Callable[[str], bool]],
+        watchdog: Optional[Callable[[], Optional[str]]],
+    ) -> Optional[int]:
+        """Start the created container, stream it and wait for it: its exit status,
+        or None when `until` ended it. It is removed however this ends."""
         stalled: list[str] = []
         done = threading.Event()
         try:
             self._call(container.start)
             if watchdog is not None:
                 threading.Thread(target=self._watch, args=(container, watchdog, stalled, done), daemon=True).start()
-            pending = b""
-            met = False
-            for chunk in container.logs(stream=True, follow=True):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    line = self._emit(raw, phase or spec.step, tail, log_file, on_line)
-                    if until is not None and until(line):
-                        met = True
-                        break
-                if met:
-                    break
-            if pending and not met:
-                self._emit(pending, phase or spec.step, tail, log_file, on_line)
-            if met:
+            if self._stream(container, out, until):
                 container.kill()
-                return UNTIL_MET
+                return None
             status = int(self._call(container.wait).get("StatusCode", 1))
             if stalled:
-                raise StepStalled(f"step {spec.step} stopped making progress: {stalled[0]}", log_tail="\n".join(tail))
+                raise StepStalled(f"step {spec.step} stopped making progress: {stalled[0]}", log_tail="\n".join(out.tail))
+            return status
         except KeyboardInterrupt:
-            if spec.stop_grace:
-                log.info(f"\nstopping {spec.step} (up to {spec.stop_grace}s) so it can resume later; Ctrl-C again kills it now")
-                try:
-                    container.stop(timeout=spec.stop_grace)
-                    for raw in container.logs(tail=5).splitlines():  # what it said on the way out
-                        self._emit(raw, phase or spec.step, tail, log_file, on_line)
-                except (docker.errors.APIError, KeyboardInterrupt):
-                    pass
+            self._stop_for_resume(container, spec, out)
             raise
         finally:
             done.set()
@@ -297,14 +315,35 @@ class Engine:
                 container.remove(force=True)
             except docker.errors.APIError:
                 pass
-        if status != 0 and check:
-            raise ContainerFailed(
-                f"step {spec.step} failed: `{' '.join(spec.command)[:120]}` exited {status}",
-                f"last output: {tail[-1]}" if tail else "it printed nothing",
-                exit_status=status,
-                log_tail="\n".join(tail),
-            )
-        return status
+
+    @staticmethod
+    def _stream(container: Any, out: _Output, until: Optional[Callable[[str], bool]]) -> bool:
+        """Emit the container's output line by line until it ends; True as soon as
+        until(line) holds (the rest is left unread)."""
+        pending = b""
+        for chunk in container.logs(stream=True, follow=True):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                line = out.emit(raw)
+                if until is not None and until(line):
+                    return True
+        if pending:
+            out.emit(pending)
+        return False
+
+    @staticmethod
+    def _stop_for_resume(container: Any, spec: RunSpec, out: _Output) -> None:
+        """On a first Ctrl-C, give a step with a stop_grace that long to stop by itself."""
+        if not spec.stop_grace:
+            return
+        log.info(f"\nstopping {spec.step} (up to {spec.stop_grace}s) so it can resume later; Ctrl-C again kills it now")
+        try:
+            container.stop(timeout=spec.stop_grace)
+            for raw in container.logs(tail=5).splitlines():  # what it said on the way out
+                out.emit(raw)
+        except (docker.errors.APIError, KeyboardInterrupt):
+            pass
 
     @staticmethod
     def _watch(container: Any, watchdog: Callable[[], Optional[str]], stalled: list[str], done: threading.Event) -> None:
@@ -317,17 +356,6 @@ class Engine:
                 except docker.errors.APIError:
                     pass
                 return
-
-    def _emit(self, raw: bytes, phase: str, tail: "collections.deque[str]", log_file: Optional[IO[str]], on_line: Optional[Callable[[str], None]]) -> str:
-        line = raw.decode("utf-8", "replace").rstrip("\r")
-        tail.append(line)
-        if log_file:
-            log_file.write(line + "\n")
-        if on_line:
-            on_line(line)
-        else:
-            log.stream(phase, line)
-        return line
 
     def _create_kwargs(self, spec: RunSpec, name: str) -> dict[str, Any]:
         env = {"HOME": "/tmp", **spec.environment}

@@ -21,30 +21,18 @@ import os
 import shlex
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from . import elf, log, resources
-from .artifacts import (
-    HashCache,
-    Layout,
-    Manifest,
-    digest_of,
-    file_record,
-    lock,
-    new_tmp,
-    part_record,
-    require_free,
-    staged,
-    would_build,
-    write_manifest,
-)
-from .base import LABEL_KIND, ToolsImage, ensure_tools
+from .artifacts import HashCache, Layout, Manifest, Target, build_unless_fresh, digest_of, file_record, part_record, require_free
+from .tools_image import LABEL_KIND
 from .config import Config
+from .context import StepContext
 from .engine import Engine, Mount, RunSpec
 from .errors import ArtifactError, UsageError
-from .gem5src import Gem5Source, resolve
+from .gem5src import resolve
+from .records import EnvArtifact, Gem5Source
 
 ENV_REPO = "hackback-env"
 SRC_MNT = "/hackback/gem5"
@@ -55,37 +43,25 @@ BROUGHT_MNT = "/hackback/in"
 GEM5_BUILD_BYTES = 16 << 30  # an X86 gem5.opt tree without Ruby/SystemC (~10 GiB with -g) + its ccache
 
 
-@dataclass(frozen=True)
-class EnvArtifact:
-    name: str
-    directory: Path
-    image: Optional[str]  # None until the gem5 part is built
-    m5: Path
-    manifest: Manifest
-    tools: ToolsImage
-    source: Gem5Source
-
-
 _SOURCES: dict[tuple[Any, Path], Gem5Source] = {}
 
 
 class _Ctx:
     """What every part of the env step needs, resolved once."""
 
-    def __init__(self, cfg: Config, engine: Optional[Engine] = None) -> None:
-        self.cfg = cfg
+    def __init__(self, step: StepContext) -> None:
+        cfg = self.cfg = step.cfg
         if cfg.gem5.binary is not None:
             check_binary_file(cfg.gem5.binary)  # before any engine work
-        self.layout = Layout(cfg.work_dir)
-        self.hashes = HashCache(self.layout.hash_db)
-        self.engine = engine or Engine.connect()
+        self.layout, self.hashes = step.layout, step.hashes
+        self.engine = step.engine
         # The source first: an unreachable upstream must fail before minutes of image builds.
         # Once per process: the m5 and gem5 steps of one task share it.
         key = (cfg.gem5, cfg.work_dir)
         if key not in _SOURCES:
             _SOURCES[key] = resolve(cfg.gem5, self.layout, self.hashes)
         self.source = _SOURCES[key]
-        self.tools = ensure_tools(cfg, self.engine, self.layout)
+        self.tools = step.tools
         self.directory = self.layout.artifact_dir("env", cfg.name)
         self.brought_probe: Optional[dict[str, Any]] = None
 
@@ -97,7 +73,7 @@ class _Ctx:
             "tools_image": self.tools.id,
             "gem5_tree_sha256": self.source.tree_sha256,
             "env_dockerfile": digest_of((resources.docker_dir("env") / "Dockerfile").read_text()),
-            "probe_sha256": digest_of([HashCache.quick_sha256(p) for p in _probe_files()]),
+            "probe_sha256": digest_of([HashCache.sha256_uncached(p) for p in _probe_files()]),
             "m5_source_sha256": self.source.m5_sha256,  # the env image carries m5 too
         }
         brought = self.cfg.gem5.binary
@@ -115,22 +91,23 @@ class _Ctx:
         return f"gem5.{self.cfg.gem5.variant}"
 
 
-def ensure_m5(cfg: Config, force: bool = False, engine: Optional[Engine] = None) -> EnvArtifact:
+def ensure_m5(ctx: StepContext, force: bool = False) -> EnvArtifact:
     """The m5 utility only (what the image step needs)."""
-    return _ensure(_Ctx(cfg, engine), want_gem5=False, force=force)
+    return _ensure(_Ctx(ctx), want_gem5=False, force=force)
 
 
-def ensure(cfg: Config, force: bool = False, engine: Optional[Engine] = None) -> EnvArtifact:
+def ensure(ctx: StepContext, force: bool = False) -> EnvArtifact:
     """m5 and the env image with gem5, each rebuilt only when its inputs changed."""
-    return _ensure(_Ctx(cfg, engine), want_gem5=True, force=force)
+    return _ensure(_Ctx(ctx), want_gem5=True, force=force)
 
 
 def _ensure(ctx: _Ctx, want_gem5: bool, force: bool) -> EnvArtifact:
     """Bring each wanted part up to date. Each part has its own build lock, so
     building m5 never waits for an hours-long gem5 build; the artifact lock is
     held only for the moment a part is committed."""
-    cfg, layout = ctx.cfg, ctx.layout
-    parts = [("m5", ctx.m5_inputs, _build_m5)]
+    cfg = ctx.cfg
+    parts: list[tuple[str, Callable[[], dict[str, Any]], Callable[[_Ctx, Path], dict[str, Any]]]] = [
+        ("m5", ctx.m5_inputs, _build_m5)]
     if want_gem5:
         brought = ctx.cfg.gem5.binary
         stale = force or _staleness(ctx, "gem5", ctx.gem5_inputs()) is not None
@@ -142,25 +119,12 @@ def _ensure(ctx: _Ctx, want_gem5: bool, force: bool) -> EnvArtifact:
         parts.append(("gem5", ctx.gem5_inputs, _bring_gem5 if brought is not None else _build_gem5))
     built = False
     for part, inputs, build_part in parts:
-        why = "asked for (--force)" if force else _staleness(ctx, part, inputs())
-        if why is None:
-            continue
-        would_build(f"env '{cfg.name}' {part}", why)
-        with lock(layout, "env", f"{cfg.name}.{part}"):
-            if not force and _staleness(ctx, part, inputs()) is None:
-                continue  # another run built it while we waited
-            work = new_tmp(layout, f"env-{cfg.name}-{part}")
-            try:
-                record = build_part(ctx, work)
-                with lock(layout, "env", cfg.name), staged(layout, "env", cfg.name, keep_existing=True) as tmp:
-                    manifest = Manifest.read(ctx.directory) or Manifest("env", cfg.name)
-                    for produced in work.iterdir():
-                        os.replace(produced, tmp / produced.name)
-                    manifest.parts[part] = record
-                    write_manifest(tmp, manifest)
-                built = True
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
+        def build(work: Path, manifest: Manifest, part: str = part, build_part: Any = build_part) -> None:
+            manifest.parts[part] = build_part(ctx, work)
+
+        target = Target("env", cfg.name, part, f"env '{cfg.name}' {part}", shared=True)
+        check = (lambda m: _image_missing(ctx, m)) if part == "gem5" else None
+        built |= build_unless_fresh(ctx.layout, target, inputs(), force, build, check).built
     if not built:
         log.info(f"env '{cfg.name}' is up to date ({ctx.directory})")
     return _artifact(ctx, Manifest.read(ctx.directory) or Manifest("env", cfg.name))
@@ -196,9 +160,13 @@ def _staleness(ctx: _Ctx, part: str, inputs: dict[str, Any]) -> Optional[str]:
     if manifest is None:
         return "not built yet"
     why = manifest.staleness(part, inputs, ctx.directory, ctx.hashes)
-    if why is None and part == "gem5" and ctx.engine.image_id(str(manifest.parts["gem5"]["outputs"]["image"]["ref"])) is None:
+    return _image_missing(ctx, manifest) if why is None and part == "gem5" else why
+
+
+def _image_missing(ctx: _Ctx, manifest: Manifest) -> Optional[str]:
+    if ctx.engine.image_id(str(manifest.parts["gem5"]["outputs"]["image"]["ref"])) is None:
         return "its env image is missing from the engine"
-    return why
+    return None
 
 
 def _artifact(ctx: _Ctx, manifest: Manifest) -> EnvArtifact:
@@ -242,26 +210,13 @@ def gem5_build_dir(layout: Layout, name: str) -> Path:
 
 
 def _build_gem5(ctx: _Ctx, tmp: Path) -> dict[str, Any]:
-    cfg, layout = ctx.cfg, ctx.layout
-    build = gem5_build_dir(layout, cfg.name)
+    cfg = ctx.cfg
+    build = gem5_build_dir(ctx.layout, cfg.name)
     binary = f"gem5.{cfg.gem5.variant}"
     if not (build / "build" / "X86" / binary).exists():
         require_free(build, GEM5_BUILD_BYTES, "a gem5 build")
     build.mkdir(parents=True, exist_ok=True)
-    target = f"{BUILD_MNT}/build/X86"
-    # gem5's build writes into its source tree (ply's parsetab.py and parser.out
-    # under src/arch, __pycache__ folders, ext/libelf's native-elf-format scratch
-    # file in the top): it builds from a copy kept beside the build tree, synced
-    # from the researcher's tree (mounted read-only) before every build. rsync
-    # keeps mtimes, so scons sees only real edits; the copy is mounted where the
-    # tree always was, so the kept scons tree stays valid.
-    copy = build / "src"
-    sync = RunSpec(ctx.tools.ref, ["rsync", "-a", "--delete", "--exclude=/build", "--exclude=__pycache__",
-                                   "--exclude=parsetab.py", "--exclude=parser.out", f"{SRC_MNT}-ro/", f"{BUILD_MNT}/src/"],
-                   step="env-gem5-sync", kvm=False, network="none",
-                   mounts=[Mount(ctx.source.path, f"{SRC_MNT}-ro"), Mount(build, BUILD_MNT, read_only=False)])
-    copy.mkdir(exist_ok=True)
-    ctx.engine.run(sync, phase="gem5-sync")
+    copy = _sync_source(ctx, build)
     mounts = [Mount(copy, SRC_MNT, read_only=False), Mount(build, BUILD_MNT, read_only=False)]
 
     def run(step: str, command: list[str], **kw: Any) -> None:
@@ -270,45 +225,62 @@ def _build_gem5(ctx: _Ctx, tmp: Path) -> dict[str, Any]:
             ctx.engine.run(spec, phase="gem5", log_file=step_log)
 
     with log.step(f"gem5 {ctx.source.release} X86 {binary} (incremental; tree kept in {build})"):
-        options = dict(cfg.gem5.build_options)
-        applied = build / "hackback-build-options.json"
-        if not applied.is_file() or json.loads(applied.read_text()) != options:
-            # Kconfig: build_opts/X86, then our options; only when they change, since
-            # a changed config makes scons rebuild much of what it has.
-            # --ignore-style: gem5 otherwise stops to ask about installing git hooks.
-            kconfig = f"scons --ignore-style defconfig {target} build_opts/X86"
-            if options:
-                kconfig += f" && scons --ignore-style setconfig {target} " + " ".join(shlex.quote(f"{k}={v}") for k, v in options.items())
-            run("env-gem5-config", ["bash", "-c", kconfig])
-            applied.write_text(json.dumps(options, sort_keys=True))
-        # scons is the container's main process so a stop reaches it: it then
-        # saves its signature database and the next run resumes. ccache covers
-        # the case where it was killed before it could.
-        linker = [f"--linker={cfg.gem5.linker}"] if cfg.gem5.linker else []
-        run(
-            "env-gem5",
-            ["scons", "--ignore-style", *linker, f"-j{cfg.jobs}", f"{target}/{binary}"],
-            environment={
-                "PATH": "/usr/lib/ccache:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "CCACHE_DIR": f"{BUILD_MNT}/ccache",
-                "CCACHE_MAXSIZE": "20G",
-            },
-            stop_grace=300,
-        )
-        # The image gets a copy without debug info (gem5.opt is built with -g and is
-        # several times larger); the full binary stays in the build tree for gdb.
-        run("env-gem5-strip", ["objcopy", "--strip-debug", f"{target}/{binary}", f"{BUILD_MNT}/{binary}.stripped"])
+        _compile(ctx, build, binary, run)
     full = build / "build" / "X86" / binary
     stripped = build / f"{binary}.stripped"
     info = probe(ctx.engine, ctx.tools.ref, stripped, ctx.source.release, what=f"the {binary} built in {build}")
     return _package(ctx, tmp, stripped, ctx.hashes.sha256(full), info, {
         "origin": "built",
         "build_dir": str(build),
-        "build_options": options,
+        "build_options": dict(cfg.gem5.build_options),
         "linker": cfg.gem5.linker or "bfd",
         "variant": cfg.gem5.variant,
         "gem5_stripped_sha256": ctx.hashes.sha256(stripped),
     })
+
+
+def _sync_source(ctx: _Ctx, build: Path) -> Path:
+    """gem5's build writes into its source tree (ply's parsetab.py and parser.out
+    under src/arch, __pycache__ folders, ext/libelf's native-elf-format scratch
+    file in the top): it builds from a copy kept beside the build tree, synced
+    from the researcher's tree (mounted read-only) before every build. rsync
+    keeps mtimes, so scons sees only real edits; the copy is mounted where the
+    tree always was, so the kept scons tree stays valid."""
+    copy = build / "src"
+    sync = RunSpec(ctx.tools.ref, ["rsync", "-a", "--delete", "--exclude=/build", "--exclude=__pycache__",
+                                   "--exclude=parsetab.py", "--exclude=parser.out", f"{SRC_MNT}-ro/", f"{BUILD_MNT}/src/"],
+                   step="env-gem5-sync", kvm=False, network="none",
+                   mounts=[Mount(ctx.source.path, f"{SRC_MNT}-ro"), Mount(build, BUILD_MNT, read_only=False)])
+    copy.mkdir(exist_ok=True)
+    ctx.engine.run(sync, phase="gem5-sync")
+    return copy
+
+
+def _compile(ctx: _Ctx, build: Path, binary: str, run: Callable[..., None]) -> None:
+    cfg = ctx.cfg
+    target = f"{BUILD_MNT}/build/X86"
+    options = dict(cfg.gem5.build_options)
+    applied = build / "hackback-build-options.json"
+    if not applied.is_file() or json.loads(applied.read_text()) != options:
+        # Kconfig: build_opts/X86, then our options; only when they change, since
+        # a changed config makes scons rebuild much of what it has.
+        # --ignore-style: gem5 otherwise stops to ask about installing git hooks.
+        kconfig = f"scons --ignore-style defconfig {target} build_opts/X86"
+        if options:
+            kconfig += f" && scons --ignore-style setconfig {target} " + " ".join(shlex.quote(f"{k}={v}") for k, v in options.items())
+        run("env-gem5-config", ["bash", "-c", kconfig])
+        applied.write_text(json.dumps(options, sort_keys=True))
+    # scons is the container's main process so a stop reaches it: it then
+    # saves its signature database and the next run resumes. ccache covers
+    # the case where it was killed before it could.
+    linker = [f"--linker={cfg.gem5.linker}"] if cfg.gem5.linker else []
+    run("env-gem5", ["scons", "--ignore-style", *linker, f"-j{cfg.jobs}", f"{target}/{binary}"],
+        environment={"PATH": "/usr/lib/ccache:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                     "CCACHE_DIR": f"{BUILD_MNT}/ccache", "CCACHE_MAXSIZE": "20G"},
+        stop_grace=300)
+    # The image gets a copy without debug info (gem5.opt is built with -g and is
+    # several times larger); the full binary stays in the build tree for gdb.
+    run("env-gem5-strip", ["objcopy", "--strip-debug", f"{target}/{binary}", f"{BUILD_MNT}/{binary}.stripped"])
 
 
 def _bring_gem5(ctx: _Ctx, tmp: Path) -> dict[str, Any]:

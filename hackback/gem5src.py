@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import tarfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -25,6 +24,7 @@ from . import log
 from .artifacts import HashCache, Layout, new_tmp
 from .config import Gem5Config
 from .errors import DiskSpaceError, Gem5SourceError, UsageError
+from .records import Gem5Source
 
 # What a gem5 build (here, or an earlier one in the tree itself) writes into a
 # source tree: never part of its identity. No gem5 source file has these names.
@@ -33,28 +33,6 @@ _HINT = "pass --gem5-src PATH (a gem5 checkout or tarball), or set gem5.src in h
 _UNSAFE_HINT = "use a gem5 release tarball or a checkout"
 # The 'data' extraction filter's refusals (Pythons before 3.9.17/3.10.12/3.11.4 have none).
 _FILTER_ERRORS: tuple[type[Exception], ...] = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
-
-
-@dataclass(frozen=True)
-class Gem5Source:
-    path: Path
-    origin: str
-    release: str  # e.g. "24.0.0.1"
-    commit: Optional[str]
-    dirty: Optional[bool]
-    tree_sha256: str  # whole tree: decides whether gem5 must be rebuilt
-    m5_sha256: str  # util/m5 + include: decides whether m5 must be rebuilt
-    version_tags: tuple[str, ...]  # checkpoint version tags compiled into gem5
-
-    def identity(self) -> dict[str, object]:
-        return {
-            "origin": self.origin,
-            "release": self.release,
-            "commit": self.commit,
-            "dirty": self.dirty,
-            "tree_sha256": self.tree_sha256,
-            "version_tags": list(self.version_tags),
-        }
 
 
 def resolve(cfg: Gem5Config, layout: Layout, hashes: HashCache) -> Gem5Source:

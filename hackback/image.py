@@ -12,48 +12,38 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from . import accel as _accel
 from . import elf, log
-from .artifacts import HashCache, Layout, Manifest, build_unless_fresh, digest_of, file_record, require_free
-from .base import ToolsImage, ensure_tools
+from .artifacts import HashCache, Layout, Manifest, Target, build_unless_fresh, digest_of, file_record, require_free
 from .config import Config
+from .context import StepContext
 from .engine import Engine, Mount, RunSpec
 from .errors import ArtifactError, UsageError
+from .records import DISK, FASTINIT, ImageArtifact, ToolsImage
 
 GUEST = Path(__file__).resolve().parent / "guest"
-GUEST_FILES = ("stage1.sh", "provision.sh", "hack_back_ckpt.rcS", "autologin.conf", "bashrc-hook.sh", "check.sh", "fastinit")
-FASTINIT = "/sbin/hackback-fastinit"  # init= for a fast boot (no init system)
+GUEST_FILES = ("stage1.sh", "provision.sh", "hack_back_ckpt.rcS", "hackback-guest.c", "autologin.conf", "bashrc-hook.sh",
+               "check.sh", "fastinit")
+GUEST_HELPER = "hackback-guest"  # built from hackback-guest.c in stage 1, at /sbin/hackback-guest
 WORK_MNT = "/hackback/work"
 GUEST_MNT = "/hackback/guest"
-DISK = "disk.img"
 AUTOLOGIN_PATH = "/etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf"
-
-
-@dataclass(frozen=True)
-class ImageArtifact:
-    name: str
-    directory: Path
-    disk: Path
-    kernel: Path  # the image's own kernel and initrd, for trying it under QEMU
-    initrd: Path
-    partuuid: str  # root=PARTUUID=<this> finds the root partition without an initrd
-    fs_uuid: str
-    manifest: Manifest
 
 
 def inputs(cfg: Config, tools: ToolsImage, m5_sha256: str) -> dict[str, Any]:
     img = cfg.image
     return {
         "tools_image": tools.id,
-        "guest_files": {name: HashCache.quick_sha256(GUEST / name) for name in GUEST_FILES},
+        "guest_files": {name: HashCache.sha256_uncached(GUEST / name) for name in GUEST_FILES},
         "template": digest_of(render_template(_PLACEHOLDERS)),
         "distribution": img.distribution,
         "suite": img.suite,
@@ -64,93 +54,111 @@ def inputs(cfg: Config, tools: ToolsImage, m5_sha256: str) -> dict[str, Any]:
     }
 
 
-def ensure(cfg: Config, m5: Path, force: bool = False, engine: Optional[Engine] = None) -> ImageArtifact:
+def ensure(ctx: StepContext, m5: Path, force: bool = False) -> ImageArtifact:
+    cfg = ctx.cfg
     problem = elf.static_x86_64_problem(m5)  # before anything is touched: it goes into the image as it is
     if problem:
         raise UsageError(f"m5 binary {m5} {problem}", "build it with `invoke env`, or give a static x86-64 m5 with --m5 PATH")
-    engine = engine or Engine.connect()
-    layout = Layout(cfg.work_dir)
-    hashes = HashCache(layout.hash_db)
-    tools = ensure_tools(cfg, engine, layout)
-    want = inputs(cfg, tools, hashes.sha256(m5))
+    want = inputs(cfg, ctx.tools, ctx.hashes.sha256(m5))
 
     def build(tmp: Path, manifest: Manifest) -> None:
-        require_free(layout.work_dir, 2 * cfg.image.size_mib * 2**20 + (2 << 30), "building the disk image")
-        _build(cfg, engine, layout, hashes, tools, m5, want, manifest, tmp)
+        require_free(ctx.layout.work_dir, 2 * cfg.image.size_mib * 2**20 + (2 << 30), "building the disk image")
+        _build(_Build(cfg, ctx.engine, ctx.layout, ctx.hashes, ctx.tools, m5, want, tmp), manifest)
 
-    done = build_unless_fresh(layout, "images", cfg.name, "image", want, force, build, f"image '{cfg.name}'")
-    return _artifact(cfg.name, done.directory, done.manifest)
-
-
-def load(directory: Path) -> ImageArtifact:
-    """A built image from its directory, without checking it is up to date."""
-    manifest = Manifest.read(directory)
-    if manifest is None or "image" not in manifest.parts:
-        raise UsageError(f"{directory} holds no hackback image (no manifest)", "build one with `invoke image`")
-    return _artifact(manifest.name, directory, manifest)
+    done = build_unless_fresh(ctx.layout, Target("images", cfg.name, "image", f"image '{cfg.name}'"), want, force, build)
+    return ImageArtifact.of(cfg.name, done.directory, done.manifest)
 
 
-def _artifact(name: str, directory: Path, manifest: Manifest) -> ImageArtifact:
-    info = manifest.parts["image"]["info"]
-    return ImageArtifact(
-        name, directory, directory / DISK, directory / "vmlinuz", directory / "initrd.img",
-        info["partuuid"], info["fs_uuid"], manifest,
-    )
+@dataclass(frozen=True)
+class _Build:
+    """What one image build needs, handed from stage to stage."""
+    cfg: Config
+    engine: Engine
+    layout: Layout
+    hashes: HashCache
+    tools: ToolsImage
+    m5: Path
+    want: dict[str, Any]
+    tmp: Path
+    password: str = field(default_factory=lambda: secrets.token_hex(12))  # for Packer's SSH only: provisioning locks root
+
+    @property
+    def seed(self) -> str:
+        return digest_of(self.want)  # same inputs, same identifiers
+
+    @property
+    def fs_uuid(self) -> str:
+        return str(uuid.UUID(self.seed[:32]))
+
+    @property
+    def disk_id(self) -> str:
+        return self.seed[32:40]
+
+    @property
+    def partuuid(self) -> str:
+        return f"{self.disk_id}-01"
+
+    @property
+    def stage1(self) -> Path:
+        return self.tmp / "stage1"
 
 
-def _build(cfg: Config, engine: Engine, layout: Layout, hashes: HashCache, tools: ToolsImage, m5: Path,
-           want: dict[str, Any], manifest: Manifest, tmp: Path) -> None:
-    seed = digest_of(want)  # same inputs, same identifiers
-    fs_uuid = str(uuid.UUID(seed[:32]))
-    disk_id = seed[32:40]
+def _build(b: _Build, manifest: Manifest) -> None:
+    img = b.cfg.image
     times: dict[str, float] = {}
-    password = secrets.token_hex(12)  # for Packer's SSH only: provisioning locks root
-
     start = time.monotonic()
-    with log.step(f"image stage 1: {cfg.image.suite} from {cfg.image.mirror} into a raw disk"):
-        stage1 = tmp / "stage1"
-        stage1.mkdir()
-        spec = RunSpec(
-            tools.ref, ["bash", f"{GUEST_MNT}/stage1.sh"], step="image-stage1",
-            mounts=[Mount(GUEST, GUEST_MNT), Mount(stage1, "/out", read_only=False)],
-            environment={
-                "SUITE": cfg.image.suite, "MIRROR": cfg.image.mirror, "PACKAGES": " ".join(cfg.image.packages),
-                "SIZE_MIB": str(cfg.image.size_mib), "FS_UUID": fs_uuid, "DISK_ID": disk_id,
-                "ROOT_PASSWORD": password, "OWNER": f"{os.getuid()}:{os.getgid()}",
-            },
-            as_root=True, cap_add=["SYS_ADMIN"], kvm=False,
-        )
-        engine.run(spec, phase="image:stage1", on_line=_phase_printer("image:stage1"))
+    with log.step(f"image stage 1: {img.suite} from {img.mirror} into a raw disk"):
+        _stage1(b)
     times["stage1_seconds"] = time.monotonic() - start
 
     start = time.monotonic()
-    accel = _accel.choose(cfg.image.accel, engine, layout, tools.ref, tools.versions.get("qemu", ""), stage1 / "vmlinuz")
-    partuuid = f"{disk_id}-01"
+    accel = _accel.choose(img.accel, b.engine, b.layout, b.tools.ref, b.tools.versions.get("qemu", ""), b.stage1 / "vmlinuz")
     with log.step(f"image stage 2: Packer + QEMU ({accel}) provisioning"):
-        _provision(cfg, engine, tools, m5, stage1, tmp, accel, password, partuuid)
+        _provision(b, accel)
     times["stage2_seconds"] = time.monotonic() - start
+    _finish(b, manifest, accel, times)
 
-    for name in ("vmlinuz", "initrd.img", "packages.tsv"):
-        os.replace(stage1 / name, tmp / name)
-    shutil.rmtree(stage1)
-    expect = expected_facts(hashes.sha256(m5), fs_uuid, disk_id)
-    problems = check(engine, tools, tmp / DISK, expect)
+
+def _stage1(b: _Build) -> None:
+    img = b.cfg.image
+    b.stage1.mkdir()
+    spec = RunSpec(
+        b.tools.ref, ["bash", f"{GUEST_MNT}/stage1.sh"], step="image-stage1",
+        mounts=[Mount(GUEST, GUEST_MNT), Mount(b.stage1, "/out", read_only=False)],
+        environment={
+            "SUITE": img.suite, "MIRROR": img.mirror, "PACKAGES": " ".join(img.packages),
+            "SIZE_MIB": str(img.size_mib), "FS_UUID": b.fs_uuid, "DISK_ID": b.disk_id,
+            "ROOT_PASSWORD": b.password, "RNG_SEED": b.seed[:64], "OWNER": f"{os.getuid()}:{os.getgid()}",
+        },
+        as_root=True, cap_add=["SYS_ADMIN"], kvm=False,
+    )
+    b.engine.run(spec, phase="image:stage1", on_line=_phase_printer("image:stage1"))
+
+
+def _finish(b: _Build, manifest: Manifest, accel: str, times: dict[str, float]) -> None:
+    """Keep stage 1's kernel, initrd and helper beside the disk, check the disk, record it."""
+    tmp, hashes = b.tmp, b.hashes
+    for name in ("vmlinuz", "initrd.img", "packages.tsv", GUEST_HELPER):
+        os.replace(b.stage1 / name, tmp / name)
+    shutil.rmtree(b.stage1)
+    expect = expected_facts(hashes.sha256(b.m5), b.fs_uuid, b.disk_id, hashes.sha256(tmp / GUEST_HELPER))
+    problems = check(b.engine, b.tools, tmp / DISK, expect)
     if problems:
         raise ArtifactError(f"the built image failed its check: {problems[0]}", f"{len(problems)} problem(s); see the lines above")
     st = (tmp / DISK).stat()
     manifest.set_part(
         "image",
-        want,
-        {name: file_record(tmp / name, hashes) for name in (DISK, "vmlinuz", "initrd.img")},
+        b.want,
+        {name: file_record(tmp / name, hashes) for name in (DISK, "vmlinuz", "initrd.img", GUEST_HELPER)},
         {
-            "partuuid": partuuid,
-            "fs_uuid": fs_uuid,
-            "root_kernel_arg": f"root=PARTUUID={partuuid}",
+            "partuuid": b.partuuid,
+            "fs_uuid": b.fs_uuid,
+            "root_kernel_arg": f"root=PARTUUID={b.partuuid}",
             "virtual_bytes": st.st_size,
             "allocated_bytes": st.st_blocks * 512,
             "accelerator": accel,
-            "tools_image": tools.ref,
-            "tools": tools.versions,
+            "tools_image": b.tools.ref,
+            "tools": b.tools.versions,
             "packages": _read_packages(tmp / "packages.tsv"),
             **{k: round(v, 1) for k, v in times.items()},
         },
@@ -186,68 +194,64 @@ _PLACEHOLDERS: dict[str, Any] = dict(
 )
 
 
+TEMPLATE = "packer-template.json"  # in GUEST; its rendering (not the file) is the "template" input
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+
 def render_template(p: dict[str, Any]) -> dict[str, Any]:
-    """Packer 1.6.6 JSON template (qemu builder) for provisioning an existing raw disk."""
-    return {
-        "builders": [
-            {
-                "type": "qemu",
-                "accelerator": p["accel"],
-                "disk_image": True,
-                "iso_url": p["base"],
-                "iso_checksum": "none",
-                "format": "raw",
-                "disk_size": f"{p['size_mib']}M",  # must be >= the base disk: the same
-                "disk_interface": "virtio",
-                "net_device": "virtio-net",
-                "output_directory": p["output"],  # must not exist yet
-                "vm_name": DISK,
-                "headless": True,
-                "vnc_bind_address": "127.0.0.1",
-                "boot_wait": "1s",
-                "communicator": "ssh",
-                "ssh_username": "root",
-                "ssh_password": p["password"],
-                "ssh_timeout": "60m",  # the watchdog fails a stuck guest long before this
-                "ssh_handshake_attempts": 500,  # slow TCG boots trip Packer's default
-                "shutdown_command": "systemctl poweroff",
-                "shutdown_timeout": "10m",
-                # The image's own kernel and initrd: the disk has no bootloader.
-                "qemuargs": [
-                    ["-m", f"{p['memory_mib']}M"],
-                    ["-kernel", p["kernel"]],
-                    ["-initrd", p["initrd"]],
-                    ["-append", p["append"]],
-                    ["-serial", f"file:{p['serial']}"],
-                ],
-            }
-        ],
-        "provisioners": [
-            {"type": "shell", "inline": ["mkdir -p /tmp/hackback"]},
-            {"type": "file", "source": p["files"] + "/", "destination": "/tmp/hackback/"},
-            {"type": "shell", "script": p["script"]},
-        ],
-    }
+    """Packer 1.6.6 JSON template (qemu builder) for provisioning an existing raw disk,
+    from GUEST/packer-template.json with its {{name}} placeholders filled from `p`."""
+    data = json.loads((GUEST / TEMPLATE).read_text())
+    # Root keys starting with "_" are notes (Packer ignores them too); dropped so they are no input.
+    body = {key: value for key, value in data.items() if not key.startswith("_")}
+    filled: dict[str, Any] = _fill(body, dict(p, vm_name=DISK))
+    return filled
 
 
-def _provision(cfg: Config, engine: Engine, tools: ToolsImage, m5: Path, stage1: Path, tmp: Path,
-               accel: str, password: str, partuuid: str) -> None:
-    work = tmp / "packer"
+def _fill(node: Any, values: dict[str, Any]) -> Any:
+    """A whole-string placeholder takes the value as it is, so numbers and booleans keep
+    their type; one inside other text is interpolated. An unknown name raises KeyError."""
+    if isinstance(node, dict):
+        return {key: _fill(value, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_fill(value, values) for value in node]
+    if not isinstance(node, str):
+        return node
+    whole = _PLACEHOLDER.fullmatch(node)
+    if whole:
+        return values[whole.group(1)]
+    return _PLACEHOLDER.sub(lambda m: f"{values[m.group(1)]}", node)
+
+
+def _provision(b: _Build, accel: str) -> None:
+    work = b.tmp / "packer"
     files = work / "files"
     files.mkdir(parents=True)
-    shutil.copy2(m5, files / "m5")
+    shutil.copy2(b.m5, files / "m5")
     for name in ("hack_back_ckpt.rcS", "autologin.conf", "bashrc-hook.sh", "fastinit"):
         shutil.copy2(GUEST / name, files / name)
     serial = work / "console.log"
     serial.touch()
     template = render_template(dict(
         base=f"{WORK_MNT}/stage1/base.img", kernel=f"{WORK_MNT}/stage1/vmlinuz", initrd=f"{WORK_MNT}/stage1/initrd.img",
-        append=f"root=PARTUUID={partuuid} rw console=ttyS0 net.ifnames=0", output=f"{WORK_MNT}/packer/out",
-        size_mib=cfg.image.size_mib, accel=accel, memory_mib=cfg.image.memory_mib, serial=f"{WORK_MNT}/packer/console.log",
-        files=f"{WORK_MNT}/packer/files", script=f"{GUEST_MNT}/provision.sh", password=password,
+        append=f"root=PARTUUID={b.partuuid} rw console=ttyS0 net.ifnames=0", output=f"{WORK_MNT}/packer/out",
+        size_mib=b.cfg.image.size_mib, accel=accel, memory_mib=b.cfg.image.memory_mib,
+        serial=f"{WORK_MNT}/packer/console.log", files=f"{WORK_MNT}/packer/files", script=f"{GUEST_MNT}/provision.sh",
+        password=b.password,
     ))
     (work / "template.json").write_text(json.dumps(template, indent=2))
-    watch = _Watchdog(serial, cfg.image.stall_timeout)
+    _run_packer(b, accel, serial)
+    os.replace(work / "out" / DISK, b.tmp / DISK)
+    os.replace(serial, b.tmp / "provision-console.log")
+    template["builders"][0]["ssh_password"] = "<redacted: random, used once; root is locked>"
+    (b.tmp / "packer-template.json").write_text(json.dumps(template, indent=2))
+    shutil.rmtree(work)
+    (b.stage1 / "base.img").unlink()
+
+
+def _run_packer(b: _Build, accel: str, serial: Path) -> None:
+    """`packer build` under the watchdog; a failure shows the guest console's tail first."""
+    watch = _Watchdog(serial, b.cfg.image.stall_timeout)
     show = _phase_printer("image:packer")
 
     def on_line(line: str) -> None:
@@ -255,24 +259,18 @@ def _provision(cfg: Config, engine: Engine, tools: ToolsImage, m5: Path, stage1:
         show(line)
 
     spec = RunSpec(
-        tools.ref, ["packer", "build", "-color=false", f"{WORK_MNT}/packer/template.json"], step="image-packer",
-        mounts=[Mount(GUEST, GUEST_MNT), Mount(tmp, WORK_MNT, read_only=False)],
+        b.tools.ref, ["packer", "build", "-color=false", f"{WORK_MNT}/packer/template.json"], step="image-packer",
+        mounts=[Mount(GUEST, GUEST_MNT), Mount(b.tmp, WORK_MNT, read_only=False)],
         environment={"PACKER_CACHE_DIR": f"{WORK_MNT}/packer/cache", "CHECKPOINT_DISABLE": "1", "PACKER_NO_COLOR": "1"},
         workdir=f"{WORK_MNT}/packer", kvm=accel == "kvm",
     )
     try:
-        engine.run(spec, phase="image:packer", on_line=on_line, watchdog=watch.check)
+        b.engine.run(spec, phase="image:packer", on_line=on_line, watchdog=watch.check)
     except BaseException:
         tail = watch.console_tail()
         if tail:
             log.info("last lines of the guest's console:\n" + "\n".join(f"    {ln}" for ln in tail))
         raise
-    os.replace(work / "out" / DISK, tmp / DISK)
-    os.replace(serial, tmp / "provision-console.log")
-    template["builders"][0]["ssh_password"] = "<redacted: random, used once; root is locked>"
-    (tmp / "packer-template.json").write_text(json.dumps(template, indent=2))
-    shutil.rmtree(work)
-    (tmp / "stage1" / "base.img").unlink()
 
 
 class _Watchdog:
@@ -309,15 +307,18 @@ class _Watchdog:
 # ---------------------------------------------------------------- the check
 
 
-def expected_facts(m5_sha256: str, fs_uuid: Optional[str] = None, disk_id: Optional[str] = None) -> dict[str, str]:
+def expected_facts(m5_sha256: str, fs_uuid: Optional[str] = None, disk_id: Optional[str] = None,
+                   helper_sha256: Optional[str] = None) -> dict[str, str]:
     facts = {
         "PART1_TYPE": "83",
         "SHA /sbin/m5": m5_sha256,
-        "SHA /root/hack_back_ckpt.rcS": HashCache.quick_sha256(GUEST / "hack_back_ckpt.rcS"),
-        f"SHA {FASTINIT}": HashCache.quick_sha256(GUEST / "fastinit"),
-        f"SHA {AUTOLOGIN_PATH}": HashCache.quick_sha256(GUEST / "autologin.conf"),
+        "SHA /root/hack_back_ckpt.rcS": HashCache.sha256_uncached(GUEST / "hack_back_ckpt.rcS"),
+        f"SHA {FASTINIT}": HashCache.sha256_uncached(GUEST / "fastinit"),
+        f"SHA {AUTOLOGIN_PATH}": HashCache.sha256_uncached(GUEST / "autologin.conf"),
         "BASHRC_RUNS_RCS": "yes",
     }
+    if helper_sha256:
+        facts[f"SHA /sbin/{GUEST_HELPER}"] = helper_sha256
     if fs_uuid:
         facts["FS_UUID"] = fs_uuid
     if disk_id:
@@ -373,23 +374,23 @@ def _size_problems(facts: dict[str, str]) -> list[str]:
     return problems
 
 
-def check_existing(cfg: Config, path: Optional[Path], m5: Optional[Path], engine: Optional[Engine] = None) -> None:
+def check_existing(ctx: StepContext, path: Optional[Path], m5: Optional[Path]) -> None:
     """`invoke image --check [PATH]`: the built image by default."""
-    engine = engine or Engine.connect()
-    layout = Layout(cfg.work_dir)
-    hashes = HashCache(layout.hash_db)
-    directory = layout.artifact_dir("images", cfg.name)
+    hashes = ctx.hashes
+    directory = ctx.layout.artifact_dir("images", ctx.cfg.name)
     disk = path or directory / DISK
     if not disk.is_file():
         raise UsageError(f"no image at {disk}", "build one with `invoke image`, or name one: --check PATH")
     manifest = Manifest.read(disk.parent)
+    helper_sha = None
+    if manifest and "image" in manifest.parts:
+        helper_sha = manifest.parts["image"]["outputs"].get(GUEST_HELPER, {}).get("sha256")
     if m5 is not None:
         m5_sha = hashes.sha256(m5)
     elif manifest and "image" in manifest.parts:
         m5_sha = manifest.parts["image"]["inputs"]["m5_sha256"]
     else:
         raise UsageError(f"{disk} has no manifest beside it to say which m5 it should hold", "give the m5 with --m5 PATH")
-    tools = ensure_tools(cfg, engine, layout)
-    problems = check(engine, tools, disk, expected_facts(m5_sha))
+    problems = check(ctx.engine, ctx.tools, disk, expected_facts(m5_sha, helper_sha256=helper_sha))
     if problems:
         raise ArtifactError(f"{disk} failed the check: {problems[0]}", f"{len(problems)} problem(s) in all; rebuild with `invoke image --force`")

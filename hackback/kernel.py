@@ -13,31 +13,21 @@ import json
 import re
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from . import elf, kernel_config, kernel_patch, kernel_src, log
-from .artifacts import HashCache, Layout, Manifest, build_unless_fresh, file_record, require_free
-from .base import ToolsImage, ensure_tools
+from .artifacts import HashCache, Layout, Manifest, Target, build_unless_fresh, file_record, require_free
 from .config import Config
+from .context import StepContext
 from .engine import Engine, Mount, RunSpec
+from .records import KernelArtifact, ToolsImage
 from .errors import ArtifactError, ConfigError
 
-KERNEL_DIR = Path(__file__).resolve().parent / "kernel"
-BUILD_SCRIPT = KERNEL_DIR / "build.sh"
+LINUX_DIR = Path(__file__).resolve().parent / "linux"  # data: the build script, config fragment, patches
+BUILD_SCRIPT = LINUX_DIR / "build.sh"
 SRC_MNT, BUILD_MNT, FRAG_MNT, BASE_MNT = "/hackback/linux", "/hackback/kbuild", "/hackback/fragment.config", "/hackback/base.config"
 KERNEL_BUILD_BYTES = 4 << 30  # source 1.6 GiB + an x86_64_defconfig tree without debug info 0.5 GiB, with room
-
-
-@dataclass(frozen=True)
-class KernelArtifact:
-    name: str
-    directory: Path
-    vmlinux: Path  # for gem5
-    bzimage: Optional[Path]  # for QEMU; None for a prebuilt vmlinux
-    config: Optional[Path]
-    manifest: Manifest
 
 
 def fragment_path(cfg: Config) -> Path:
@@ -53,32 +43,29 @@ def inputs(cfg: Config, tools: ToolsImage) -> dict[str, Any]:
     return {
         **want,
         "tools_image": tools.id,
-        "base_config": {"file_sha256": HashCache.quick_sha256(base)} if base.is_file() else {"target": kc.base_config},
-        "fragment_sha256": HashCache.quick_sha256(fragment_path(cfg)),
+        "base_config": {"file_sha256": HashCache.sha256_uncached(base)} if base.is_file() else {"target": kc.base_config},
+        "fragment_sha256": HashCache.sha256_uncached(fragment_path(cfg)),
         "required": kernel_config.required(),
-        "build_script": HashCache.quick_sha256(BUILD_SCRIPT),
+        "build_script": HashCache.sha256_uncached(BUILD_SCRIPT),
         "patches": kernel_patch.identity(),
     }
 
 
-def ensure(cfg: Config, force: bool = False, engine: Optional[Engine] = None) -> KernelArtifact:
-    engine = engine or Engine.connect()
-    layout = Layout(cfg.work_dir)
-    hashes = HashCache(layout.hash_db)
+def ensure(ctx: StepContext, force: bool = False) -> KernelArtifact:
+    cfg = ctx.cfg
     kernel_src.validate(cfg.kernel)
     _check_config_paths(cfg)
-    tools = ensure_tools(cfg, engine, layout)
-    want = inputs(cfg, tools)
+    want = inputs(cfg, ctx.tools)
 
     def build(tmp: Path, manifest: Manifest) -> None:
-        source = kernel_src.resolve(cfg.kernel, engine, tools, layout, hashes, refresh=force)
+        source = kernel_src.resolve(cfg.kernel, ctx.engine, ctx.tools, ctx.layout, ctx.hashes, refresh=force)
         if source.vmlinux is not None:
-            _take_prebuilt(source, tmp, hashes, want, manifest)
+            _take_prebuilt(source, tmp, ctx.hashes, want, manifest)
         else:
-            _build(cfg, engine, layout, hashes, tools, source, want, manifest, tmp)
+            _build(ctx, source, want, manifest, tmp)
 
-    done = build_unless_fresh(layout, "kernels", cfg.name, "kernel", want, force, build, f"kernel '{cfg.name}'")
-    return _artifact(cfg.name, done.directory, done.manifest)
+    done = build_unless_fresh(ctx.layout, Target("kernels", cfg.name, "kernel", f"kernel '{cfg.name}'"), want, force, build)
+    return KernelArtifact.of(cfg.name, done.directory, done.manifest)
 
 
 def _check_config_paths(cfg: Config) -> None:
@@ -88,16 +75,6 @@ def _check_config_paths(cfg: Config) -> None:
     base = cfg.kernel.base_config
     if "/" in base and not Path(base).is_file():
         raise ConfigError(f"kernel.base_config {base} does not exist", "give a .config file, or a make target like x86_64_defconfig")
-
-
-def _artifact(name: str, directory: Path, manifest: Manifest) -> KernelArtifact:
-    outputs = manifest.parts["kernel"]["outputs"]
-    return KernelArtifact(
-        name, directory, directory / "vmlinux",
-        directory / "bzImage" if "bzImage" in outputs else None,
-        directory / "config" if "config" in outputs else None,
-        manifest,
-    )
 
 
 def _check_vmlinux(path: Path) -> None:
@@ -169,22 +146,27 @@ def _mounts(tree: Path, build: Path, fragment: Path, base_config: str) -> tuple[
     return mounts, env
 
 
-def _build(cfg: Config, engine: Engine, layout: Layout, hashes: HashCache, tools: ToolsImage,
-           source: kernel_src.KernelSource, want: dict[str, Any], manifest: Manifest, tmp: Path) -> None:
-    assert source.tree is not None
-    build = build_dir(layout, cfg.name)
+def _fresh_build_dir(ctx: StepContext, source: kernel_src.KernelSource) -> Path:
+    """The kept build tree, started afresh when it was built from another source."""
+    build = build_dir(ctx.layout, ctx.cfg.name)
     stamp = build / "hackback-source.json"
     if build.is_dir() and (not stamp.is_file() or json.loads(stamp.read_text()) != source.identity()):
         log.info(f"kernel: the source changed since {build} was built; starting that tree afresh")
         shutil.rmtree(build)
     if not (build / "vmlinux").is_file():
-        require_free(layout.work_dir, KERNEL_BUILD_BYTES, "a kernel build")
+        require_free(ctx.layout.work_dir, KERNEL_BUILD_BYTES, "a kernel build")
     build.mkdir(parents=True, exist_ok=True)
     stamp.write_text(json.dumps(source.identity(), sort_keys=True))
+    return build
 
+
+def _build(ctx: StepContext, source: kernel_src.KernelSource, want: dict[str, Any], manifest: Manifest, tmp: Path) -> None:
+    assert source.tree is not None
+    cfg, tools = ctx.cfg, ctx.tools
+    build = _fresh_build_dir(ctx, source)
     fragment = fragment_path(cfg)
-    tree = kernel_patch.patched_tree(source.tree, layout, engine, tools.ref)
-    merged = merge_config(engine, tools, tree, build, fragment, cfg.kernel.base_config)
+    tree = kernel_patch.patched_tree(source.tree, ctx.layout, ctx.engine, tools.ref)
+    merged = merge_config(ctx.engine, tools, tree, build, fragment, cfg.kernel.base_config)
     kernel_config.check(merged)  # before half an hour of compiling, not after
 
     mounts, env = _mounts(tree, build, fragment, cfg.kernel.base_config)
@@ -193,39 +175,43 @@ def _build(cfg: Config, engine: Engine, layout: Layout, hashes: HashCache, tools
     progress = _Progress()
     with log.step(f"kernel build: {source.version}, {cfg.jobs} jobs (tree kept in {build})"):
         with open(build / "last-build.log", "w") as build_log:
-            engine.run(
+            ctx.engine.run(
                 RunSpec(tools.ref, ["bash", f"{BUILD_MNT}/.build.sh", "build"], step="kernel-build", mounts=mounts,
                         environment=env, network="none", kvm=False, stop_grace=30),
                 phase="kernel", log_file=build_log, on_line=progress,
             )
         progress.summary()
     seconds = time.monotonic() - start
-
     for name, rel in (("vmlinux", "vmlinux"), ("bzImage", "arch/x86/boot/bzImage"), ("config", ".config")):
         shutil.copy2(build / rel, tmp / name)
     _check_vmlinux(tmp / "vmlinux")
     kernel_config.check((tmp / "config").read_text())
+    _record(ctx, source, build, want, manifest, tmp, {"build_seconds": round(seconds, 1), "files_compiled": progress.compiled})
+
+
+def _record(ctx: StepContext, source: kernel_src.KernelSource, build: Path, want: dict[str, Any], manifest: Manifest,
+            tmp: Path, measured: dict[str, Any]) -> None:
     release_file = build / "include" / "config" / "kernel.release"
     manifest.set_part(
         "kernel",
         want,
-        {name: file_record(tmp / name, hashes) for name in ("vmlinux", "bzImage", "config")},
+        {name: file_record(tmp / name, ctx.hashes) for name in ("vmlinux", "bzImage", "config")},
         {
             "source": source.identity(),
             "patches": kernel_patch.identity(),
             "kernel_release": release_file.read_text().strip() if release_file.is_file() else "",
-            "base_config": cfg.kernel.base_config,
-            "fragment": str(fragment),
-            "config_sha256": hashes.sha256(tmp / "config"),
-            "compiler": tools.versions.get("gcc", ""),
-            "tools_image": tools.ref,
+            "base_config": ctx.cfg.kernel.base_config,
+            "fragment": str(fragment_path(ctx.cfg)),
+            "config_sha256": ctx.hashes.sha256(tmp / "config"),
+            "compiler": ctx.tools.versions.get("gcc", ""),
+            "tools_image": ctx.tools.ref,
             "build_dir": str(build),
-            "build_seconds": round(seconds, 1),
-            "files_compiled": progress.compiled,
+            **measured,
         },
     )
     log.info(f"kernel: vmlinux {(tmp / 'vmlinux').stat().st_size / 2**20:.0f} MiB, "
-             f"bzImage {(tmp / 'bzImage').stat().st_size / 2**20:.1f} MiB, built in {log.format_seconds(seconds)}")
+             f"bzImage {(tmp / 'bzImage').stat().st_size / 2**20:.1f} MiB, built in "
+             f"{log.format_seconds(measured['build_seconds'])}")
 
 
 # Kbuild's one line per action: two spaces, a short upper-case tag, the target.

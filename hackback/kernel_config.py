@@ -9,7 +9,7 @@ from typing import Optional
 
 from .errors import ConfigError
 
-FRAGMENT = Path(__file__).resolve().parent / "kernel" / "gem5.config"
+FRAGMENT = Path(__file__).resolve().parent / "linux" / "gem5.config"
 _SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 _UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
 

@@ -1,4 +1,4 @@
-"""hackback's own patches to the Linux source (hackback/kernel/patches/*.patch,
+"""hackback's own patches to the Linux source (hackback/linux/patches/*.patch,
 data as files), applied to a copy of the source tree the kernel step builds
 from. The pristine tree stays as it was downloaded; the patched one sits
 beside it in <work>/cache/kernel-src/, hard-linked to it except for the files a
@@ -18,7 +18,7 @@ from .artifacts import HashCache, Layout, digest_of, new_tmp
 from .engine import Engine, Mount, RunSpec
 from .errors import ArtifactError
 
-PATCH_DIR = Path(__file__).resolve().parent / "kernel" / "patches"
+PATCH_DIR = Path(__file__).resolve().parent / "linux" / "patches"
 _MARKER = ".hackback-patched"
 _TARGET = re.compile(r"^\+\+\+ b/(\S+)", re.M)
 
@@ -29,7 +29,7 @@ def patches() -> list[Path]:
 
 def identity() -> list[dict[str, str]]:
     """What the manifest records: each patch by name and sha256."""
-    return [{"name": p.name, "sha256": HashCache.quick_sha256(p)} for p in patches()]
+    return [{"name": p.name, "sha256": HashCache.sha256_uncached(p)} for p in patches()]
 
 
 def patched_tree(tree: Path, layout: Layout, engine: Engine, tools_ref: str) -> Path:

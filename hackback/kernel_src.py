@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 from . import download, log
 from .artifacts import HashCache, Layout, make_dir, new_tmp, require_free
-from .base import ToolsImage
+from .records import ToolsImage
 from .config import KernelConfig
 from .engine import Engine, Mount, RunSpec
 from .errors import ArtifactError, ConfigError, ContainerFailed, DiskSpaceError

@@ -1,40 +1,94 @@
 """Which step needs which, like make: asking for a restore builds whatever is
 missing (env, image, kernel, checkpoint) and reuses whatever is up to date.
-Each step function decides for itself whether it is a no-op (by its manifest)."""
+Each step decides for itself whether it is a no-op (by its manifest); this is
+the only module that knows the order. A step whose artifact was handed over
+(--m5, --checkpoint) is not built, and neither is what only it needed.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
 
-from . import log
+from . import checkpoint, clean, config, env, image, kernel, log, restore
 from .artifacts import WouldBuild, dry_run
-from .config import Config
+from .context import StepContext
+from .engine import label_work_dir
+from .errors import UsageError
+from .records import CheckpointArtifact
 
-# A builder takes the config and the results of the steps it needs.
-Builder = Callable[[Config, Mapping[str, Any]], Any]
+
+@dataclass(frozen=True)
+class Request:
+    """One task as the user asked for it: the config layers' flags, and what is
+    handed over instead of being built or found."""
+
+    target: str
+    flags: Mapping[str, Any] = field(default_factory=dict)  # dotted config keys; None = not given
+    config_file: Optional[str] = None
+    force: bool = False  # reaches only the target step, never its dependencies
+    dry_run: bool = False
+    scripts: tuple[str, ...] = ()
+    checkpoint: Optional[Path] = None  # restore this one instead of checkpoints/<name>
+    kernel: Optional[Path] = None  # checked against the checkpoint's, then used
+    disk: Optional[Path] = None
+    check: Optional[Path | bool] = None  # image --check [PATH]
+
+
+# A builder takes the context, the request and the results of the steps it needs.
+Builder = Callable[[StepContext, Request, Mapping[str, Any]], Any]
+# What was handed over for a step instead of building it (None: build it).
+Given = Callable[[StepContext, Request], Any]
 
 
 @dataclass(frozen=True)
 class Step:
     name: str
     needs: tuple[str, ...]
+    build: Optional[Builder] = None
+    given: Optional[Given] = None
+
+
+def _forced(req: Request, step: str) -> bool:
+    return req.force and req.target == step
+
+
+def _given_checkpoint(ctx: StepContext, req: Request) -> Optional[CheckpointArtifact]:
+    # A restore takes the checkpoint as it was made (memory, cores, kernel, image):
+    # never re-derived from today's config, so a plain restore after
+    # `invoke checkpoint --cores 2` uses that 2-core checkpoint.
+    if req.checkpoint is not None:
+        return CheckpointArtifact.read(req.checkpoint)
+    return checkpoint.existing(ctx.cfg) if req.target == "restore" else None
+
+
+def _restore(ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> Any:
+    return restore.restore(ctx, deps["env"], deps["checkpoint"], restore.scripts_from(req.scripts), req.kernel, req.disk,
+                           force=_forced(req, "restore"))
 
 
 STEPS: dict[str, Step] = {
     s.name: s
     for s in (
-        Step("m5", ()),
-        Step("env", ()),  # builds m5 too
-        Step("image", ("m5",)),
-        Step("kernel", ()),
-        Step("checkpoint", ("env", "image", "kernel")),
-        Step("restore", ("env", "checkpoint")),
+        # An explicit image.m5 (--m5) stands in for the one `invoke env` builds.
+        Step("m5", (), lambda ctx, req, deps: env.ensure_m5(ctx, force=_forced(req, "m5")).m5,
+             lambda ctx, req: ctx.cfg.image.m5),
+        Step("env", (), lambda ctx, req, deps: env.ensure(ctx, force=_forced(req, "env"))),  # builds m5 too
+        Step("image", ("m5",), lambda ctx, req, deps: image.ensure(ctx, deps["m5"], force=_forced(req, "image"))),
+        Step("kernel", (), lambda ctx, req, deps: kernel.ensure(ctx, force=_forced(req, "kernel"))),
+        Step("checkpoint", ("env", "image", "kernel"),
+             lambda ctx, req, deps: checkpoint.ensure(ctx, deps["env"], deps["image"], deps["kernel"],
+                                                      force=_forced(req, "checkpoint")),
+             _given_checkpoint),
+        Step("restore", ("env", "checkpoint"), _restore),
     )
 }
 
 
-def plan(target: str, steps: Mapping[str, Step] = STEPS) -> list[str]:
-    """The steps to bring `target` up to date, dependencies first, each once."""
+def plan(target: str, steps: Mapping[str, Step] = STEPS, given: Mapping[str, Any] = {}) -> list[str]:
+    """The steps to bring `target` up to date, dependencies first, each once; a
+    step in `given` is taken as it is, and what only it needed is left out."""
     order: list[str] = []
 
     def visit(name: str, path: tuple[str, ...]) -> None:
@@ -42,38 +96,94 @@ def plan(target: str, steps: Mapping[str, Step] = STEPS) -> list[str]:
             raise AssertionError(f"step cycle: {' -> '.join(path + (name,))}")
         if name in order:
             return
-        for dep in steps[name].needs:
-            visit(dep, path + (name,))
+        if name not in given:
+            for dep in steps[name].needs:
+                visit(dep, path + (name,))
         order.append(name)
 
     visit(target, ())
     return order
 
 
-def run(target: str, cfg: Config, builders: Mapping[str, Builder], steps: Mapping[str, Step] = STEPS) -> Any:
-    order = plan(target, steps)
+def handed_over(ctx: StepContext, req: Request, steps: Mapping[str, Step] = STEPS) -> dict[str, Any]:
+    """The steps' artifacts the request hands over (or that a restore finds), by name."""
+    out = {}
+    for name, step in steps.items():
+        value = step.given(ctx, req) if step.given else None
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def run(ctx: StepContext, req: Request, steps: Mapping[str, Step] = STEPS) -> Any:
+    given = handed_over(ctx, req, steps)
     results: dict[str, Any] = {}
-    for name in order:
-        results[name] = builders[name](cfg, {d: results[d] for d in steps[name].needs})
-    return results[target]
+    for name in plan(req.target, steps, given):
+        if name in given:
+            results[name] = given[name]
+            continue
+        build = steps[name].build
+        assert build is not None, f"step {name} has no builder"
+        results[name] = build(ctx, req, {d: results[d] for d in steps[name].needs})
+    return results[req.target]
 
 
-def dry_run_report(target: str, cfg: Config, builders: Mapping[str, Builder],
-                   steps: Mapping[str, Step] = STEPS) -> dict[str, Any]:
-    """What `target` would build, and why, building nothing: each step is asked
+def dry_run_report(ctx: StepContext, req: Request, steps: Mapping[str, Step] = STEPS) -> dict[str, Any]:
+    """What the request would build, and why, building nothing: each step is asked
     as a real run would ask it, and stops where it would start building. A step
     after one that would be built would be built (or rerun) too. The results of
     the steps that are up to date, by name."""
     results: dict[str, Any] = {}
     with dry_run():
-        for name in plan(target, steps):
+        given = handed_over(ctx, req, steps)
+        for name in plan(req.target, steps, given):
+            if name in given:
+                results[name] = given[name]
+                log.info(f"plan: {name:<10} taken as it is ({getattr(given[name], 'directory', given[name])})")
+                continue
             behind = [d for d in steps[name].needs if d not in results]
             if behind:
                 log.info(f"plan: {name:<10} would be made after {', '.join(behind)} (it needs what they make)")
                 continue
             try:
-                results[name] = builders[name](cfg, {d: results[d] for d in steps[name].needs})
+                build = steps[name].build
+                assert build is not None
+                results[name] = build(ctx, req, {d: results[d] for d in steps[name].needs})
                 log.info(f"plan: {name:<10} up to date")
             except WouldBuild as e:
-                log.info(f"plan: {name:<10} would build {e.what}: {e.why}")
+                log.info(f"plan: {name:<10} would {'run' if name == 'restore' else 'build'} {e.what}: {e.why}")
     return results
+
+
+def open_context(flags: Mapping[str, Any], config_file: Optional[str] = None) -> StepContext:
+    """The task's context; every container this process starts is labelled with its work dir."""
+    cfg = config.load(flags=flags, user_file=Path(config_file) if config_file else None)
+    label_work_dir(cfg.work_dir)
+    return StepContext.open(cfg)
+
+
+def perform(req: Request) -> Any:
+    """Carry out one task's request: check what can be checked without building,
+    reap this work dir's leftovers, then run (or plan) the steps."""
+    if req.target == "restore":
+        restore.scripts_from(req.scripts)  # a bad script is refused before the config is even read
+    ctx = open_context(req.flags, req.config_file)
+    for what, path in (("--kernel", req.kernel), ("--image", req.disk)):
+        # Before the env step can start a gem5 build.
+        if path is not None and not path.is_file():
+            raise UsageError(f"{what} {path} does not exist", f"give the file the checkpoint was taken with, or leave {what} off")
+    if req.check:
+        return image.check_existing(ctx, None if req.check is True else Path(req.check), ctx.cfg.image.m5)
+    if req.dry_run:
+        return dry_run_report(ctx, req)
+    clean.reap_orphans(ctx.engine, ctx.layout)
+    return run(ctx, req)
+
+
+def clean_up(flags: Mapping[str, Any], config_file: Optional[str], request: clean.CleanRequest) -> Any:
+    ctx = open_context(flags, config_file)
+    return clean.clean(ctx.cfg, request, engine=None)
+
+
+def replace(req: Request, **changes: Any) -> Request:
+    return dataclasses.replace(req, **changes)

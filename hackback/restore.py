@@ -13,6 +13,7 @@ Several scripts run in parallel (restore.jobs), each in its own container.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import re
 import shutil
 import threading
@@ -21,41 +22,19 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import gem5run, log
-from .artifacts import (HashCache, Layout, Manifest, build_unless_fresh, digest_of, dry_running, file_record, keep_failed,
+from .artifacts import (HashCache, Layout, Manifest, Target, build_unless_fresh, digest_of, dry_running, file_record, keep_failed,
                         would_build)
-from .checkpoint import CheckpointArtifact, gem5_identity, identity_digest
 from .config import Config
+from .context import StepContext
 from .engine import Engine
 from .ownership import owner_label
-from .env import EnvArtifact
+from .records import CheckpointArtifact, EnvArtifact, RunResult
 from .errors import Gem5RunFailed, HackbackError, MismatchError, ScriptFailed, UsageError
 
-SCRIPT_EXIT = re.compile(r"HACKBACK-SCRIPT-EXIT (\S+)")
+SCRIPT_EXIT = gem5run.SCRIPT_EXIT
 KEY_STATS = ("simSeconds", "simInsts", "simOps", "hostSeconds", "hostInstRate",
              "board.processor.cores.core.ipc", "board.processor.cores.core.numCycles")
 MAX_SCRIPT_BYTES = 1 << 20
-_CAUSES = {"exit": "the guest's m5 exit"}
-
-
-@dataclass(frozen=True)
-class RunResult:
-    run_id: str
-    directory: Path
-    cause: str
-    script_status: Optional[str]  # as the rcS printed it: a number, or "empty"; None if never printed
-    sim_seconds: float
-    host_seconds: float
-    stats: dict[str, str]
-    reused: bool = False
-
-    def summary(self) -> str:
-        stats = ", ".join(f"{k}={v}" for k, v in self.stats.items() if k in ("simInsts", "board.processor.cores.core.ipc"))
-        return (f"run {self.run_id}{' (up to date, not rerun)' if self.reused else ''}: "
-                + (f"script exit status {self.script_status}; " if self.script_status is not None else
-                   "the script ended the simulation itself (m5 exit); " if self.cause == "exit" else
-                   "script exit status not reported; ")
-                + f"ended by {_CAUSES.get(self.cause, self.cause)}; {self.sim_seconds:.4f} simulated s, {self.host_seconds:.1f} host s"
-                + (f"; {stats}" if stats else "") + f"\n    {self.directory}")
 
 
 def scripts_from(paths: Sequence[str]) -> list[Path]:
@@ -112,7 +91,7 @@ def verify(cpt: CheckpointArtifact, env: EnvArtifact, kernel: Path, disk: Path, 
                 f"the {what} {path} (sha256 {got[:12]}…) is not the one checkpoint '{cpt.name}' was taken with ({want[:12]}…)",
                 f"restore with that {what}, or take a new checkpoint with `invoke checkpoint --force`",
             )
-    have, took = gem5_identity(env), info["gem5"]
+    have, took = env.gem5(), info["gem5"]
     if have["release"] != took["release"]:
         raise MismatchError(
             f"env gem5 is release {have['release']}, checkpoint '{cpt.name}' was taken with {took['release']}",
@@ -134,15 +113,15 @@ def verify(cpt: CheckpointArtifact, env: EnvArtifact, kernel: Path, disk: Path, 
 
 
 def run_inputs(cfg: Config, cpt: CheckpointArtifact, env: EnvArtifact, script_sha: str) -> dict[str, Any]:
-    r = cfg.restore
-    g = gem5_identity(env)
+    run_cfg = cfg.restore
+    g = env.gem5()
     return {
-        "checkpoint": identity_digest(cpt),
+        "checkpoint": cpt.identity_digest(),
         "script_sha256": script_sha,
         "gem5_binary_sha256": g["binary_sha256"],
-        "board": {"cpu": r.cpu, "caches": r.caches, **({"l1d": r.l1d, "l1i": r.l1i, "l2": r.l2} if r.caches != "none" else {})},
-        "run_script_sha256": HashCache.quick_sha256(gem5run.config_script()),
-        "limits": {"max_sim_seconds": r.max_sim_seconds, "max_wall_seconds": r.max_wall_seconds},
+        "board": {"cpu": run_cfg.cpu, "caches": run_cfg.caches, **({"l1d": run_cfg.l1d, "l1i": run_cfg.l1i, "l2": run_cfg.l2} if run_cfg.caches != "none" else {})},
+        "run_script_sha256": gem5run.run_script_sha256(),
+        "limits": {"max_sim_seconds": run_cfg.max_sim_seconds, "max_wall_seconds": run_cfg.max_wall_seconds},
     }
 
 
@@ -153,61 +132,44 @@ def run_id(cfg: Config, cpt: CheckpointArtifact, script: Path, inputs: dict[str,
     return f"{cpt.name}-{stem}-{cfg.restore.cpu}{cache}-{digest_of(inputs)[:8]}"
 
 
-def restore(cfg: Config, env: EnvArtifact, cpt: CheckpointArtifact, scripts: Sequence[Path],
-            kernel: Optional[Path] = None, disk: Optional[Path] = None, force: bool = False,
-            engine: Optional[Engine] = None) -> list[RunResult]:
-    engine = engine or Engine.connect()
-    layout = Layout(cfg.work_dir)
-    hashes = HashCache(layout.hash_db)
+@dataclass(frozen=True)
+class _Restores:
+    """What every run of one `invoke restore` shares."""
+
+    ctx: StepContext
+    env: EnvArtifact
+    cpt: CheckpointArtifact
+    kernel: Path
+    disk: Path
+    warnings: list[str]
+    force: bool
+
+
+@dataclass(frozen=True)
+class _Plan:
+    script: Path
+    want: dict[str, Any]
+    rid: str
+
+
+def restore(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts: Sequence[Path],
+            kernel: Optional[Path] = None, disk: Optional[Path] = None, force: bool = False) -> list[RunResult]:
     for s in scripts:
         check_script(s)
     kernel = kernel or Path(cpt.info["kernel"]["path"])
     disk = disk or Path(cpt.info["image"]["path"])
-    warnings = verify(cpt, env, kernel, disk, hashes)
+    warnings = verify(cpt, env, kernel, disk, ctx.hashes)
     for w in warnings:
         log.warn(w)
+    runs = _Restores(ctx, env, cpt, kernel, disk, warnings, force)
     plans = []
     for s in scripts:
-        want = run_inputs(cfg, cpt, env, hashes.sha256(s))
-        plans.append((s, want, run_id(cfg, cpt, s, want)))
+        want = run_inputs(ctx.cfg, cpt, env, ctx.hashes.sha256(s))
+        plans.append(_Plan(s, want, run_id(ctx.cfg, cpt, s, want)))
     if dry_running():
-        _plan_runs(layout, hashes, plans)
-    jobs = max(1, min(cfg.restore.jobs, len(plans)))
-    if jobs > 1:
-        log.info(f"{len(plans)} restores, {jobs} at a time")
-    results: list[Optional[RunResult]] = [None] * len(plans)
-    failures: list[HackbackError] = []
-    stop = threading.Event()
-
-    def one(i: int) -> None:
-        if stop.is_set():
-            return
-        s, want, rid = plans[i]
-        results[i] = _one(cfg, Engine.connect() if jobs > 1 else engine, layout, hashes if jobs == 1 else HashCache(layout.hash_db),
-                          env, cpt, kernel, disk, s, want, rid, warnings, force, label=f"gem5:{s.stem}" if jobs > 1 else "gem5:restore")
-
-    if jobs == 1:
-        for i in range(len(plans)):
-            try:
-                one(i)
-            except (Gem5RunFailed, ScriptFailed) as e:
-                failures.append(e)
-    else:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(one, i) for i in range(len(plans))]
-            try:
-                for f in concurrent.futures.as_completed(futures):
-                    try:
-                        f.result()
-                    except (Gem5RunFailed, ScriptFailed) as e:
-                        failures.append(e)
-            except BaseException:
-                # Ctrl-C or a hard error: start nothing new, stop what runs (our containers).
-                stop.set()
-                for f in futures:
-                    f.cancel()
-                _stop_our_containers(engine)
-                raise
+        _plan_runs(ctx.layout, ctx.hashes, plans)
+    jobs = max(1, min(ctx.cfg.restore.jobs, len(plans)))
+    results, failures = _run_serially(runs, plans) if jobs == 1 else _run_in_parallel(runs, plans, jobs)
     done = [r for r in results if r is not None]
     if len(done) > 1:
         log.info(f"{len(done)} runs:")
@@ -221,16 +183,58 @@ def restore(cfg: Config, env: EnvArtifact, cpt: CheckpointArtifact, scripts: Seq
     return done
 
 
-def _plan_runs(layout: Layout, hashes: HashCache, plans: Sequence[tuple[Path, dict[str, Any], str]]) -> None:
+_Outcomes = tuple[list[Optional[RunResult]], list[HackbackError]]
+
+
+def _run_serially(runs: _Restores, plans: Sequence[_Plan]) -> _Outcomes:
+    results: list[Optional[RunResult]] = []
+    failures: list[HackbackError] = []
+    for plan in plans:
+        try:
+            results.append(_one(runs, plan, "gem5:restore"))
+        except (Gem5RunFailed, ScriptFailed) as e:
+            failures.append(e)
+    return results, failures
+
+
+def _run_in_parallel(runs: _Restores, plans: Sequence[_Plan], jobs: int) -> _Outcomes:
+    log.info(f"{len(plans)} restores, {jobs} at a time")
+    results: list[Optional[RunResult]] = [None] * len(plans)
+    failures: list[HackbackError] = []
+    stop = threading.Event()
+
+    def one(i: int) -> None:
+        if not stop.is_set():
+            results[i] = _one(dataclasses.replace(runs, ctx=runs.ctx.for_thread()), plans[i], f"gem5:{plans[i].script.stem}")
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(one, i) for i in range(len(plans))]
+        try:
+            for f in concurrent.futures.as_completed(futures):
+                try:
+                    f.result()
+                except (Gem5RunFailed, ScriptFailed) as e:
+                    failures.append(e)
+        except BaseException:
+            # Ctrl-C or a hard error: start nothing new, stop what runs (our containers).
+            stop.set()
+            for f in futures:
+                f.cancel()
+            _stop_our_containers(runs.ctx.engine)
+            raise
+    return results, failures
+
+
+def _plan_runs(layout: Layout, hashes: HashCache, plans: Sequence[_Plan]) -> None:
     """A dry run: which of these runs would run, and why (WouldBuild), or none."""
     todo = []
-    for script, want, rid in plans:
-        directory = layout.artifact_dir("runs", rid)
+    for plan in plans:
+        directory = layout.artifact_dir("runs", plan.rid)
         manifest = Manifest.read(directory)
-        why = manifest.staleness("run", want, directory, hashes) if manifest else "not run yet"
-        log.info(f"plan:   {script.name} -> {rid}: {why or 'done already (a rerun prints its summary)'}")
+        why = manifest.staleness("run", plan.want, directory, hashes) if manifest else "not run yet"
+        log.info(f"plan:   {plan.script.name} -> {plan.rid}: {why or 'done already (a rerun prints its summary)'}")
         if why:
-            todo.append(rid)
+            todo.append(plan.rid)
     if todo:
         would_build(f"{len(todo)} of {len(plans)} run(s)", "listed above")
 
@@ -242,54 +246,57 @@ def _stop_our_containers(engine: Engine) -> None:
             engine.remove_container(cid)
 
 
-def _one(cfg: Config, engine: Engine, layout: Layout, hashes: HashCache, env: EnvArtifact, cpt: CheckpointArtifact,
-         kernel: Path, disk: Path, script: Path, want: dict[str, Any], rid: str, warnings: list[str], force: bool,
-         label: str) -> RunResult:
-    g = gem5_identity(env)
-    r = cfg.restore
-    board = gem5run.Board(memory=cpt.info["board"]["memory"], cores=int(cpt.info["board"]["cores"]), cpu=r.cpu,
-                          caches=r.caches, l1d=r.l1d, l1i=r.l1i, l2=r.l2)
-    copy_name = f"script{script.suffix or '.rcS'}"
+def _board(cfg: Config, cpt: CheckpointArtifact) -> gem5run.Board:
+    run_cfg = cfg.restore
+    return gem5run.Board(memory=cpt.info["board"]["memory"], cores=int(cpt.info["board"]["cores"]), cpu=run_cfg.cpu,
+                         caches=run_cfg.caches, l1d=run_cfg.l1d, l1i=run_cfg.l1i, l2=run_cfg.l2)
+
+
+def _one(runs: _Restores, plan: _Plan, label: str) -> RunResult:
+    ctx, cpt, run_cfg = runs.ctx, runs.cpt, runs.ctx.cfg.restore
+    copy_name = f"script{plan.script.suffix or '.rcS'}"
 
     def build(tmp: Path, manifest: Manifest) -> None:
-        shutil.copy2(script, tmp / copy_name)
+        shutil.copy2(plan.script, tmp / copy_name)
+        g = runs.env.gem5()
         job = gem5run.Gem5Job(
-            label=label, env_image=g["env_image"], binary=g["binary"], mode="restore", kernel=kernel, disk=disk,
-            kernel_args=cpt.info["kernel_args"], board=board, out=tmp, checkpoint=cpt.cpt, script=tmp / copy_name,
-            max_sim_seconds=r.max_sim_seconds, max_wall_seconds=r.max_wall_seconds,
+            label=label, env_image=g["env_image"], binary=g["binary"], mode="restore", kernel=cpt.gem5_kernel(runs.kernel),
+            disk=runs.disk, kernel_args=cpt.info["kernel_args"], board=_board(ctx.cfg, cpt), out=tmp, checkpoint=cpt.cpt,
+            script=tmp / copy_name, max_sim_seconds=run_cfg.max_sim_seconds, max_wall_seconds=run_cfg.max_wall_seconds,
         )
-        with log.step(f"restore {rid}: {script.name} on {r.cpu} CPU" + (f", {r.caches} caches" if r.caches != "none" else "")):
-            try:
-                result = gem5run.run(engine, job)
-            except Gem5RunFailed as e:
-                # runs/ only ever holds complete runs; what a failed one printed is kept aside.
-                kept = keep_failed(layout, "runs", rid, tmp)
-                hint = f"{e.hint}; " if e.hint else ""
-                raise Gem5RunFailed(f"{rid}: {e.message}", f"{hint}its console and gem5 log are in {kept}", e.result) from None
+        with log.step(f"restore {plan.rid}: {plan.script.name} on {run_cfg.cpu} CPU" + (f", {run_cfg.caches} caches" if run_cfg.caches != "none" else "")):
+            # runs/ only ever holds complete runs; what a failed one printed is kept aside.
+            result = gem5run.run(ctx.engine, job, keep_failed=lambda: keep_failed(ctx.layout, "runs", plan.rid, tmp),
+                                 prefix=f"{plan.rid}: ")
         (tmp / gem5run.CONSOLE).unlink(missing_ok=True)
-        console = (tmp / "console.log").read_text(errors="replace") if (tmp / "console.log").is_file() else ""
-        statuses = SCRIPT_EXIT.findall(console)
-        outputs = {name: file_record(tmp / name, hashes)
+        outputs = {name: file_record(tmp / name, ctx.hashes)
                    for name in ("stats.txt", "config.ini", "config.json", "console.log", copy_name) if (tmp / name).is_file()}
-        manifest.set_part("run", want, outputs, {
-            "checkpoint": {"name": cpt.name, "directory": str(cpt.directory), "cpt": cpt.cpt.name},
-            "script": {"path": str(script.resolve()), "sha256": want["script_sha256"]},
-            "gem5": g,
-            "gem5_warnings": warnings,
-            "board": {**want["board"], "memory": board.memory, "cores": board.cores},
-            "cause": result["cause"],
-            "script_status": statuses[-1] if statuses else None,
-            "sim_seconds": result["sim_seconds"],
-            "host_seconds": result["host_seconds"],
-            # Where the host time went: gem5's start-up and board, loading the
-            # checkpoint, simulating; the container's whole life around them.
-            "phases": result.get("phases", {}),
-            "container_wall_seconds": result.get("container_wall_seconds"),
-            "stats": key_stats(tmp / "stats.txt"),
-        })
+        manifest.set_part("run", plan.want, outputs, _info(runs, plan, job, result, g))
 
-    done = build_unless_fresh(layout, "runs", rid, "run", want, force, build, f"run {rid}")
-    return _finish(_result(rid, done.directory, done.manifest, reused=not done.built), script)
+    done = build_unless_fresh(ctx.layout, Target("runs", plan.rid, "run", f"run {plan.rid}"), plan.want, runs.force, build)
+    return _finish(_result(plan.rid, done.directory, done.manifest, reused=not done.built), plan.script)
+
+
+def _info(runs: _Restores, plan: _Plan, job: gem5run.Gem5Job, result: dict[str, Any], g: dict[str, Any]) -> dict[str, Any]:
+    console = (job.out / "console.log").read_text(errors="replace") if (job.out / "console.log").is_file() else ""
+    statuses = SCRIPT_EXIT.findall(console)
+    cpt = runs.cpt
+    return {
+        "checkpoint": {"name": cpt.name, "directory": str(cpt.directory), "cpt": cpt.cpt.name},
+        "script": {"path": str(plan.script.resolve()), "sha256": plan.want["script_sha256"]},
+        "gem5": g,
+        "gem5_warnings": runs.warnings,
+        "board": {**plan.want["board"], "memory": job.board.memory, "cores": job.board.cores},
+        "cause": result["cause"],
+        "script_status": statuses[-1] if statuses else None,
+        "sim_seconds": result["sim_seconds"],
+        "host_seconds": result["host_seconds"],
+        # Where the host time went: gem5's start-up and board, loading the
+        # checkpoint, simulating; the container's whole life around them.
+        "phases": result.get("phases", {}),
+        "container_wall_seconds": result.get("container_wall_seconds"),
+        "stats": key_stats(job.out / "stats.txt"),
+    }
 
 
 def _result(rid: str, directory: Path, manifest: Manifest, reused: bool = False) -> RunResult:

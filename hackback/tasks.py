@@ -1,29 +1,66 @@
-"""The tasks: a table of contents. Each is a few lines calling one library
-function; docstrings are the --help. Flags default to None and fall back to
-config (hackback/defaults.toml < hackback.toml < HACKBACK_* < flags)."""
+"""The tasks: a table of contents. Each task is a row of TASKS (its help, its
+options) that becomes one pipeline request; every option is a row of OPTIONS,
+which says what it sets: a config key (hackback/defaults.toml < hackback.toml <
+HACKBACK_* < flags) or a field of the request. Flags default to None and fall
+back to config. Docstrings are the --help."""
 from __future__ import annotations
 
-from pathlib import Path
+import inspect
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 from invoke import Collection, Task
-from invoke import task as _invoke_task
 
-from . import checkpoint as _checkpoint
-from . import log
 from . import clean as _clean
-from . import env as _env
-from . import image as _image
-from . import kernel as _kernel
 from . import pipeline
-from . import restore as _restore
-from .artifacts import Layout, WouldBuild
-from .artifacts import dry_run as dry_run_mode
-from .config import Config
-from .edge import guarded, load_config
-from .engine import Engine
-from .errors import UsageError
+from .edge import guarded
+
+
+@dataclass(frozen=True)
+class Option:
+    help: str
+    key: Optional[str] = None  # the config key it sets; None: a field of the request
+    kind: Any = Optional[str]  # what invoke parses: Optional[str], Optional[int], bool, list
+
+
+GEM5_BINARY = ("a gem5.opt (or .fast) built elsewhere from --gem5-src's source: checked, then packaged "
+               "instead of compiling gem5")
+OPTIONS: dict[str, Option] = {
+    "script": Option("FILE or DIR (repeatable): a script for the restored guest to run; several, or a directory of "
+                     "them, give several runs", kind=list),
+    "gem5-src": Option("a gem5 checkout or tarball to build instead of cloning the pinned release", "gem5.src"),
+    "gem5-binary": Option(GEM5_BINARY, "gem5.binary"),
+    "m5": Option("install this m5 binary instead of building one", "image.m5"),
+    "accel": Option("auto (default: KVM only where it really runs a guest), kvm or tcg", "image.accel"),
+    "check": Option("check an existing image (the built one, or PATH) instead of building", kind=Any),
+    "base-config": Option("make target (x86_64_defconfig, tinyconfig) or .config file the fragment is merged over",
+                          "kernel.base_config"),
+    "fragment": Option("a config fragment to merge instead of the shipped hackback/linux/gem5.config", "kernel.fragment"),
+    "boot-cpu": Option("CPU that boots Linux: atomic (default), timing, or kvm (hosts where KVM runs guests)",
+                       "checkpoint.cpu"),
+    "boot": Option("fast (default: no init system, straight to the root login) or full (systemd)", "checkpoint.boot"),
+    "memory": Option("simulated memory, e.g. 2GiB (at most 3GiB); restores inherit it", "checkpoint.memory"),
+    "cores": Option("simulated cores; restores inherit it", "checkpoint.cores", Optional[int]),
+    "cpu": Option("CPU model for the restored run: atomic (default), timing or o3", "restore.cpu"),
+    "caches": Option("classic caches: none (default), l1, l1l2", "restore.caches"),
+    "jobs": Option("restores to run at once (default 1)", "restore.jobs", Optional[int]),
+    "checkpoint": Option("restore this checkpoint directory instead of building/using checkpoints/<name>"),
+    "kernel": Option("check and use this vmlinux instead of the checkpoint's (must be the same file)"),
+    "image": Option("check and use this disk image instead of the checkpoint's (must be the same file)"),
+    "kind": Option("env, images, kernels, checkpoints or runs"),
+    "images": Option("also remove the env images this work dir's env manifests name (none a container uses)", kind=bool),
+    "all-owners": Option("also list, and remove after asking, containers not provably this work dir's leftovers", kind=bool),
+    "yes": Option("do not ask before deleting", kind=bool),
+    "name": Option("artifact name (default: config `name`, 'default')", "name"),
+    "work-dir": Option("where artifacts and build trees live (default: config `work_dir`, ~/hackback-work)", "work_dir"),
+    "config": Option("a TOML file layered over the shipped defaults (default: ./hackback.toml if present)"),
+    "force": Option("rebuild this step even if its manifest says it is up to date", kind=bool),
+    "dry-run": Option("say what would be built (or run) and why, and build nothing", kind=bool),
+}
+COMMON = ("name", "work-dir", "config", "force", "dry-run")
+# The option a task shows as --cpu: the checkpoint's boot CPU on `checkpoint`, the run's CPU on `restore`.
+FLAG_NAMES = {"boot-cpu": "cpu"}
 
 # One short flag per meaning, the same on every task that has the option; none is -h
 # (that is help). Options not listed are long-only.
@@ -33,9 +70,61 @@ SHORT_FLAGS = {
 }
 
 
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    doc: str
+    options: tuple[str, ...]
+    run: Callable[["TaskSpec", dict[str, Any]], Any]
+
+
+def _request(spec: TaskSpec, given: dict[str, Any]) -> pipeline.Request:
+    """The pipeline request for a task's parsed flags: config keys to the config
+    layers, the rest to the request."""
+    flags = {key: given.get(o) for o in spec.options if (key := OPTIONS[o].key)}
+
+    def path(option: str) -> Optional[Path]:
+        return Path(given[option]) if given.get(option) else None
+
+    check = given.get("check")
+    return pipeline.Request(
+        spec.name, flags, given.get("config"), bool(given.get("force")), bool(given.get("dry-run")),
+        tuple(given.get("script") or ()), path("checkpoint"), path("kernel"), path("image"),
+        check if check in (None, True) else Path(check),
+    )
+
+
+def _build(spec: TaskSpec, given: dict[str, Any]) -> Any:
+    return guarded(lambda: pipeline.perform(_request(spec, given)))
+
+
+def _clean_task(spec: TaskSpec, given: dict[str, Any]) -> Any:
+    request = _clean.CleanRequest(kind=given.get("kind"), name=given.get("name"), images=bool(given.get("images")),
+                                  all_owners=bool(given.get("all-owners")), yes=bool(given.get("yes")))
+    return guarded(lambda: pipeline.clean_up({"work_dir": given.get("work-dir")}, given.get("config"), request))
+
+
+TASKS = (
+    TaskSpec("env", """Build the env image: Packer, QEMU, scons, gem5 (X86) and the x86 m5 utility.
+
+    gem5 is compiled from --gem5-src (incrementally: the scons tree is kept), or
+    a gem5 binary built elsewhere is packaged with --gem5-binary.""", ("gem5-src", "gem5-binary", *COMMON), _build),
+    TaskSpec("image", "Build the hack-back disk image with Packer + QEMU (m5, autologin, rcS).",
+             ("gem5-src", "m5", "accel", "check", *COMMON), _build),
+    TaskSpec("kernel", "Build a vmlinux that gem5 can boot (and a bzImage QEMU can).",
+             ("base-config", "fragment", *COMMON), _build),
+    TaskSpec("checkpoint", "Boot the image in gem5 and save the checkpoint the guest asks for.",
+             ("gem5-src", "gem5-binary", "boot-cpu", "boot", "memory", "cores", *COMMON), _build),
+    TaskSpec("restore", "Restore the checkpoint and run scripts in the guest; collect stats and output.",
+             ("script", "cpu", "caches", "jobs", "checkpoint", "kernel", "image", "gem5-src", "gem5-binary", *COMMON), _build),
+    TaskSpec("clean", "Reap containers and temp paths killed runs of this work dir left; remove artifacts (asks first).",
+             ("kind", "name", "images", "all-owners", "yes", "work-dir", "config"), _clean_task),
+)
+
+
 class HackbackTask(Task):  # type: ignore[misc]
-    """A task whose short flags come from SHORT_FLAGS, not from invoke's
-    first-free-letter rule (which gave -c for --config on one task and --cpu on another)."""
+    """A task made from a TaskSpec, whose short flags come from SHORT_FLAGS, not from
+    invoke's first-free-letter rule (which gave -c for --config on one task and --cpu on another)."""
 
     def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
         self.auto_shortflags = False
@@ -46,208 +135,30 @@ class HackbackTask(Task):  # type: ignore[misc]
         return opts
 
 
-def task(*args: Any, **kwargs: Any) -> Any:
-    return _invoke_task(*args, klass=HackbackTask, **kwargs)
+def _flag(option: str) -> str:
+    return FLAG_NAMES.get(option, option)
 
 
-COMMON = {
-    "name": "artifact name (default: config `name`, 'default')",
-    "work-dir": "where artifacts and build trees live (default: config `work_dir`, ~/hackback-work)",
-    "config": "a TOML file layered over the shipped defaults (default: ./hackback.toml if present)",
-    "force": "rebuild this step even if its manifest says it is up to date",
-    "dry-run": "say what would be built (or run) and why, and build nothing",
-}
+def _make(spec: TaskSpec) -> HackbackTask:
+    """The invoke task for a row: a body whose signature lists the row's options
+    (what invoke builds the flags from) and which hands them, by option name, to the row's run."""
+    by_param = {_flag(o).replace("-", "_"): o for o in spec.options}
 
-def builders(forced: Optional[str] = None, restore: Optional["RestoreRequest"] = None) -> Mapping[str, pipeline.Builder]:
-    """Each step's builder: (config, results of the steps it needs) -> its artifact.
-    --force reaches only the step asked for (`forced`), never its dependencies."""
+    def body(c: Any, **flags: Any) -> Any:
+        return spec.run(spec, {by_param[p]: v for p, v in flags.items()})
 
-    def force(step: str) -> bool:
-        return step == forced
-
-    def run_restore(cfg: Config, deps: Mapping[str, Any]) -> Any:
-        assert restore is not None
-        return _restore.restore(cfg, deps["env"], deps["checkpoint"], restore.scripts, restore.kernel, restore.disk,
-                                force=force("restore"))
-
-    return {
-        # An explicit image.m5 (--m5) stands in for the one `invoke env` builds.
-        "m5": lambda cfg, deps: cfg.image.m5 or _env.ensure_m5(cfg, force=force("m5")).m5,
-        "env": lambda cfg, deps: _env.ensure(cfg, force=force("env")),
-        "image": lambda cfg, deps: _image.ensure(cfg, deps["m5"], force=force("image")),
-        "kernel": lambda cfg, deps: _kernel.ensure(cfg, force=force("kernel")),
-        "checkpoint": lambda cfg, deps: _checkpoint.ensure(cfg, deps["env"], deps["image"], deps["kernel"],
-                                                           force=force("checkpoint")),
-        "restore": run_restore,
-    }
+    params = [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    for param, option in by_param.items():
+        kind = OPTIONS[option].kind
+        default: Any = False if kind is bool else None
+        params.append(inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY, default=default))
+    body.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    body.__name__ = body.__qualname__ = spec.name
+    body.__doc__ = spec.doc
+    lists = [p for p, o in by_param.items() if OPTIONS[o].kind is list]
+    optional = [p for p, o in by_param.items() if OPTIONS[o].kind is Any]
+    return HackbackTask(body, name=spec.name, iterable=lists, optional=optional,
+                        help={_flag(o): OPTIONS[o].help for o in spec.options})
 
 
-@dataclass(frozen=True)
-class RestoreRequest:
-    scripts: list[Path]
-    kernel: Optional[Path] = None
-    disk: Optional[Path] = None
-
-
-def _build(target: str, flags: Mapping[str, Any], config: Optional[str], force: bool, dry_run: bool = False) -> None:
-    def go() -> None:
-        cfg = load_config(flags, config)
-        if dry_run:
-            pipeline.dry_run_report(target, cfg, builders(target if force else None))
-            return
-        _clean.reap_orphans(Engine.connect(), Layout(cfg.work_dir))
-        pipeline.run(target, cfg, builders(target if force else None))
-
-    guarded(go)
-
-
-GEM5_BINARY = ("a gem5.opt (or .fast) built elsewhere from --gem5-src's source: checked, then packaged "
-               "instead of compiling gem5")
-
-
-@task(help={"gem5-src": "a gem5 checkout or tarball to build instead of cloning the pinned release",
-            "gem5-binary": GEM5_BINARY, **COMMON})
-def env(c: Any, gem5_src: Optional[str] = None, gem5_binary: Optional[str] = None, name: Optional[str] = None,
-        work_dir: Optional[str] = None, config: Optional[str] = None, force: bool = False, dry_run: bool = False) -> None:
-    """Build the env image: Packer, QEMU, scons, gem5 (X86) and the x86 m5 utility.
-
-    gem5 is compiled from --gem5-src (incrementally: the scons tree is kept), or
-    a gem5 binary built elsewhere is packaged with --gem5-binary."""
-    _build("env", {"gem5.src": gem5_src, "gem5.binary": gem5_binary, "name": name, "work_dir": work_dir}, config, force, dry_run)
-
-
-@task(
-    optional=["check"],
-    help={
-        "gem5-src": "gem5 source for the m5 utility",
-        "m5": "install this m5 binary instead of building one",
-        "accel": "auto (default: KVM only where it really runs a guest), kvm or tcg",
-        "check": "check an existing image (the built one, or PATH) instead of building",
-        **COMMON,
-    },
-)
-def image(c: Any, gem5_src: Optional[str] = None, m5: Optional[str] = None, accel: Optional[str] = None,
-          check: Any = None, name: Optional[str] = None, work_dir: Optional[str] = None,
-          config: Optional[str] = None, force: bool = False, dry_run: bool = False) -> None:
-    """Build the hack-back disk image with Packer + QEMU (m5, autologin, rcS)."""
-    flags = {"gem5.src": gem5_src, "image.m5": m5, "image.accel": accel, "name": name, "work_dir": work_dir}
-    if check:
-        path = None if check is True else Path(check)
-        guarded(lambda: _image.check_existing(load_config(flags, config), path, Path(m5) if m5 else None))
-        return
-    _build("image", flags, config, force, dry_run)
-
-
-@task(help={
-    "base-config": "make target (x86_64_defconfig, tinyconfig) or .config file the fragment is merged over",
-    "fragment": "a config fragment to merge instead of the shipped hackback/kernel/gem5.config",
-    **COMMON,
-})
-def kernel(c: Any, base_config: Optional[str] = None, fragment: Optional[str] = None, name: Optional[str] = None,
-           work_dir: Optional[str] = None, config: Optional[str] = None, force: bool = False, dry_run: bool = False) -> None:
-    """Build a vmlinux that gem5 can boot (and a bzImage QEMU can)."""
-    flags = {"kernel.base_config": base_config, "kernel.fragment": fragment, "name": name, "work_dir": work_dir}
-    _build("kernel", flags, config, force, dry_run)
-
-
-@task(help={
-    "gem5-src": "gem5 source to build the env from",
-    "gem5-binary": GEM5_BINARY,
-    "cpu": "CPU that boots Linux: atomic (default), timing, or kvm (hosts where KVM runs guests)",
-    "boot": "fast (default: no init system, straight to the root login) or full (systemd)",
-    "memory": "simulated memory, e.g. 2GiB (at most 3GiB); restores inherit it",
-    "cores": "simulated cores; restores inherit it",
-    **COMMON,
-})
-def checkpoint(c: Any, gem5_src: Optional[str] = None, gem5_binary: Optional[str] = None, cpu: Optional[str] = None, boot: Optional[str] = None,
-               memory: Optional[str] = None, cores: Optional[int] = None, name: Optional[str] = None,
-               work_dir: Optional[str] = None, config: Optional[str] = None, force: bool = False, dry_run: bool = False) -> None:
-    """Boot the image in gem5 and save the checkpoint the guest asks for."""
-    flags = {"gem5.src": gem5_src, "gem5.binary": gem5_binary, "checkpoint.cpu": cpu, "checkpoint.boot": boot, "checkpoint.memory": memory,
-             "checkpoint.cores": cores, "name": name, "work_dir": work_dir}
-    _build("checkpoint", flags, config, force, dry_run)
-
-
-@task(
-    iterable=["script"],
-    help={
-        "script": "FILE or DIR (repeatable): a script for the restored guest to run; several, or a directory of them, give several runs",
-        "cpu": "CPU model for the restored run: atomic (default), timing or o3",
-        "caches": "classic caches: none (default), l1, l1l2",
-        "jobs": "restores to run at once (default 1)",
-        "checkpoint": "restore this checkpoint directory instead of building/using checkpoints/<name>",
-        "kernel": "check and use this vmlinux instead of the checkpoint's (must be the same file)",
-        "image": "check and use this disk image instead of the checkpoint's (must be the same file)",
-        "gem5-src": "gem5 source to build the env from",
-        "gem5-binary": GEM5_BINARY,
-        **COMMON,
-    },
-)
-def restore(c: Any, script: list[str], cpu: Optional[str] = None, caches: Optional[str] = None,
-            jobs: Optional[int] = None, checkpoint: Optional[str] = None, kernel: Optional[str] = None,
-            image: Optional[str] = None, gem5_src: Optional[str] = None, gem5_binary: Optional[str] = None, name: Optional[str] = None,
-            work_dir: Optional[str] = None, config: Optional[str] = None, force: bool = False, dry_run: bool = False) -> None:
-    """Restore the checkpoint and run scripts in the guest; collect stats and output."""
-    flags = {"gem5.src": gem5_src, "gem5.binary": gem5_binary, "restore.cpu": cpu, "restore.caches": caches, "restore.jobs": jobs,
-             "name": name, "work_dir": work_dir}
-
-    def go() -> None:
-        cfg = load_config(flags, config)
-        request = RestoreRequest(_restore.scripts_from(script), Path(kernel) if kernel else None,
-                                 Path(image) if image else None)
-        # What can be checked without building is checked first: a bad --checkpoint,
-        # --kernel or --image is refused before the env step can start a gem5 build.
-        for what, path in (("--kernel", request.kernel), ("--image", request.disk)):
-            if path is not None and not path.is_file():
-                raise UsageError(f"{what} {path} does not exist", f"give the file the checkpoint was taken with, or leave {what} off")
-        # A restore takes the checkpoint as it was made (memory, cores, kernel,
-        # image): it is never re-derived from today's config, so a plain restore
-        # after `invoke checkpoint --cores 2` uses that 2-core checkpoint.
-        cpt = _checkpoint.load(Path(checkpoint)) if checkpoint else _checkpoint.existing(cfg)
-        steps = builders("restore" if force else None, request)
-        if dry_run:
-            _restore_plan(cfg, steps, cpt, request, force)
-            return
-        _clean.reap_orphans(Engine.connect(), Layout(cfg.work_dir))
-        if cpt is not None:
-            env = pipeline.run("env", cfg, steps)
-            _restore.restore(cfg, env, cpt, request.scripts, request.kernel, request.disk, force=force)
-        else:
-            pipeline.run("restore", cfg, steps)
-
-    guarded(go)
-
-
-def _restore_plan(cfg: Config, steps: Mapping[str, pipeline.Builder], cpt: Optional[_checkpoint.CheckpointArtifact],
-                  request: "RestoreRequest", force: bool) -> None:
-    """--dry-run of a restore: the env (and, without a checkpoint, everything it needs), then the runs."""
-    if cpt is None:
-        pipeline.dry_run_report("restore", cfg, steps)
-        return
-    env = pipeline.dry_run_report("env", cfg, steps).get("env")
-    if env is None:
-        return
-    with dry_run_mode():
-        try:
-            _restore.restore(cfg, env, cpt, request.scripts, request.kernel, request.disk, force=force)
-        except WouldBuild as e:
-            log.info(f"plan: restore    would run {e.what} on checkpoint '{cpt.name}'")
-
-
-@task(help={
-    "kind": "env, images, kernels, checkpoints or runs",
-    "name": "only artifacts of this name (and the runs of the checkpoint of this name)",
-    "images": "also remove the env images this work dir's env manifests name (none a container uses)",
-    "all-owners": "also list, and remove after asking, containers not provably this work dir's leftovers",
-    "yes": "do not ask before deleting",
-    "work-dir": COMMON["work-dir"],
-    "config": COMMON["config"],
-})
-def clean(c: Any, kind: Optional[str] = None, name: Optional[str] = None, images: bool = False, all_owners: bool = False,
-          yes: bool = False, work_dir: Optional[str] = None, config: Optional[str] = None) -> None:
-    """Reap containers and temp paths killed runs of this work dir left; remove artifacts (asks first)."""
-    request = _clean.CleanRequest(kind=kind, name=name, images=images, all_owners=all_owners, yes=yes)
-    guarded(lambda: _clean.clean(load_config({"work_dir": work_dir}, config), request))
-
-
-ns = Collection(env, image, kernel, checkpoint, restore, clean)
+ns = Collection(*(_make(spec) for spec in TASKS))

@@ -1,4 +1,4 @@
-"""The Debian base image and the tools image built on it.
+"""The tools image (everything the steps run in, but gem5) and the Debian base it is built on.
 
 The base is pulled when a registry answers; air-gapped (no registry, as on our
 CI machines) it is bootstrapped from the configured mirror with debootstrap
@@ -10,32 +10,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
 
 from . import log, resources
 from .artifacts import Layout, digest_of, new_tmp, require_free, sha256_file, would_build
 from .config import Config
 from .engine import Engine, RunSpec
 from .errors import DockerFailure, HostCommandFailed, UsageError
+from .records import BaseImage, ToolsImage
 
 TOOLS_REPO = "hackback-tools"
 BASE_REPO = "hackback-base"
 LABEL_KIND = "io.hackback.kind"
-
-
-@dataclass(frozen=True)
-class BaseImage:
-    ref: str
-    id: str
-    origin: str  # "pulled", "local", "bootstrapped from <mirror>"
-
-
-@dataclass(frozen=True)
-class ToolsImage:
-    ref: str
-    id: str
-    base: BaseImage
-    versions: dict[str, str]
 
 
 def bootstrap_ref(cfg: Config) -> str:

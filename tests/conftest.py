@@ -62,12 +62,12 @@ def tools(engine, session_work: Path) -> Iterator[object]:  # type: ignore[no-un
     Images are content-addressed and shared with real use: one that existed
     before the session is kept; one this session built is removed after it,
     unless HACKBACK_TEST_KEEP_IMAGES=1."""
-    from hackback import base
+    from hackback import tools_image
     from hackback.artifacts import Layout
 
     cfg = config.load(flags={"work_dir": str(session_work)}, environ={})
     before = {tag for _id, tags, _l in engine.images() for tag in tags}
-    image = base.ensure_tools(cfg, engine, Layout(cfg.work_dir))
+    image = tools_image.ensure_tools(cfg, engine, Layout(cfg.work_dir))
     yield image
     if os.environ.get("HACKBACK_TEST_KEEP_IMAGES") != "1":
         for tag in (image.ref, image.base.ref):
@@ -87,6 +87,20 @@ def m5_standin(engine, tools, tmp_path_factory: pytest.TempPathFactory) -> Path:
                        kvm=False, network="none", mounts=[Mount(src.parent, "/src"), Mount(out, "/out", read_only=False)]),
                on_line=lambda _l: None)
     return out / "m5"
+
+
+@pytest.fixture(scope="session")
+def guest_helper(engine, tools, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    """hackback/guest/hackback-guest.c compiled as image stage 1 compiles it (the tools image's gcc, static)."""
+    from hackback.engine import Mount, RunSpec
+    from hackback.image import GUEST
+
+    out = tmp_path_factory.mktemp("guest-helper")
+    engine.run(RunSpec(tools.ref, ["gcc", "-static", "-Os", "-Wall", "-Werror", "-o", "/out/hackback-guest", "/src/hackback-guest.c"],
+                       step="t-guest-cc", kvm=False, network="none",
+                       mounts=[Mount(GUEST, "/src"), Mount(out, "/out", read_only=False)]),
+               on_line=lambda _l: None)
+    return out / "hackback-guest"
 
 
 def gem5_tier_reason() -> str:

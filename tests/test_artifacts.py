@@ -3,7 +3,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from typing import Callable
+from typing import Any, Callable
 from pathlib import Path
 
 import pytest
@@ -275,7 +275,7 @@ class TestCorruptHashDatabase:
 
     def test_a_damaged_sqlite_file(self, tmp_path: Path) -> None:
         db = tmp_path / "h.sqlite"
-        HashCache(db).close()
+        HashCache(db)._db.close()  # a real database file to damage
         data = bytearray(db.read_bytes())
         data[16:100] = b"\xff" * 84  # page size and header fields
         db.write_bytes(bytes(data))
@@ -342,14 +342,34 @@ def test_tree_digest_is_remembered_until_any_file_changes(tmp_path: Path) -> Non
 
 def test_digests_follow_a_staged_artifact_into_place(tmp_path: Path) -> None:
     layout = Layout(tmp_path / "work")
-    out = artifacts.build_unless_fresh(layout, "images", "default", "image", {"a": 1}, False,
+    target = artifacts.Target("images", "default", "image", "image 'default'")
+    out = artifacts.build_unless_fresh(layout, target, {"a": 1}, False,
                                        lambda tmp, m: m.set_part("image", {"a": 1}, {"disk.img": artifacts.file_record(
-                                           _write(tmp / "disk.img", b"x" * 4096), HashCache(layout.hash_db))}, {}),
-                                       "image 'default'")
+                                           _write(tmp / "disk.img", b"x" * 4096), HashCache(layout.hash_db))}, {}))
     hashes = HashCache(layout.hash_db)
     assert hashes.sha256(out.directory / "disk.img") and hashes.reads == 0  # known already: not read again
-    again = artifacts.build_unless_fresh(layout, "images", "default", "image", {"a": 1}, False, lambda t, m: None, "image")
+    again = artifacts.build_unless_fresh(layout, target, {"a": 1}, False, lambda t, m: None)
     assert not again.built
+
+
+def test_a_shared_artifact_builds_one_part_and_keeps_the_others(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "work")
+
+    def part(name: str, data: bytes) -> Any:
+        def build(tmp: Path, m: Manifest) -> None:
+            m.set_part(name, {"v": data.decode()}, {name: artifacts.file_record(_write(tmp / name, data), HashCache(layout.hash_db))}, {})
+        return build
+
+    m5 = artifacts.Target("env", "default", "m5", "env 'default' m5", shared=True)
+    gem5 = artifacts.Target("env", "default", "gem5", "env 'default' gem5", shared=True)
+    assert artifacts.build_unless_fresh(layout, m5, {"v": "1"}, False, part("m5", b"1")).built
+    assert artifacts.build_unless_fresh(layout, gem5, {"v": "a"}, False, part("gem5", b"a")).built
+    out = artifacts.build_unless_fresh(layout, m5, {"v": "2"}, False, part("m5", b"2"))
+    assert out.built and set(out.manifest.parts) == {"m5", "gem5"}
+    assert (out.directory / "m5").read_bytes() == b"2" and (out.directory / "gem5").read_bytes() == b"a"
+    assert not artifacts.build_unless_fresh(layout, gem5, {"v": "a"}, False, part("gem5", b"a")).built
+    gone = artifacts.build_unless_fresh(layout, gem5, {"v": "a"}, False, part("gem5", b"a"), check=lambda m: "image gone")
+    assert gone.built  # what the manifest cannot see is asked too
 
 
 def _write(path: Path, data: bytes) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hackback import checkpoint
+from hackback.records import CheckpointArtifact
 from hackback.artifacts import Manifest, write_manifest
 from hackback.errors import ArtifactError
 
@@ -86,7 +86,7 @@ class TestCheckpointManifestWithoutItsInfo:
     def test_one_line_naming_the_manifest(self, tmp_path: Path, info: dict) -> None:  # type: ignore[type-arg]
         d = self._dir(tmp_path, info)
         with pytest.raises(ArtifactError) as e:
-            checkpoint.load(d)
+            CheckpointArtifact.read(d)
         line = e.value.one_line()
         assert str(d / "manifest.json") in line and "names no checkpoint" in line and "\n" not in line
 
@@ -96,7 +96,7 @@ class TestCheckpointManifestWithoutItsInfo:
         del raw["parts"]["checkpoint"]["info"]
         (d / "manifest.json").write_text(json.dumps(raw))
         with pytest.raises(ArtifactError, match="has no 'info' object"):
-            checkpoint.load(d)
+            CheckpointArtifact.read(d)
 
     def test_the_good_one_loads(self, tmp_path: Path) -> None:
-        assert checkpoint.load(self._dir(tmp_path, {"cpt": "cpt.100"})).cpt.name == "cpt.100"
+        assert CheckpointArtifact.read(self._dir(tmp_path, {"cpt": "cpt.100"})).cpt.name == "cpt.100"

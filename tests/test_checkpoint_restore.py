@@ -14,20 +14,20 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hackback import checkpoint, restore
+from hackback import checkpoint, elf, restore
 from hackback.artifacts import HashCache, Layout, Manifest, digest_of, file_record
+from hackback.context import StepContext
 from hackback.engine import Engine
-from hackback.ownership import owner_label
-from hackback.env import EnvArtifact
 from hackback.errors import Gem5RunFailed, MismatchError, ScriptFailed, UsageError
-from hackback.image import ImageArtifact
-from hackback.kernel import KernelArtifact
+from hackback.ownership import owner_label
+from hackback.records import CheckpointArtifact, EnvArtifact, ImageArtifact, KernelArtifact
 
 pytestmark = pytest.mark.docker
 DATA = Path(__file__).resolve().parent / "data"
@@ -64,7 +64,8 @@ def inputs_double(tmp: Path, hashes: HashCache) -> tuple[ImageArtifact, KernelAr
     img_dir.mkdir(parents=True)
     k_dir.mkdir(parents=True)
     (img_dir / "disk.img").write_bytes(os.urandom(1 << 20))
-    (k_dir / "vmlinux").write_bytes(b"\x7fELF" + os.urandom(4096))
+    # A real ELF with a symbol table (this Python), so the boot's stripped copy is really made.
+    shutil.copy2(os.path.realpath(sys.executable), k_dir / "vmlinux")
     im = Manifest("images", "default")
     im.set_part("image", {}, {"disk.img": file_record(img_dir / "disk.img", hashes)}, {"partuuid": "abcd1234-01", "fs_uuid": "u"})
     km = Manifest("kernels", "default")
@@ -82,7 +83,7 @@ def world(engine: Engine, tools, standin_image: str, make_config, tmp_path: Path
     hashes = HashCache(layout.hash_db)
     image, kernel = inputs_double(tmp_path, hashes)
     env = env_double(tools, standin_image, tmp_path)
-    cpt = checkpoint.ensure(cfg, env, image, kernel, engine=engine)
+    cpt = checkpoint.ensure(StepContext.open(cfg, engine), env, image, kernel)
     return dict(cfg=cfg, layout=layout, hashes=hashes, image=image, kernel=kernel, env=env, cpt=cpt)
 
 
@@ -97,7 +98,7 @@ def snapshot(paths: list[Path]) -> dict[str, tuple[str, int]]:
     for root in paths:
         for p in sorted([root] if root.is_file() else root.rglob("*")):
             if p.is_file():
-                out[str(p)] = (HashCache.quick_sha256(p), p.stat().st_mtime_ns)
+                out[str(p)] = (HashCache.sha256_uncached(p), p.stat().st_mtime_ns)
     return out
 
 
@@ -112,19 +113,24 @@ def test_checkpoint_records_what_a_restore_must_match_and_rerun_is_a_no_op(world
     assert "root=PARTUUID=abcd1234-01" in info["kernel_args"] and "init=/sbin/hackback-fastinit" in info["kernel_args"]
     assert (cpt.directory / "console.log").is_file() and (cpt.directory / "gem5.log").is_file()
     assert not list(cpt.directory.glob("board.pc.com_1.device"))
+    # gem5 booted a copy without the symbol table (checkpoint.kernel_symbols = false), recorded with its digest.
+    stripped = cpt.directory / info["gem5_kernel"]
+    assert cpt.record["outputs"][info["gem5_kernel"]]["sha256"] == HashCache.sha256_uncached(stripped)
+    assert elf.read(stripped).x86_64 and stripped.stat().st_size < kernel.vmlinux.stat().st_size
+    assert cpt.gem5_kernel(kernel.vmlinux) == stripped
     start = time.monotonic()
-    again = checkpoint.ensure(world["cfg"], world["env"], image, kernel, engine=engine)
+    again = checkpoint.ensure(StepContext.open(world["cfg"], engine), world["env"], image, kernel)
     assert again.cpt == cpt.cpt and time.monotonic() - start < 5
     # A modified gem5 of the same release does not make the checkpoint stale.
     modified = env_double(world["env"].tools, world["env"].image, cpt.directory, tree="m" * 64, binary="n" * 64)
-    assert checkpoint.ensure(world["cfg"], modified, image, kernel, engine=engine).cpt == cpt.cpt
+    assert checkpoint.ensure(StepContext.open(world["cfg"], engine), modified, image, kernel).cpt == cpt.cpt
 
 
 def test_restore_runs_the_script_and_keeps_its_outputs_and_inputs_untouched(world: dict[str, Any], engine: Engine, tmp_path: Path) -> None:
     cpt, image, kernel = world["cpt"], world["image"], world["kernel"]
     before = snapshot([cpt.directory, image.disk, kernel.vmlinux])
     hello = script(tmp_path, "hello.rcS", 'echo "hello from the guest"')
-    results = restore.restore(world["cfg"], world["env"], cpt, [hello], engine=engine)
+    results = restore.restore(StepContext.open(world["cfg"], engine), world["env"], cpt, [hello])
     assert len(results) == 1
     run = results[0]
     assert run.script_status == "0" and run.cause == "exit" and not run.reused
@@ -135,21 +141,21 @@ def test_restore_runs_the_script_and_keeps_its_outputs_and_inputs_untouched(worl
     assert "hello from the guest" in (d / "console.log").read_text()
     assert (d / "script.rcS").read_text() == hello.read_text()
     rec = Manifest.read(d).parts["run"]  # type: ignore[union-attr]
-    assert rec["info"]["script"]["sha256"] == HashCache.quick_sha256(hello)
+    assert rec["info"]["script"]["sha256"] == HashCache.sha256_uncached(hello)
     assert rec["info"]["stats"]["simInsts"] == "12345"
     assert rec["info"]["board"]["memory"] == "2GiB"
     # The stand-in exits 70 if any input were writable; and nothing read changed.
     assert snapshot([cpt.directory, image.disk, kernel.vmlinux]) == before
     # The same inputs again: a no-op.
     start = time.monotonic()
-    again = restore.restore(world["cfg"], world["env"], cpt, [hello], engine=engine)
+    again = restore.restore(StepContext.open(world["cfg"], engine), world["env"], cpt, [hello])
     assert again[0].reused and again[0].directory == d and time.monotonic() - start < 5
 
 
 def test_the_script_exit_status_is_the_restore_exit_status(world: dict[str, Any], engine: Engine, tmp_path: Path) -> None:
     three = script(tmp_path, "three.rcS", "echo failing on purpose; exit 3")
     with pytest.raises(ScriptFailed) as e:
-        restore.restore(world["cfg"], world["env"], world["cpt"], [three], engine=engine)
+        restore.restore(StepContext.open(world["cfg"], engine), world["env"], world["cpt"], [three])
     assert e.value.exit_code == 3 and "exited 3" in e.value.message
     kept = list((world["layout"].work_dir / "runs").glob("*three*"))
     assert len(kept) == 1 and "failing on purpose" in (kept[0] / "console.log").read_text()
@@ -159,7 +165,7 @@ def test_several_scripts_run_in_parallel_each_in_its_own_run(world: dict[str, An
     cfg = dataclasses.replace(world["cfg"], restore=dataclasses.replace(world["cfg"].restore, jobs=2))
     scripts = [script(tmp_path, f"s{i}.rcS", f"sleep 2; echo run {i}") for i in range(3)]
     start = time.monotonic()
-    results = restore.restore(cfg, world["env"], world["cpt"], scripts, engine=engine)
+    results = restore.restore(StepContext.open(cfg, engine), world["env"], world["cpt"], scripts)
     assert sorted(r.script_status for r in results) == ["0", "0", "0"]
     assert len({r.directory for r in results}) == 3
     for i, r in enumerate(results):
@@ -179,22 +185,22 @@ def test_restore_refuses_a_changed_image_kernel_or_gem5(world: dict[str, Any], e
         f.seek(4096)
         f.write(bytes([byte[0] ^ 1]))
     with pytest.raises(MismatchError, match="disk image .* is not the one checkpoint 'default' was taken with"):
-        restore.restore(cfg, env, cpt, [hello], disk=copy, engine=engine)
+        restore.restore(StepContext.open(cfg, engine), env, cpt, [hello], disk=copy)
     kcopy = tmp_path / "vmlinux"
     kcopy.write_bytes(world["kernel"].vmlinux.read_bytes() + b"x")
     with pytest.raises(MismatchError, match="kernel"):
-        restore.restore(cfg, env, cpt, [hello], kernel=kcopy, engine=engine)
+        restore.restore(StepContext.open(cfg, engine), env, cpt, [hello], kernel=kcopy)
     with pytest.raises(MismatchError, match="release 23.1.0.0"):
-        restore.restore(cfg, env_double(env.tools, env.image, tmp_path, release="23.1.0.0"), cpt, [hello], engine=engine)
+        restore.restore(StepContext.open(cfg, engine), env_double(env.tools, env.image, tmp_path, release="23.1.0.0"), cpt, [hello])
     with pytest.raises(MismatchError, match="version tags"):
-        restore.restore(cfg, env_double(env.tools, env.image, tmp_path, tags=TAGS + ["x86-new"]), cpt, [hello], engine=engine)
+        restore.restore(StepContext.open(cfg, engine), env_double(env.tools, env.image, tmp_path, tags=TAGS + ["x86-new"]), cpt, [hello])
     assert not (world["layout"].work_dir / "runs").exists()
 
 
 def test_a_modified_gem5_of_the_same_release_is_allowed_with_a_warning_and_recorded(world: dict[str, Any], engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     env = world["env"]
     modified = env_double(env.tools, env.image, tmp_path, tree="m" * 64, binary="n" * 64)
-    results = restore.restore(world["cfg"], modified, world["cpt"], [script(tmp_path, "a.rcS", "echo a")], engine=engine)
+    results = restore.restore(StepContext.open(world["cfg"], engine), modified, world["cpt"], [script(tmp_path, "a.rcS", "echo a")])
     assert "different 24.0.0.1 tree" in capsys.readouterr().err
     info = Manifest.read(results[0].directory).parts["run"]["info"]  # type: ignore[union-attr]
     assert info["gem5"]["tree_sha256"] == "m" * 64 and info["gem5_warnings"]
@@ -205,7 +211,7 @@ def test_a_boot_that_ends_without_a_checkpoint_leaves_no_checkpoint_and_keeps_it
     hashes = HashCache(Layout(cfg.work_dir).hash_db)
     image, kernel = inputs_double(tmp_path, hashes)
     with pytest.raises(Gem5RunFailed) as e:
-        checkpoint.ensure(cfg, env_double(tools, standin_image, tmp_path), image, kernel, engine=engine)
+        checkpoint.ensure(StepContext.open(cfg, engine), env_double(tools, standin_image, tmp_path), image, kernel)
     assert "the guest called m5 exit" in e.value.message and "expected a checkpoint" in e.value.message
     assert not (cfg.work_dir / "checkpoints" / "default").exists()
     kept = cfg.work_dir / "failed" / "checkpoints-default"
@@ -217,13 +223,13 @@ def test_a_gem5_that_crashes_is_reported_with_its_error_line(engine: Engine, too
     cfg = make_config(checkpoint__kernel_args="standin=crash")
     image, kernel = inputs_double(tmp_path, HashCache(Layout(cfg.work_dir).hash_db))
     with pytest.raises(Gem5RunFailed, match="gem5 fatal: stand-in told to crash"):
-        checkpoint.ensure(cfg, env_double(tools, standin_image, tmp_path), image, kernel, engine=engine)
+        checkpoint.ensure(StepContext.open(cfg, engine), env_double(tools, standin_image, tmp_path), image, kernel)
 
 
 def test_a_checkpoint_taken_during_a_restore_is_an_error_and_no_run_is_kept(world: dict[str, Any], engine: Engine, tmp_path: Path) -> None:
     s = script(tmp_path, "child.rcS", "/sbin/m5 checkpoint")
     with pytest.raises(Gem5RunFailed) as e:
-        restore.restore(world["cfg"], world["env"], world["cpt"], [s], engine=engine)
+        restore.restore(StepContext.open(world["cfg"], engine), world["env"], world["cpt"], [s])
     assert "asked for a checkpoint" in e.value.message and "child checkpoints are not supported" in e.value.hint
     assert not list((world["layout"].work_dir / "runs").glob("*child*"))
     assert list((world["layout"].work_dir / "failed").glob("runs-*child*"))
@@ -231,7 +237,7 @@ def test_a_checkpoint_taken_during_a_restore_is_an_error_and_no_run_is_kept(worl
 
 def test_a_checkpoint_directory_without_a_manifest_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="holds no hackback checkpoint"):
-        checkpoint.load(tmp_path)
+        CheckpointArtifact.read(tmp_path)
 
 
 def test_the_standin_does_notice_a_writable_input(world: dict[str, Any], engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -246,7 +252,7 @@ def test_the_standin_does_notice_a_writable_input(world: dict[str, Any], engine:
 
     monkeypatch.setattr(gem5run, "mounts", with_writable_disk)
     with pytest.raises(Gem5RunFailed, match="an input is mounted writable"):
-        restore.restore(world["cfg"], world["env"], world["cpt"], [script(tmp_path, "w.rcS", "true")], engine=engine)
+        restore.restore(StepContext.open(world["cfg"], engine), world["env"], world["cpt"], [script(tmp_path, "w.rcS", "true")])
 
 
 def test_a_restore_takes_the_checkpoint_as_it_was_made_not_as_the_config_says_now(engine: Engine, tools, standin_image: str, make_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -256,12 +262,12 @@ def test_a_restore_takes_the_checkpoint_as_it_was_made_not_as_the_config_says_no
     hashes = HashCache(Layout(two.work_dir).hash_db)
     image, kernel = inputs_double(tmp_path, hashes)
     env = env_double(tools, standin_image, tmp_path)
-    taken = checkpoint.ensure(two, env, image, kernel, engine=engine)
+    taken = checkpoint.ensure(StepContext.open(two, engine), env, image, kernel)
     plain = make_config()
     assert plain.checkpoint.cores == 1
     found = checkpoint.existing(plain)
     assert found is not None and found.cpt == taken.cpt and found.info["board"]["cores"] == 2
-    runs = restore.restore(plain, env, found, [script(tmp_path, "hi.rcS", "echo hi")], engine=engine)
+    runs = restore.restore(StepContext.open(plain, engine), env, found, [script(tmp_path, "hi.rcS", "echo hi")])
     assert Manifest.read(runs[0].directory).parts["run"]["info"]["board"]["cores"] == 2  # type: ignore[union-attr]
     again = checkpoint.existing(plain)
     assert again is not None and again.cpt == taken.cpt and again.manifest.parts == taken.manifest.parts

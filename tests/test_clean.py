@@ -304,11 +304,11 @@ def test_an_owner_label_splits_on_its_last_colon_and_only_provable_leftovers_are
 
 @pytest.fixture(scope="module")
 def base_image(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> str:
-    from hackback import base, config
+    from hackback import tools_image, config
 
     work = tmp_path_factory.mktemp("base-work")
     cfg = config.load(flags={"work_dir": str(work)}, environ={})
-    return base.ensure_base(cfg, engine, Layout(cfg.work_dir)).ref
+    return tools_image.ensure_base(cfg, engine, Layout(cfg.work_dir)).ref
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from hackback import base, clean
+from hackback import tools_image, clean
 from hackback.artifacts import Layout
 from hackback.engine import LABEL, LABEL_OWNER, LABEL_STEP, LABEL_WORKDIR, Engine, Mount, RunSpec
 from hackback.errors import ContainerFailed, DockerUnavailable
@@ -26,7 +26,7 @@ def image(engine: Engine, session_work: Path) -> str:
     from hackback import config
 
     cfg = config.load(flags={"work_dir": str(session_work)}, environ={})
-    return base.ensure_base(cfg, engine, Layout(cfg.work_dir)).ref
+    return tools_image.ensure_base(cfg, engine, Layout(cfg.work_dir)).ref
 
 
 def ours(step: str) -> list[object]:

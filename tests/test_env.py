@@ -16,6 +16,7 @@ from typing import Optional
 import pytest
 
 from conftest import REPO, hackback_env, invoke
+from hackback.context import StepContext
 from hackback import config, elf, env
 from hackback.engine import Engine, Mount, RunSpec
 from hackback.errors import UsageError
@@ -114,14 +115,14 @@ def test_a_non_elf_binary_is_refused_by_the_task_before_any_engine_work(fake_gem
 @pytest.mark.gem5
 def test_m5_is_a_static_x86_64_executable_and_rerun_is_a_no_op(gem5_src: Path, gem5_work: Path, engine: Engine) -> None:
     cfg = config.load(flags={"work_dir": str(gem5_work), "gem5.src": str(gem5_src)}, environ={})
-    art = env.ensure_m5(cfg, engine=engine)
+    art = env.ensure_m5(StepContext.open(cfg, engine))
     info = elf.read(art.m5)
     assert info.x86_64 and info.static
     rec = art.manifest.parts["m5"]
     assert rec["outputs"]["m5"]["size"] == art.m5.stat().st_size
     assert rec["info"]["gem5_source"]["release"].startswith("24.")
     start = time.monotonic()
-    env.ensure_m5(cfg, engine=engine)
+    env.ensure_m5(StepContext.open(cfg, engine))
     assert time.monotonic() - start < 5
 
 
@@ -129,7 +130,7 @@ def test_m5_is_a_static_x86_64_executable_and_rerun_is_a_no_op(gem5_src: Path, g
 def test_env_image_runs_gem5_and_rerun_is_a_no_op(gem5_src: Path, gem5_binary: Optional[Path], gem5_work: Path, engine: Engine) -> None:
     flags = {"work_dir": str(gem5_work), "gem5.src": str(gem5_src), "gem5.binary": str(gem5_binary or "")}
     cfg = config.load(flags=flags, environ={})
-    art = env.ensure(cfg, engine=engine)
+    art = env.ensure(StepContext.open(cfg, engine))
     assert art.image
     lines: list[str] = []
     engine.run(RunSpec(art.image, ["gem5.opt", "--help"], step="t-gem5-help", kvm=False), on_line=lines.append)
@@ -141,7 +142,7 @@ def test_env_image_runs_gem5_and_rerun_is_a_no_op(gem5_src: Path, gem5_binary: O
     if gem5_binary is not None:
         assert info["origin"] == "brought" and info["brought"]["sha256"] == info["gem5_binary_sha256"]
     start = time.monotonic()
-    again = env.ensure(cfg, engine=engine)
+    again = env.ensure(StepContext.open(cfg, engine))
     assert again.image == art.image and time.monotonic() - start < 5
     # The same as a user runs it: a no-op rerun of the task, whole process.
     start = time.monotonic()
@@ -215,7 +216,7 @@ def test_a_gem5_build_leaves_the_researchers_tree_as_it_was(engine: Engine, tool
     shutil.copy(REPO / "tests" / "data" / "gem5-probe-standin.c", fake_gem5_tree)
     snapshot = {str(p.relative_to(fake_gem5_tree)): p.read_bytes() for p in fake_gem5_tree.rglob("*") if p.is_file()}
     cfg = config.load(flags={"work_dir": str(tmp_path / "work"), "gem5.src": str(fake_gem5_tree)}, environ={})
-    art = env.ensure(cfg, engine=engine)
+    art = env.ensure(StepContext.open(cfg, engine))
     try:
         after = {str(p.relative_to(fake_gem5_tree)): p.read_bytes() for p in fake_gem5_tree.rglob("*") if p.is_file()}
         assert after == snapshot, "the build wrote into the researcher's tree"
@@ -225,7 +226,7 @@ def test_a_gem5_build_leaves_the_researchers_tree_as_it_was(engine: Engine, tool
         info = art.manifest.parts["gem5"]["info"]
         assert info["origin"] == "built" and info["build_info"]["release"] == "24.0.0.1"
         start = time.monotonic()
-        again = env.ensure(cfg, engine=engine)
+        again = env.ensure(StepContext.open(cfg, engine))
         assert again.image == art.image and time.monotonic() - start < 5  # the tree's identity did not move
     finally:
         if art.image:

@@ -45,7 +45,7 @@ def info_of(directory: Path, part: str) -> dict[str, Any]:
 
 
 def digests(paths: list[Path]) -> dict[str, str]:
-    return {str(p): HashCache.quick_sha256(p) for root in paths for p in sorted(root.rglob("*") if root.is_dir() else [root]) if p.is_file()}
+    return {str(p): HashCache.sha256_uncached(p) for root in paths for p in sorted(root.rglob("*") if root.is_dir() else [root]) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

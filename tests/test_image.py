@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from hackback.records import DISK, ImageArtifact
+from hackback.context import StepContext
 from hackback import config, image, qemu
 from hackback.artifacts import HashCache, Layout
 from hackback.engine import Engine, Mount, RunSpec
@@ -42,6 +44,31 @@ def test_template_provisions_an_existing_raw_disk_with_its_own_kernel() -> None:
 def test_template_digest_ignores_nothing_that_matters() -> None:
     assert rendered(accel="kvm") != rendered(accel="tcg")
     assert json.dumps(rendered(), sort_keys=True) == json.dumps(rendered(), sort_keys=True)
+
+
+def test_template_file_is_a_packer_qemu_template_for_an_existing_disk() -> None:
+    data = json.loads((image.GUEST / image.TEMPLATE).read_text())
+    (builder,) = data["builders"]
+    assert builder["type"] == "qemu" and builder["disk_image"] is True
+    assert "{{" in json.dumps(data)  # it is a template: the values come from render_template
+
+
+def test_render_fills_every_placeholder_keeping_types() -> None:
+    out = rendered(size_mib=4096, memory_mib=1024, password="s3cret", files="/w/files")
+    text = json.dumps(out)
+    assert "{{" not in text and "}}" not in text
+    assert "_comment" not in out  # notes in the file are not part of the template (nor of its digest)
+    b = out["builders"][0]
+    assert b["disk_size"] == "4096M" and b["ssh_password"] == "s3cret" and b["vm_name"] == DISK
+    assert dict(b["qemuargs"])["-m"] == "1024M"
+    assert b["disk_image"] is True and b["ssh_handshake_attempts"] == 500  # typed values stay typed
+    assert out["provisioners"][1]["source"] == "/w/files/"
+
+
+def test_a_whole_string_placeholder_takes_the_value_with_its_type() -> None:
+    assert image._fill({"a": ["{{n}}", "x{{n}}y"]}, {"n": 3}) == {"a": [3, "x3y"]}
+    with pytest.raises(KeyError):
+        image._fill("{{unknown}}", {})
 
 
 def test_inputs_change_with_what_goes_into_the_image(make_config) -> None:  # type: ignore[no-untyped-def]
@@ -83,7 +110,7 @@ dd if=/tmp/p.img of=/out/small.img bs=1M seek=1 conv=notrunc status=none
 
 @pytest.mark.docker
 def test_check_accepts_a_good_image_and_names_what_is_wrong(engine: Engine, tools, m5_standin: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    m5_sha = HashCache.quick_sha256(m5_standin)
+    m5_sha = HashCache.sha256_uncached(m5_standin)
     good = make_small_image(engine, tools.ref, tmp_path, m5_standin)
     assert image.check(engine, tools, good, image.expected_facts(m5_sha, disk_id="0badcafe")) == []
     wrong_m5 = image.check(engine, tools, good, image.expected_facts("0" * 64))
@@ -110,20 +137,20 @@ class TestCheckSizes:
 
     def test_a_partition_shorter_than_its_filesystem(self, engine: Engine, tools, m5_standin: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
         short = make_small_image(engine, tools.ref, tmp_path, m5_standin, part_sectors=30720)  # 15 MiB for a 20 MiB ext4
-        problems = image.check(engine, tools, short, image.expected_facts(HashCache.quick_sha256(m5_standin)))
+        problems = image.check(engine, tools, short, image.expected_facts(HashCache.sha256_uncached(m5_standin)))
         assert problems == [f"partition 1 is {30720 * 512} bytes, shorter than its ext4 filesystem ({20 << 20} bytes)"]
 
     def test_a_disk_file_cut_short(self, engine: Engine, tools, m5_standin: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
         disk = make_small_image(engine, tools.ref, tmp_path, m5_standin)
         os.truncate(disk, 16 << 20)
-        problems = image.check(engine, tools, disk, image.expected_facts(HashCache.quick_sha256(m5_standin)))
+        problems = image.check(engine, tools, disk, image.expected_facts(HashCache.sha256_uncached(m5_standin)))
         assert any("a truncated copy" in p for p in problems), problems
 
     def test_check_existing_fails_in_one_line(self, engine: Engine, tools, m5_standin: Path, session_work: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
         short = make_small_image(engine, tools.ref, tmp_path, m5_standin, part_sectors=30720)
         cfg = config.load(flags={"work_dir": str(session_work)}, environ={})  # where the tools fixture built
         with pytest.raises(ArtifactError, match="shorter than its ext4 filesystem") as e:
-            image.check_existing(cfg, short, m5_standin, engine=engine)
+            image.check_existing(StepContext.open(cfg, engine), short, m5_standin)
         assert "\n" not in e.value.one_line()
 
 
@@ -140,7 +167,7 @@ class TestM5Refused:
             m5.write_text("#!/bin/sh\n")
         cfg = make_config()
         with pytest.raises(UsageError) as e:
-            image.ensure(cfg, m5, engine=None)
+            image.ensure(StepContext.open(cfg), m5)
         line = e.value.one_line()
         assert str(m5) in line and "--m5" in line and "\n" not in line
         assert not cfg.work_dir.exists()
@@ -150,7 +177,7 @@ class TestM5Refused:
 
 
 @pytest.fixture(scope="module")
-def built(engine: Engine, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> tuple[config.Config, image.ImageArtifact, Path]:
+def built(engine: Engine, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> tuple[config.Config, ImageArtifact, Path]:
     """The image this tier boots, and the m5 in it. Where the gem5 tier runs, the
     one image it builds with the real m5 (QEMU boots it with hackback.m5=off);
     elsewhere one with the m5 stand-in."""
@@ -159,18 +186,18 @@ def built(engine: Engine, tmp_path_factory: pytest.TempPathFactory, request: pyt
     if not gem5_tier_reason():
         world = request.getfixturevalue("gem5_world")
         cfg = config.load(flags={"work_dir": str(world["work"])}, environ={})
-        return cfg, image.load(world["image"]), world["env"] / "m5"
+        return cfg, ImageArtifact.read(world["image"]), world["env"] / "m5"
     work = os.environ.get("HACKBACK_TEST_IMAGE_WORK_DIR") or str(tmp_path_factory.mktemp("imgwork"))
     standin: Path = request.getfixturevalue("m5_standin")
     cfg = config.load(flags={"work_dir": work, "image.m5": str(standin)}, environ={})
-    return cfg, image.ensure(cfg, standin, engine=engine), standin
+    return cfg, image.ensure(StepContext.open(cfg, engine), standin), standin
 
 
 @pytest.mark.qemu
 def test_build_yields_a_checked_image_with_a_manifest(built, engine: Engine) -> None:  # type: ignore[no-untyped-def]
     cfg, art, m5 = built
     rec = art.manifest.parts["image"]
-    assert rec["inputs"]["m5_sha256"] == HashCache.quick_sha256(m5)
+    assert rec["inputs"]["m5_sha256"] == HashCache.sha256_uncached(m5)
     assert rec["outputs"]["disk.img"]["size"] == cfg.image.size_mib * 2**20
     info = rec["info"]
     assert info["allocated_bytes"] < info["virtual_bytes"]  # sparse on the host
@@ -185,7 +212,7 @@ def test_build_yields_a_checked_image_with_a_manifest(built, engine: Engine) -> 
 def test_rerun_is_a_no_op(built, engine: Engine) -> None:  # type: ignore[no-untyped-def]
     cfg, art, m5 = built
     start = time.monotonic()
-    again = image.ensure(cfg, m5, engine=engine)
+    again = image.ensure(StepContext.open(cfg, engine), m5)
     assert time.monotonic() - start < 5
     assert again.manifest.parts == art.manifest.parts
 
@@ -196,10 +223,11 @@ def test_image_boots_logs_in_and_checkpoints_once(built, engine: Engine, tools, 
     if m5 != m5_standin:
         pytest.skip("the image has the real m5 (gem5 tier): it cannot record its calls under QEMU; the gem5 tier "
                     "shows the checkpoint taken once, tests/test_rcs.py the once-per-boot logic")
-    sha_before = HashCache.quick_sha256(art.disk)
+    sha_before = HashCache.sha256_uncached(art.disk)
     met, lines = qemu.boot(
-        engine, tools.ref, art.disk, art.kernel, initrd=art.initrd,
-        append=f"root=PARTUUID={art.partuuid} console=ttyS0", until=lambda ln: ln.startswith("HACKBACK-AGAIN"), timeout=900,
+        engine, tools.ref,
+        qemu.QemuBoot(art.disk, art.kernel, initrd=art.initrd, append=f"root=PARTUUID={art.partuuid} console=ttyS0", timeout=900),
+        until=lambda ln: ln.startswith("HACKBACK-AGAIN"),
     )
     text = "\n".join(lines)
     assert met, f"no second login seen; console tail:\n" + "\n".join(lines[-30:])
@@ -207,15 +235,17 @@ def test_image_boots_logs_in_and_checkpoints_once(built, engine: Engine, tools, 
     calls = [ln.split("HACKBACK-M5-STANDIN ", 1)[1] for ln in lines if "HACKBACK-M5-STANDIN " in ln]
     assert calls[:2] == ["checkpoint", "readfile"], calls
     assert calls.count("checkpoint") == 1  # the second login took none
-    assert HashCache.quick_sha256(art.disk) == sha_before  # booting never writes the image
+    assert HashCache.sha256_uncached(art.disk) == sha_before  # booting never writes the image
 
 
 @pytest.mark.qemu
 def test_marker_mode_makes_no_m5_call(built, engine: Engine, tools) -> None:  # type: ignore[no-untyped-def]
     _cfg, art, _ = built
     met, lines = qemu.boot(
-        engine, tools.ref, art.disk, art.kernel, initrd=art.initrd,
-        append=f"root=PARTUUID={art.partuuid} console=ttyS0 hackback.m5=off", until=lambda ln: "HACKBACK-SCRIPT-EXIT" in ln, timeout=900,
+        engine, tools.ref,
+        qemu.QemuBoot(art.disk, art.kernel, initrd=art.initrd,
+                      append=f"root=PARTUUID={art.partuuid} console=ttyS0 hackback.m5=off", timeout=900),
+        until=lambda ln: "HACKBACK-SCRIPT-EXIT" in ln,
     )
     assert met, "\n".join(lines[-30:])
     assert not any("HACKBACK-M5-STANDIN" in ln for ln in lines)

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from hackback.records import FASTINIT, ImageArtifact
+from hackback.context import StepContext
 from hackback import kernel, kernel_config, kernel_src, log
 from hackback.artifacts import Layout
 from hackback.errors import ConfigError, ContainerFailed, DiskSpaceError
@@ -125,12 +127,14 @@ class TestPrebuiltMustBeLinux:
 
     def test_ensure_refuses_it_and_leaves_no_artifact(self, make_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
         prog = _elf_exec(tmp_path / "prog", b"\0" * 100)
-        monkeypatch.setattr(kernel, "ensure_tools", lambda cfg, engine, layout: _ToolsDouble())
+        from hackback import context
+
+        monkeypatch.setattr(context, "ensure_tools", lambda cfg, engine, layout: _ToolsDouble())
         monkeypatch.setattr(kernel_src, "resolve", lambda *a, **kw: kernel_src.KernelSource(
             "prebuilt", None, "prebuilt", "a" * 64, self.URL, vmlinux=prog))
         cfg = make_config(kernel__source="prebuilt", kernel__url=self.URL, kernel__sha256="a" * 64)
         with pytest.raises(ConfigError, match="not a Linux kernel"):
-            kernel.ensure(cfg, engine=_EngineDouble())  # type: ignore[arg-type]
+            kernel.ensure(StepContext.open(cfg, _EngineDouble()))  # type: ignore[arg-type]
         layout = Layout(cfg.work_dir)
         assert not layout.artifact_dir("kernels", cfg.name).exists()
         assert list(layout.tmp_dir.iterdir()) == []
@@ -279,17 +283,18 @@ def test_built_kernel_boots_the_image_under_qemu_to_the_autologin(engine, tools,
 
     work = os.environ.get("HACKBACK_TEST_WORK_DIR") or str(tmp_path / "work")
     cfg = config.load(flags={"work_dir": work}, environ={})
-    k = kernel.ensure(cfg, engine=engine)
+    k = kernel.ensure(StepContext.open(cfg, engine))
     assert k.bzimage is not None
     kernel_config.check(k.config.read_text())  # type: ignore[union-attr]
     built = Layout(cfg.work_dir).artifact_dir("images", cfg.name)
     # An image already in the work dir (built with the real m5) serves; else one with the m5 stand-in.
-    img = image.load(built) if (built / "manifest.json").is_file() else \
-        image.ensure(cfg, request.getfixturevalue("m5_standin"), engine=engine)
-    for extra in ("", f"init={image.FASTINIT}"):
+    img = ImageArtifact.read(built) if (built / "manifest.json").is_file() else \
+        image.ensure(StepContext.open(cfg, engine), request.getfixturevalue("m5_standin"))
+    for extra in ("", f"init={FASTINIT}"):
         start = time.monotonic()
-        ok, lines = qemu.boot(engine, tools.ref, img.disk, k.bzimage, f"root=PARTUUID={img.partuuid} rw console=ttyS0 hackback.m5=off {extra}",
-                              until=lambda ln: "HACKBACK-MARK m5 exit" in ln, timeout=600, disk_interface="ide")
+        spec = qemu.QemuBoot(img.disk, k.bzimage, f"root=PARTUUID={img.partuuid} rw console=ttyS0 hackback.m5=off {extra}",
+                             timeout=600, disk_interface="ide")
+        ok, lines = qemu.boot(engine, tools.ref, spec, until=lambda ln: "HACKBACK-MARK m5 exit" in ln)
         assert ok, "\n".join(lines[-30:])
         assert any("HACKBACK-READY" in ln for ln in lines)
         print(f"QEMU TCG boot ({extra or 'systemd'}) to the rcS: {time.monotonic() - start:.1f}s")

@@ -17,7 +17,7 @@ def test_patches_are_data_files_with_a_reason() -> None:
     found = kernel_patch.patches()
     assert [p.name for p in found] == ["0001-x86-apic-lapic_timer_period-boot-parameter.patch"]
     assert all("hackback" in p.read_text().splitlines()[0] for p in found)  # each says whose and why
-    assert [i["sha256"] for i in kernel_patch.identity()] == [HashCache.quick_sha256(p) for p in found]
+    assert [i["sha256"] for i in kernel_patch.identity()] == [HashCache.sha256_uncached(p) for p in found]
 
 
 def test_patches_apply_to_a_copy_and_leave_the_pristine_source_as_it_was(engine, tools, session_work: Path) -> None:  # type: ignore[no-untyped-def]
@@ -27,10 +27,10 @@ def test_patches_apply_to_a_copy_and_leave_the_pristine_source_as_it_was(engine,
     layout = Layout(cfg.work_dir)
     source = kernel_src.resolve(cfg.kernel, engine, tools, layout, HashCache(layout.hash_db))
     assert source.tree is not None
-    before = HashCache.quick_sha256(source.tree / APIC)
+    before = HashCache.sha256_uncached(source.tree / APIC)
     patched = kernel_patch.patched_tree(source.tree, layout, engine, tools.ref)
     assert patched != source.tree and patched.parent == source.tree.parent
     assert 'early_param("lapic_timer_period"' in (patched / APIC).read_text()
-    assert HashCache.quick_sha256(source.tree / APIC) == before
+    assert HashCache.sha256_uncached(source.tree / APIC) == before
     assert (patched / "Makefile").stat().st_ino == (source.tree / "Makefile").stat().st_ino  # shared, not copied
     assert kernel_patch.patched_tree(source.tree, layout, engine, tools.ref) == patched  # made once

@@ -7,20 +7,24 @@ from typing import Any, Mapping
 import pytest
 
 from hackback import pipeline
-from hackback.pipeline import Step
+from hackback.pipeline import Request, Step
 
 ALL_BUILT = {name: Step(s.name, s.needs) for name, s in pipeline.STEPS.items()}
 
 
-def recording_doubles(calls: list[str]) -> dict[str, pipeline.Builder]:
+def recording_doubles(calls: list[str], given: Mapping[str, Any] = {}) -> dict[str, Step]:
+    """The shipped table's order with test-double builders that only record their calls."""
     def make(name: str) -> pipeline.Builder:
-        def double(cfg: Any, deps: Mapping[str, Any]) -> str:
+        def double(ctx: Any, req: Request, deps: Mapping[str, Any]) -> str:
             calls.append(name)
             return f"{name}({','.join(sorted(deps.values()))})"
 
         return double
 
-    return {name: make(name) for name in ALL_BUILT}
+    def handed(name: str) -> pipeline.Given:
+        return lambda ctx, req: given.get(name)
+
+    return {name: Step(name, s.needs, make(name), handed(name)) for name, s in ALL_BUILT.items()}
 
 
 def test_restore_plans_every_step_it_needs_dependencies_first() -> None:
@@ -34,9 +38,18 @@ def test_restore_plans_every_step_it_needs_dependencies_first() -> None:
 
 def test_each_step_runs_once_and_gets_its_dependencies_results() -> None:
     calls: list[str] = []
-    result = pipeline.run("checkpoint", None, recording_doubles(calls), ALL_BUILT)  # type: ignore[arg-type]
+    result = pipeline.run(None, Request("checkpoint"), recording_doubles(calls))  # type: ignore[arg-type]
     assert sorted(calls) == sorted(set(calls))
     assert result == "checkpoint(env(),image(m5()),kernel())"
+
+
+def test_a_handed_over_artifact_is_not_built_nor_what_only_it_needed() -> None:
+    calls: list[str] = []
+    result = pipeline.run(None, Request("restore"), recording_doubles(calls, {"checkpoint": "given-cpt"}))  # type: ignore[arg-type]
+    assert result == "restore(env(),given-cpt)" and sorted(calls) == ["env", "restore"]
+    calls.clear()
+    assert pipeline.run(None, Request("image"), recording_doubles(calls, {"m5": "my-m5"})) == "image(my-m5)"  # type: ignore[arg-type]
+    assert calls == ["image"]
 
 
 def test_shipped_table_has_every_step_built_and_restore_needs_everything() -> None:
@@ -45,10 +58,11 @@ def test_shipped_table_has_every_step_built_and_restore_needs_everything() -> No
     assert pipeline.plan("restore") == ["env", "m5", "image", "kernel", "checkpoint", "restore"]
 
 
-def test_the_task_table_has_a_builder_for_every_step() -> None:
-    from hackback.tasks import builders
+def test_the_step_table_has_a_builder_for_every_step_and_a_task_for_each_target() -> None:
+    from hackback.tasks import TASKS
 
-    assert set(builders()) == set(pipeline.STEPS)
+    assert all(s.build is not None for s in pipeline.STEPS.values())
+    assert {t.name for t in TASKS} - {"clean"} <= set(pipeline.STEPS)
 
 
 def test_cycles_are_caught() -> None:
@@ -69,19 +83,19 @@ def test_a_dry_run_says_what_would_be_built_and_why_and_builds_nothing(monkeypat
     calls: list[str] = []
     doubles = recording_doubles(calls)
 
-    def image_is_stale(cfg: Any, deps: Mapping[str, Any]) -> str:
+    def image_is_stale(ctx: Any, req: Request, deps: Mapping[str, Any]) -> str:
         # What a real step does: ask build_unless_fresh, which in a dry run says why instead of building.
         m = Manifest("images", "default")
         m.set_part("image", {"m5_sha256": "old"}, {}, {})
         d = Layout(tmp_path).artifact_dir("images", "default")
         d.mkdir(parents=True)
         artifacts.write_manifest(d, m)
-        out = artifacts.build_unless_fresh(Layout(tmp_path), "images", "default", "image", {"m5_sha256": "new"}, False,
-                                           lambda tmp, man: calls.append("BUILT"), "image 'default'")
+        out = artifacts.build_unless_fresh(Layout(tmp_path), artifacts.Target("images", "default", "image", "image 'default'"),
+                                           {"m5_sha256": "new"}, False, lambda tmp, man: calls.append("BUILT"))
         return str(out)
 
-    doubles["image"] = image_is_stale
-    done = pipeline.dry_run_report("checkpoint", None, doubles, ALL_BUILT)  # type: ignore[arg-type]
+    doubles["image"] = Step("image", ("m5",), image_is_stale)
+    done = pipeline.dry_run_report(None, Request("checkpoint"), doubles)  # type: ignore[arg-type]
     out = printed.getvalue()
     assert "plan: image      would build image 'default': its inputs changed (m5_sha256)" in out
     assert "plan: checkpoint would be made after image" in out

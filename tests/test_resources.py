@@ -22,5 +22,8 @@ def test_a_wheel_carries_dockerfiles_guest_files_and_defaults(tmp_path: Path) ->
     names = zipfile.ZipFile(next(tmp_path.glob("hackback-*.whl"))).namelist()
     for want in ("hackback/docker/tools/Dockerfile", "hackback/docker/env/Dockerfile", "hackback/defaults.toml",
                  "hackback/guest/hack_back_ckpt.rcS", "hackback/guest/stage1.sh", "hackback/guest/check.sh",
-                 "hackback/kernel/gem5.config"):
-        assert want in names
+                 "hackback/linux/gem5.config", "hackback/guest/hackback-guest.c", "hackback/guest/packer-template.json",
+                 "hackback/configs/hackback_contract.json"):
+        assert want in names, want
+    patches = [n for n in names if n.startswith("hackback/linux/patches/") and n.endswith(".patch")]
+    assert len(patches) == len(list((REPO / "hackback" / "linux" / "patches").glob("*.patch"))) > 0

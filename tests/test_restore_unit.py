@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from hackback.records import RunResult
 from hackback import checkpoint, gem5run, kernel_config, restore
 from hackback.errors import UsageError
 
@@ -125,10 +126,10 @@ def test_a_too_large_script_is_refused_naming_the_limit(tmp_path: Path) -> None:
 
 
 def test_a_script_that_calls_m5_exit_itself_ends_normally(tmp_path: Path) -> None:
-    r = restore.RunResult("default-x-atomic-1", tmp_path, "exit", None, 0.01, 1.0, {})
+    r = RunResult("default-x-atomic-1", tmp_path, "exit", None, 0.01, 1.0, {})
     assert restore._finish(r, tmp_path / "x.rcS") is r
     assert "ended the simulation itself" in r.summary()
-    failed = restore.RunResult("default-x-atomic-1", tmp_path, "exit", "3", 0.01, 1.0, {})
+    failed = RunResult("default-x-atomic-1", tmp_path, "exit", "3", 0.01, 1.0, {})
     with pytest.raises(Exception, match="exited 3"):
         restore._finish(failed, tmp_path / "x.rcS")
 

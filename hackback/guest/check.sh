@@ -45,6 +45,7 @@ digest() {
 echo "SHA /sbin/m5 $(digest /sbin/m5)"
 echo "SHA /root/hack_back_ckpt.rcS $(digest /root/hack_back_ckpt.rcS)"
 echo "SHA /sbin/hackback-fastinit $(digest /sbin/hackback-fastinit)"
+echo "SHA /sbin/hackback-guest $(digest /sbin/hackback-guest)"
 echo "SHA /etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf $(digest /etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf)"
 bashrc=$(debugfs -R "cat /root/.bashrc" "$fs" 2>/dev/null)
 if grep -q '^ *\(/root/hack_back_ckpt.rcS\|\. /root/hack_back_ckpt.rcS\)' <<< "$bashrc"; then echo "BASHRC_RUNS_RCS yes"; else echo "BASHRC_RUNS_RCS no"; fi

@@ -4,7 +4,7 @@
 # bootstrap a root filesystem, make it bootable under QEMU for provisioning,
 # and lay it into a raw disk with one ext4 partition, first on the disk.
 # Inputs (environment): SUITE MIRROR PACKAGES SIZE_MIB FS_UUID DISK_ID
-#   ROOT_PASSWORD OWNER (uid:gid to hand the outputs to). Output dir: /out.
+#   ROOT_PASSWORD RNG_SEED OWNER (uid:gid to hand the outputs to). Output dir: /out.
 set -euo pipefail
 phase() { echo "HACKBACK-PHASE $*"; }
 rootfs=/work/rootfs
@@ -25,6 +25,12 @@ chroot "$rootfs" systemctl enable systemd-networkd.service >/dev/null 2>&1
 mkdir -p "$rootfs/etc/ssh/sshd_config.d"
 printf 'PermitRootLogin yes\nPasswordAuthentication yes\nUseDNS no\n' > "$rootfs/etc/ssh/sshd_config.d/hackback-provisioning.conf"
 echo "root:$ROOT_PASSWORD" | chroot "$rootfs" chpasswd
+phase "hackback-guest (static) at /sbin/hackback-guest, the RNG seed at /etc/hackback/rng-seed"
+gcc -static -Os -Wall -Werror -o /out/hackback-guest "$(dirname "$0")/hackback-guest.c"
+install -m 0755 /out/hackback-guest "$rootfs/usr/sbin/hackback-guest"
+install -d -m 0700 "$rootfs/etc/hackback"
+printf '%s' "$RNG_SEED" > "$rootfs/etc/hackback/rng-seed"
+chmod 0600 "$rootfs/etc/hackback/rng-seed"
 chroot "$rootfs" dpkg-query -W -f='${Package}\t${Version}\n' > /out/packages.tsv
 cp "$rootfs"/boot/vmlinuz-* /out/vmlinuz
 cp "$rootfs"/boot/initrd.img-* /out/initrd.img
