@@ -6,7 +6,9 @@
 # boot:    boot Linux; when the guest runs `m5 checkpoint`, save cpt.<tick> into
 #          --checkpoint-dir and stop (gem5's default handler would continue).
 # restore: restore CPT with the CPU model and caches asked for; the guest reads
-#          --script through `m5 readfile`; stop at the guest's `m5 exit`.
+#          --script through `m5 readfile`; stop at the guest's `m5 exit`. With
+#          --checkpoint-dir, the guest's next `m5 checkpoint` (hackback-checkpoint
+#          in the script) saves a child cpt.<tick> there and ends the run.
 # Either way the run is simulated in slices so that progress is printed, the
 # console is watched for a kernel panic, and limits are enforced. The result
 # goes to OUT/hackback-result.json; the exit status is 0 only for the expected
@@ -71,7 +73,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--l1i", default=CONTRACT["cache_defaults"]["l1i"])
     ap.add_argument("--l2", default=CONTRACT["cache_defaults"]["l2"])
     ap.add_argument("--kvm-perf", action="store_true", help="use perf counters on KVM cores (needs a host PMU)")
-    ap.add_argument("--checkpoint-dir", help="boot: where cpt.<tick> is written")
+    ap.add_argument("--checkpoint-dir", help="boot (and a restore saving a child): where cpt.<tick> is written")
     ap.add_argument("--checkpoint", help="restore: the cpt.<tick> directory")
     ap.add_argument("--script", help="restore: the file the guest reads with `m5 readfile`")
     ap.add_argument("--slice-seconds", type=float, default=0.05, help="simulated seconds between progress checks")
@@ -157,13 +159,35 @@ def main() -> int:
         def handler():
             while True:
                 events.append(kind)
-                if kind == CAUSE["checkpoint"] and args.mode == "boot":
+                if kind == CAUSE["checkpoint"] and args.checkpoint_dir:
                     tick = m5.curTick()
                     target = Path(args.checkpoint_dir) / f"cpt.{tick}"
                     print(f"{MARK['checkpoint']} saving {target}", flush=True)
                     simulator.save_checkpoint(target)
                     result["checkpoint"] = target.name
                 yield True  # every ending is ours to judge; never continue past it
+
+        return handler()
+
+    # Region of interest (m5 workbegin / workend): gem5's default handlers reset
+    # the stats at workbegin (what came before is lost) and dump at workend.
+    # Here each dumps first, then resets: the dump made at workbegin holds the
+    # run up to the ROI, the one at workend the ROI alone, gem5's own final dump
+    # at exit what came after; the result says which dump is which.
+    work_items = []
+    dumps = [0]
+
+    def work_item(kind):
+        def handler():
+            while True:
+                m5.stats.dump()
+                dumps[0] += 1
+                m5.stats.reset()
+                work_items.append({"kind": kind, "tick": m5.curTick(), "dump": dumps[0]})
+                sim_s = (m5.curTick() - start_tick) / TICKS_PER_SECOND
+                progress = {"sim": sim_s, "host": round(time.monotonic() - wall_start, 1), "console": f"m5 {kind}"}
+                print(f"{MARK['progress']} {json.dumps(progress)}", flush=True)
+                yield False  # go on simulating
 
         return handler()
 
@@ -179,6 +203,8 @@ def main() -> int:
             ExitEvent.KERNEL_OOPS: record(CAUSE["kernel_oops"]),
             ExitEvent.MAX_TICK: record(CAUSE["slice"]),
             ExitEvent.USER_INTERRUPT: record(CAUSE["interrupted"]),
+            ExitEvent.WORKBEGIN: work_item("workbegin"),
+            ExitEvent.WORKEND: work_item("workend"),
         },
     )
     console = Console(outdir)
@@ -214,7 +240,7 @@ def main() -> int:
             progress = {"sim": sim_s, "host": round(now - wall_start, 1), "console": console.last_line}
             print(f"{MARK['progress']} {json.dumps(progress)}", flush=True)
     console.poll()
-    expected = CONTRACT["expected"][args.mode]
+    expected = CONTRACT["expected"]["restore_saving" if args.mode == "restore" and args.checkpoint_dir else args.mode]
     result.update(
         cause=cause,
         expected=expected,
@@ -227,6 +253,8 @@ def main() -> int:
         phases={**phases, "simulate_seconds": round(time.monotonic() - wall_start - phases["instantiate_seconds"], 2)},
         console_last_line=console.last_line,
         panic_line=console.panic,
+        work_items=work_items,
+        stats_dumps=dumps[0] + 1,  # and gem5's own at exit
     )
     with open(os.path.join(outdir, FILES["result_tmp"]), "w") as f:
         json.dump(result, f, indent=2, sort_keys=True)

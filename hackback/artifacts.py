@@ -507,7 +507,13 @@ def build_unless_fresh(layout: Layout, target: Target, want: Mapping[str, Any], 
             if not target.shared:
                 log.info(f"{target.what} is up to date ({directory})")
             return Outcome(manifest, directory, built=False)
-        would_build(target.what, why or "")
+        twin = None if force else _twin(layout, target, want)
+        if twin is not None:
+            would_build(target.what, f"the same as {target.kind}/{twin[0].name}: its files would be linked, nothing built")
+            log.info(f"{target.what}: made from the same inputs as {target.kind}/{twin[0].name}; its files linked, nothing rebuilt")
+            build = _linker(target, *twin)
+        else:
+            would_build(target.what, why or "")
         if target.shared:
             return _build_part(layout, target, build)
         manifest = Manifest(target.kind, target.name)
@@ -516,6 +522,39 @@ def build_unless_fresh(layout: Layout, target: Target, want: Mapping[str, Any], 
             write_manifest(tmp, manifest)
         HashCache(layout.hash_db).moved(tmp, directory)
         return Outcome(manifest, directory, built=True)
+
+
+def _twin(layout: Layout, target: Target, want: Mapping[str, Any]) -> Optional[tuple[Path, dict[str, Any]]]:
+    """Another artifact of the same kind whose part was made from exactly these
+    inputs and is intact: what this one would be, so its files can be linked
+    (a kernel or a base image under a second name is not built twice)."""
+    if target.kind == "runs":
+        return None  # a run's id holds its inputs' digest: a twin would be itself
+    digest = digest_of(want)
+    kind_dir = layout.work_dir / target.kind
+    for other in sorted(kind_dir.iterdir()) if kind_dir.is_dir() else []:
+        if other.name == target.name or not (other / MANIFEST).is_file():
+            continue
+        manifest = Manifest.read(other)
+        rec = manifest.parts.get(target.part) if manifest else None
+        if manifest and rec and rec.get("inputs_digest") == digest and \
+                manifest.staleness(target.part, want, other, HashCache(layout.hash_db)) is None:
+            return other, rec
+    return None
+
+
+def _linker(target: Target, twin: Path, rec: dict[str, Any]) -> Callable[[Path, Manifest], None]:
+    """A build that hard-links the twin's files (all of them; of a shared artifact,
+    the part's outputs) and records its part as it is."""
+    def link(tmp: Path, manifest: Manifest) -> None:
+        names = [str(p.relative_to(twin)) for p in twin.rglob("*") if p.is_file() and p.name != MANIFEST] \
+            if not target.shared else [n for n in rec["outputs"] if (twin / n).is_file()]
+        for name in names:
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            _link_or_copy(str(twin / name), str(tmp / name))
+        manifest.parts[target.part] = {**rec, "info": {**rec.get("info", {}), "linked_from": str(twin)}}
+
+    return link
 
 
 def _staleness(layout: Layout, target: Target, manifest: Optional[Manifest], want: Mapping[str, Any],

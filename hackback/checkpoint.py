@@ -169,13 +169,14 @@ def _boot(ctx: StepContext, boot: BootInputs, manifest: Manifest, tmp: Path) -> 
         stale.unlink()
     files = sorted(p for p in cpt.rglob("*") if p.is_file()) + ([booted] if booted.parent == tmp else [])
     manifest.set_part("checkpoint", boot.want, {str(p.relative_to(tmp)): file_record(p, ctx.hashes) for p in files},
-                      _info(cfg, boot, result, g, stripped=booted.parent == tmp))
+                      _info(cfg, boot, result, g, stripped=booted.parent == tmp, console=tmp / gem5run.CONSOLE_COPY))
     size = sum(p.stat().st_blocks * 512 for p in files)
     log.info(f"checkpoint {cpt.name}: {result['sim_seconds']:.3f} simulated s in {log.format_seconds(result['host_seconds'])} "
              f"host; {size / 2**20:.0f} MiB on disk")
 
 
-def _info(cfg: Config, boot: BootInputs, result: dict[str, Any], g: dict[str, Any], stripped: bool) -> dict[str, Any]:
+def _info(cfg: Config, boot: BootInputs, result: dict[str, Any], g: dict[str, Any], stripped: bool,
+          console: Path) -> dict[str, Any]:
     want = boot.want
     return {
         "cpt": str(result["checkpoint"]),
@@ -192,4 +193,41 @@ def _info(cfg: Config, boot: BootInputs, result: dict[str, Any], g: dict[str, An
         "kernel_args": want["kernel_args"],
         "timing": timing(cfg, KernelTiming.of(boot.kernel)),
         "console_last_line": result.get("console_last_line", ""),
+        # What the guest could hold when it was checkpointed (hackback-guest's line): payloads are checked against it.
+        **({"guest": guest} if (guest := gem5run.guest_room(console)) else {}),
     }
+
+
+
+def tree(layout: Layout) -> list[str]:
+    """The work dir's checkpoints as a tree (children under their parent): name,
+    cpt, tick, how it was made, how many runs used it."""
+    found: dict[str, dict[str, Any]] = {}
+    for directory in sorted((layout.work_dir / "checkpoints").glob("*")):
+        manifest = Manifest.read(directory)
+        if manifest is not None and "checkpoint" in manifest.parts:
+            found[directory.name] = manifest.parts["checkpoint"]["info"]
+    runs: dict[str, int] = {}
+    for directory in (layout.work_dir / "runs").glob("*"):
+        manifest = Manifest.read(directory)
+        if manifest is not None and "run" in manifest.parts:
+            name = manifest.parts["run"]["info"].get("checkpoint", {}).get("name", "")
+            runs[name] = runs.get(name, 0) + 1
+    children: dict[str, list[str]] = {}
+    for name, info in found.items():
+        children.setdefault(info.get("parent", {}).get("name", ""), []).append(name)
+    lines: list[str] = []
+
+    def show(name: str, depth: int) -> None:
+        info = found[name]
+        made = info.get("made_by")
+        how = (f"restore of {Path(made['script']['path']).name} on {made.get('cpu')}" if made
+               else f"boot ({info.get('boot', '?')}, {info.get('board', {}).get('cpu', '?')} CPU)")
+        lines.append(f"{'  ' * depth}{'└─ ' if depth else ''}{name:<{max(4, 24 - 2 * depth)}} {info.get('cpt', '?'):<20} "
+                     f"tick {info.get('tick', '?'):<14} {how:<40} runs: {runs.get(name, 0)}")
+        for child in sorted(children.get(name, [])):
+            show(child, depth + 1)
+
+    for root in sorted(n for n, i in found.items() if i.get("parent", {}).get("name") not in found):
+        show(root, 0)
+    return lines

@@ -67,6 +67,11 @@ class ImageConfig:
     stall_timeout: int
     memory_mib: int
     m5: Optional[Path]
+    # The user layer, provisioned on a copy of the base after hackback's own
+    # provisioning and before the lock-down (relative paths: from the config file).
+    user_packages: tuple[str, ...]
+    user_files: Mapping[str, Path]  # guest path = host file or directory
+    user_scripts: tuple[Path, ...]
 
 
 KernelSourceKind = Literal["debian", "tarball", "prebuilt"]
@@ -115,6 +120,9 @@ class RestoreConfig:
     l1i: str
     l2: str
     jobs: int
+    payload: tuple[str, ...]
+    payload_max_bytes: int
+    save_checkpoint: str
     max_sim_seconds: int
     max_wall_seconds: int
 
@@ -227,15 +235,28 @@ def _coerce(key: str, tp: Any, value: Any, layer: _Layer) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string, got {value!r}")
         return value
-    if origin is tuple:  # tuple[str, ...]: a TOML array, or comma-separated from the environment
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where} must be a list of strings, got {value!r}")
-        return tuple(value)
-    if origin is collections.abc.Mapping:
-        return _coerce_map(where, value)
+    if origin in (tuple, collections.abc.Mapping):
+        return _coerce_collection(key, tp, value, layer)
     raise AssertionError(f"no coercion for {tp}")  # a schema bug, not user input
+
+
+def _coerce_collection(key: str, tp: Any, value: Any, layer: _Layer) -> Any:
+    """tuple[str|Path, ...]: a TOML array, or comma-separated from the environment;
+    Mapping[str, str|Path]: a table. Paths are relative to the file that names them."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    where = f"'{key}' in {layer.origin}"
+    if origin is collections.abc.Mapping:
+        table = _coerce_map(where, value)
+        if args and args[1] is Path:
+            return _FrozenMap({k: _coerce(f"{key}.{k}", Path, v, layer) for k, v in table.items()})
+        return table
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, (str, Path)) for v in value):
+        raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+    if args and args[0] is Path:
+        return tuple(_coerce(key, Path, v, layer) for v in value)
+    return tuple(str(v) for v in value)
 
 
 def _coerce_map(where: str, value: Any) -> "_FrozenMap":
@@ -255,13 +276,13 @@ def _coerce_map(where: str, value: Any) -> "_FrozenMap":
     return _FrozenMap({str(k): v for k, v in value.items()})
 
 
-class _FrozenMap(Mapping[str, str]):
+class _FrozenMap(Mapping[str, Any]):
     """A read-only, hashable mapping so Config stays frozen all the way down."""
 
-    def __init__(self, data: Mapping[str, str]) -> None:
+    def __init__(self, data: Mapping[str, Any]) -> None:
         self._data = dict(sorted(data.items()))
 
-    def __getitem__(self, key: str) -> str:
+    def __getitem__(self, key: str) -> Any:
         return self._data[key]
 
     def __iter__(self) -> typing.Iterator[str]:
@@ -385,9 +406,25 @@ def _validate(kw: Mapping[str, Any]) -> None:
     _validate_caches(res)
     if res.jobs < 1:
         raise ConfigError("restore.jobs must be at least 1")
+    child = res.save_checkpoint
+    if child and (not all(c.isalnum() or c in "-_." for c in child) or child.startswith(".")):
+        raise ConfigError(f"restore.save_checkpoint {child!r} is not usable as a checkpoint name", "use letters, digits, '-', '_' and '.'")
     _validate_build_options(kw["gem5"].build_options)
     _validate_sources(kw)
     _validate_m5(image.m5)
+    _validate_user_layer(image)
+
+
+def _validate_user_layer(img: ImageConfig) -> None:
+    """The user layer's files exist, when the config is read (before anything is built)."""
+    for script in img.user_scripts:
+        if not script.is_file():
+            raise ConfigError(f"image.user_scripts: {script} does not exist", "fix the path (relative to the config file)")
+    for guest, host in img.user_files.items():
+        if not guest.startswith("/") or guest.rstrip("/") in ("", "/tmp/hackback"):
+            raise ConfigError(f"image.user_files: {guest!r} is not an absolute guest path", 'write it as "/opt/data" = "host/path"')
+        if not host.exists():
+            raise ConfigError(f"image.user_files: {host} (for {guest}) does not exist", "fix the path (relative to the config file)")
 
 
 def _validate_caches(res: RestoreConfig) -> None:

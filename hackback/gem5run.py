@@ -122,6 +122,7 @@ class Gem5Job:
     script: Optional[Path] = None
     max_sim_seconds: int = 0
     max_wall_seconds: int = 0
+    save_child: bool = False  # restore: the guest's hackback-checkpoint saves cpt.<tick> into out and ends the run
 
 
 def config_script() -> Path:
@@ -141,6 +142,8 @@ def command(job: Gem5Job) -> list[str]:
     else:
         assert job.checkpoint is not None and job.script is not None
         cmd += ["--checkpoint", f"{CPT_PARENT}/{job.checkpoint.name}", "--script", SCRIPT_MNT]
+        if job.save_child:
+            cmd += ["--checkpoint-dir", OUT_MNT]
     return cmd
 
 
@@ -225,8 +228,11 @@ def describe_ending(result: dict[str, Any]) -> str:
 
 def _hint(result: dict[str, Any], job: Gem5Job) -> str:
     cause = result.get("cause")
-    if cause == _CAUSE["checkpoint"] and job.mode == "restore":
-        return "the script (or the image) took a checkpoint during a restore; child checkpoints are not supported yet"
+    if cause == _CAUSE["checkpoint"] and job.mode == "restore" and not job.save_child:
+        return ("the script asked for a checkpoint (hackback-checkpoint or m5 checkpoint): to keep it as a child "
+                "checkpoint, restore with --save-checkpoint NAME")
+    if cause == _CAUSE["exit"] and job.save_child:
+        return "the script ended without calling hackback-checkpoint, so there is no child checkpoint to save"
     if cause in (_CAUSE["max_sim_seconds"], _CAUSE["max_wall_seconds"]):
         name = _CAUSE_NAME[cause]  # the Gem5Job field, and the config key
         key = f"{'checkpoint' if job.mode == 'boot' else 'restore'}.{name}"
@@ -285,3 +291,15 @@ class _Printer:
         elif _GEM5_ERROR.search(line) or "Traceback" in line or "Error:" in line:
             self.show(f"[{self.label}] {line}")
 
+
+def guest_room(console: Path) -> dict[str, int]:
+    """What the guest could hold when it was checkpointed: `HACKBACK-GUEST mem_available_kib=N root_free_kib=M` from a boot's console, as numbers."""
+    try:
+        text = console.read_text(errors="replace")
+    except OSError:
+        return {}
+    lines = [ln for ln in text.splitlines() if ln.startswith("HACKBACK-GUEST ")]
+    if not lines:
+        return {}
+    pairs = (kv.split("=", 1) for kv in lines[-1].split()[1:] if "=" in kv)
+    return {k: int(v) for k, v in pairs if v.lstrip("-").isdigit()}

@@ -10,14 +10,15 @@ with its console's tail. Every build ends with a static check of the result.
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 import re
-import secrets
+import shlex
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -32,14 +33,18 @@ from .records import DISK, FASTINIT, ImageArtifact, ToolsImage
 
 GUEST = Path(__file__).resolve().parent / "guest"
 GUEST_FILES = ("stage1.sh", "provision.sh", "hack_back_ckpt.rcS", "hackback-guest.c", "autologin.conf", "bashrc-hook.sh",
-               "check.sh", "fastinit")
+               "check.sh", "fastinit")  # the base's; lockdown.sh is the finished image's
 GUEST_HELPER = "hackback-guest"  # built from hackback-guest.c in stage 1, at /sbin/hackback-guest
+LOCKDOWN = "lockdown.sh"  # the last provisioning step, after the user layer
+BASE_DISK = "base.img"  # the provisionable base, kept beside the finished disk
+BASE_MNT = "/hackback/base"
 WORK_MNT = "/hackback/work"
 GUEST_MNT = "/hackback/guest"
 AUTOLOGIN_PATH = "/etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf"
 
 
 def inputs(cfg: Config, tools: ToolsImage, m5_sha256: str) -> dict[str, Any]:
+    """What the base (stage 1 and hackback's own provisioning) is made from."""
     img = cfg.image
     return {
         "tools_image": tools.id,
@@ -54,24 +59,59 @@ def inputs(cfg: Config, tools: ToolsImage, m5_sha256: str) -> dict[str, Any]:
     }
 
 
+def layer_inputs(cfg: Config, base: dict[str, Any], hashes: HashCache) -> dict[str, Any]:
+    """What the finished image is made from: the base as built, the user layer
+    (each script's and file's sha256), and the lock-down."""
+    img = cfg.image
+    return {
+        "base": digest_of({"inputs": base["inputs_digest"], "outputs": base["outputs"]}),
+        "lockdown_sha256": HashCache.sha256_uncached(GUEST / LOCKDOWN),
+        "template": digest_of(render_template(_PLACEHOLDERS)),
+        "user_packages": list(img.user_packages),
+        "user_files": {guest: {"host": str(host), "sha256": hashes.tree_sha256(host) if host.is_dir() else hashes.sha256(host)}
+                       for guest, host in sorted(img.user_files.items())},
+        "user_scripts": [{"path": str(p), "sha256": hashes.sha256(p)} for p in img.user_scripts],
+    }
+
+
 def ensure(ctx: StepContext, m5: Path, force: bool = False) -> ImageArtifact:
+    """The base (built only when its inputs change), then the finished image: the
+    user layer and the lock-down on a copy of the base."""
     cfg = ctx.cfg
     problem = elf.static_x86_64_problem(m5)  # before anything is touched: it goes into the image as it is
     if problem:
         raise UsageError(f"m5 binary {m5} {problem}", "build it with `invoke env`, or give a static x86-64 m5 with --m5 PATH")
-    want = inputs(cfg, ctx.tools, ctx.hashes.sha256(m5))
+    base_want = inputs(cfg, ctx.tools, ctx.hashes.sha256(m5))
 
-    def build(tmp: Path, manifest: Manifest) -> None:
+    def build_base(tmp: Path, manifest: Manifest) -> None:
         require_free(ctx.layout.work_dir, 2 * cfg.image.size_mib * 2**20 + (2 << 30), "building the disk image")
-        _build(_Build(cfg, ctx.engine, ctx.layout, ctx.hashes, ctx.tools, m5, want, tmp), manifest)
+        _build_base(_Build(cfg, ctx.engine, ctx.layout, ctx.hashes, ctx.tools, m5, base_want, tmp), manifest)
 
-    done = build_unless_fresh(ctx.layout, Target("images", cfg.name, "image", f"image '{cfg.name}'"), want, force, build)
+    base = build_unless_fresh(ctx.layout, Target("images", cfg.name, "base", f"image '{cfg.name}' base", shared=True),
+                              base_want, force, build_base)
+    want = layer_inputs(cfg, base.manifest.parts["base"], ctx.hashes)
+
+    def build_layer(tmp: Path, manifest: Manifest) -> None:
+        require_free(ctx.layout.work_dir, cfg.image.size_mib * 2**20 + (1 << 30), "building the disk image")
+        _build_layer(_Build(cfg, ctx.engine, ctx.layout, ctx.hashes, ctx.tools, m5, want, tmp), base.manifest, manifest)
+
+    done = build_unless_fresh(ctx.layout, Target("images", cfg.name, "image", f"image '{cfg.name}'", shared=True),
+                              want, force, build_layer)
+    if not base.built and not done.built:
+        log.info(f"image '{cfg.name}' is up to date ({done.directory})")
     return ImageArtifact.of(cfg.name, done.directory, done.manifest)
+
+
+def _password(seed: str) -> str:
+    """Root's password for Packer's SSH while the image is provisioned (base and
+    layer): derived from the base's inputs, so the layer can log in again; the
+    lock-down locks root, and the VM is reachable only from its container."""
+    return digest_of(["packer-ssh", seed])[:24]
 
 
 @dataclass(frozen=True)
 class _Build:
-    """What one image build needs, handed from stage to stage."""
+    """What one image build (base or layer) needs, handed from stage to stage."""
     cfg: Config
     engine: Engine
     layout: Layout
@@ -80,7 +120,6 @@ class _Build:
     m5: Path
     want: dict[str, Any]
     tmp: Path
-    password: str = field(default_factory=lambda: secrets.token_hex(12))  # for Packer's SSH only: provisioning locks root
 
     @property
     def seed(self) -> str:
@@ -103,20 +142,36 @@ class _Build:
         return self.tmp / "stage1"
 
 
-def _build(b: _Build, manifest: Manifest) -> None:
+def _build_base(b: _Build, manifest: Manifest) -> None:
     img = b.cfg.image
     times: dict[str, float] = {}
     start = time.monotonic()
     with log.step(f"image stage 1: {img.suite} from {img.mirror} into a raw disk"):
         _stage1(b)
     times["stage1_seconds"] = time.monotonic() - start
-
     start = time.monotonic()
     accel = _accel.choose(img.accel, b.engine, b.layout, b.tools.ref, b.tools.versions.get("qemu", ""), b.stage1 / "vmlinuz")
-    with log.step(f"image stage 2: Packer + QEMU ({accel}) provisioning"):
-        _provision(b, accel)
+    with log.step(f"image stage 2: Packer + QEMU ({accel}) provisioning the base"):
+        files = b.tmp / "packer" / "files"
+        files.mkdir(parents=True)
+        shutil.copy2(b.m5, files / "m5")
+        for name in ("hack_back_ckpt.rcS", "autologin.conf", "bashrc-hook.sh", "fastinit"):
+            shutil.copy2(GUEST / name, files / name)
+        provisioners: list[dict[str, Any]] = [{"type": "shell", "inline": ["mkdir -p /tmp/hackback"]},
+                        {"type": "file", "source": f"{WORK_MNT}/packer/files/", "destination": "/tmp/hackback/"},
+                        {"type": "shell", "script": f"{GUEST_MNT}/provision.sh"}]
+        boot = _Boot(f"{WORK_MNT}/stage1/base.img", f"{WORK_MNT}/stage1/vmlinuz", f"{WORK_MNT}/stage1/initrd.img",
+                     b.partuuid, _password(b.seed))
+        _provision(b, accel, boot, provisioners, BASE_DISK, "base-")
     times["stage2_seconds"] = time.monotonic() - start
-    _finish(b, manifest, accel, times)
+    for name in ("vmlinuz", "initrd.img", "packages.tsv", GUEST_HELPER):
+        os.replace(b.stage1 / name, b.tmp / name)
+    shutil.rmtree(b.stage1)
+    manifest.set_part("base", b.want, {name: file_record(b.tmp / name, b.hashes) for name in (BASE_DISK, "vmlinuz", "initrd.img", GUEST_HELPER)}, {
+        "partuuid": b.partuuid, "fs_uuid": b.fs_uuid, "disk_id": b.disk_id, "accelerator": accel,
+        "tools_image": b.tools.ref, "tools": b.tools.versions, "packages": _read_packages(b.tmp / "packages.tsv"),
+        **{k: round(v, 1) for k, v in times.items()},
+    })
 
 
 def _stage1(b: _Build) -> None:
@@ -128,43 +183,82 @@ def _stage1(b: _Build) -> None:
         environment={
             "SUITE": img.suite, "MIRROR": img.mirror, "PACKAGES": " ".join(img.packages),
             "SIZE_MIB": str(img.size_mib), "FS_UUID": b.fs_uuid, "DISK_ID": b.disk_id,
-            "ROOT_PASSWORD": b.password, "RNG_SEED": b.seed[:64], "OWNER": f"{os.getuid()}:{os.getgid()}",
+            "ROOT_PASSWORD": _password(b.seed), "RNG_SEED": b.seed[:64], "OWNER": f"{os.getuid()}:{os.getgid()}",
         },
         as_root=True, cap_add=["SYS_ADMIN"], kvm=False,
     )
     b.engine.run(spec, phase="image:stage1", on_line=_phase_printer("image:stage1"))
 
 
-def _finish(b: _Build, manifest: Manifest, accel: str, times: dict[str, float]) -> None:
-    """Keep stage 1's kernel, initrd and helper beside the disk, check the disk, record it."""
-    tmp, hashes = b.tmp, b.hashes
-    for name in ("vmlinuz", "initrd.img", "packages.tsv", GUEST_HELPER):
-        os.replace(b.stage1 / name, tmp / name)
-    shutil.rmtree(b.stage1)
-    expect = expected_facts(hashes.sha256(b.m5), b.fs_uuid, b.disk_id, hashes.sha256(tmp / GUEST_HELPER))
-    problems = check(b.engine, b.tools, tmp / DISK, expect)
+def _build_layer(b: _Build, base_manifest: Manifest, manifest: Manifest) -> None:
+    """The user layer and the lock-down, provisioned on a copy of the base (Packer
+    reads the base read-only and writes a new disk); then the check."""
+    base = base_manifest.parts["base"]
+    info = base["info"]
+    start = time.monotonic()
+    accel = str(info.get("accelerator", "tcg"))
+    layer = _user_provisioners(b)
+    what = f"the user layer ({_describe_layer(b.cfg)}) and the lock-down" if layer else "the lock-down"
+    with log.step(f"image stage 3: Packer + QEMU ({accel}) provisioning {what} on a copy of the base"):
+        provisioners: list[dict[str, Any]] = [{"type": "shell", "inline": ["mkdir -p /tmp/hackback"]}, *layer,
+                        {"type": "shell", "script": f"{GUEST_MNT}/{LOCKDOWN}"}]
+        base_dir = b.layout.artifact_dir("images", b.cfg.name)
+        boot = _Boot(f"{BASE_MNT}/{BASE_DISK}", f"{BASE_MNT}/vmlinuz", f"{BASE_MNT}/initrd.img", str(info["partuuid"]),
+                     _password(str(base["inputs_digest"])), (Mount(base_dir, BASE_MNT),))
+        _provision(b, accel, boot, provisioners, DISK, "")
+    seconds = time.monotonic() - start
+    expect = expected_facts(str(base["inputs"]["m5_sha256"]), info["fs_uuid"], info["disk_id"],
+                            str(base["outputs"][GUEST_HELPER]["sha256"]))
+    problems = check(b.engine, b.tools, b.tmp / DISK, expect)
     if problems:
         raise ArtifactError(f"the built image failed its check: {problems[0]}", f"{len(problems)} problem(s); see the lines above")
-    st = (tmp / DISK).stat()
-    manifest.set_part(
-        "image",
-        b.want,
-        {name: file_record(tmp / name, hashes) for name in (DISK, "vmlinuz", "initrd.img", GUEST_HELPER)},
-        {
-            "partuuid": b.partuuid,
-            "fs_uuid": b.fs_uuid,
-            "root_kernel_arg": f"root=PARTUUID={b.partuuid}",
-            "virtual_bytes": st.st_size,
-            "allocated_bytes": st.st_blocks * 512,
-            "accelerator": accel,
-            "tools_image": b.tools.ref,
-            "tools": b.tools.versions,
-            "packages": _read_packages(tmp / "packages.tsv"),
-            **{k: round(v, 1) for k, v in times.items()},
-        },
-    )
+    st = (b.tmp / DISK).stat()
+    manifest.set_part("image", b.want, {DISK: file_record(b.tmp / DISK, b.hashes)}, {
+        "partuuid": info["partuuid"], "fs_uuid": info["fs_uuid"], "root_kernel_arg": f"root=PARTUUID={info['partuuid']}",
+        "virtual_bytes": st.st_size, "allocated_bytes": st.st_blocks * 512, "accelerator": accel,
+        "tools_image": b.tools.ref, "tools": b.tools.versions, "packages": info.get("packages", {}),
+        "user_layer": {k: b.want[k] for k in ("user_packages", "user_files", "user_scripts")},
+        "layer_seconds": round(seconds, 1),
+    })
     log.info(f"image: {st.st_size / 2**30:.1f} GiB virtual, {st.st_blocks * 512 / 2**30:.2f} GiB allocated; "
-             f"stage 1 {log.format_seconds(times['stage1_seconds'])}, stage 2 {log.format_seconds(times['stage2_seconds'])}")
+             f"layer and lock-down {log.format_seconds(seconds)}")
+
+
+def _describe_layer(cfg: Config) -> str:
+    img = cfg.image
+    return ", ".join(f"{len(v)} {k}" for k, v in (("package(s)", img.user_packages), ("file(s)", img.user_files),
+                                                  ("script(s)", img.user_scripts)) if v)
+
+
+def _user_provisioners(b: _Build) -> list[dict[str, Any]]:
+    """Packer provisioners for the user layer: packages, then files, then scripts,
+    with the files and scripts copied into the Packer work directory."""
+    img = b.cfg.image
+    out: list[dict[str, Any]] = []
+    if img.user_packages:
+        pkgs = " ".join(shlex.quote(p) for p in img.user_packages)
+        out.append({"type": "shell", "inline": [
+            "echo 'HACKBACK-STEP user packages: " + " ".join(img.user_packages).replace("'", "") + "'",
+            f"apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends {pkgs}"]})
+    user = b.tmp / "packer" / "user"
+    for i, (guest, host) in enumerate(sorted(img.user_files.items())):
+        dest = user / str(i)
+        dest.mkdir(parents=True)
+        parent = guest if host.is_dir() else str(Path(guest).parent)
+        if host.is_dir():
+            shutil.copytree(host, dest / host.name, symlinks=True)
+        else:
+            shutil.copy2(host, dest / host.name)
+        out.append({"type": "shell", "inline": [f"echo 'HACKBACK-STEP user file {guest}'", f"mkdir -p {shlex.quote(parent)}"]})
+        out.append({"type": "file", "source": f"{WORK_MNT}/packer/user/{i}/{host.name}" + ("/" if host.is_dir() else ""),
+                    "destination": guest})
+    scripts = b.tmp / "packer" / "scripts"
+    for i, script in enumerate(img.user_scripts):
+        scripts.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(script, scripts / f"{i:02d}-{script.name}")
+        out.append({"type": "shell", "inline": [f"echo 'HACKBACK-STEP user script {script.name}'"]})
+        out.append({"type": "shell", "script": f"{WORK_MNT}/packer/scripts/{i:02d}-{script.name}"})
+    return out
 
 
 def _phase_printer(phase: str) -> Any:
@@ -190,7 +284,7 @@ def _read_packages(path: Path) -> dict[str, str]:
 
 _PLACEHOLDERS: dict[str, Any] = dict(
     base="BASE", kernel="KERNEL", initrd="INITRD", append="APPEND", output="OUT", size_mib=0,
-    accel="tcg", memory_mib=0, serial="SERIAL", files="FILES", script="SCRIPT", password="PW",
+    accel="tcg", memory_mib=0, serial="SERIAL", password="PW", provisioners="PROVISIONERS",
 )
 
 
@@ -223,44 +317,57 @@ def _fill(node: Any, values: dict[str, Any]) -> Any:
     return _PLACEHOLDER.sub(lambda m: f"{values[m.group(1)]}", node)
 
 
-def _provision(b: _Build, accel: str) -> None:
+@dataclass(frozen=True)
+class _Boot:
+    """What Packer boots: a disk (container path), its kernel and initrd, its root
+    partition, root's password."""
+    disk: str
+    kernel: str
+    initrd: str
+    partuuid: str
+    password: str
+    mounts: tuple[Mount, ...] = ()  # what it boots from, when that is not in the work dir
+
+
+def _provision(b: _Build, accel: str, boot: _Boot, provisioners: list[dict[str, Any]], out_name: str, keep_as: str) -> None:
+    """One Packer run: boot `boot.disk`, run the provisioners, write tmp/out_name;
+    the console log and template kept as <keep_as>provision-console.log, ...template.json."""
     work = b.tmp / "packer"
-    files = work / "files"
-    files.mkdir(parents=True)
-    shutil.copy2(b.m5, files / "m5")
-    for name in ("hack_back_ckpt.rcS", "autologin.conf", "bashrc-hook.sh", "fastinit"):
-        shutil.copy2(GUEST / name, files / name)
+    work.mkdir(exist_ok=True)
     serial = work / "console.log"
     serial.touch()
     template = render_template(dict(
-        base=f"{WORK_MNT}/stage1/base.img", kernel=f"{WORK_MNT}/stage1/vmlinuz", initrd=f"{WORK_MNT}/stage1/initrd.img",
-        append=f"root=PARTUUID={b.partuuid} rw console=ttyS0 net.ifnames=0", output=f"{WORK_MNT}/packer/out",
-        size_mib=b.cfg.image.size_mib, accel=accel, memory_mib=b.cfg.image.memory_mib,
-        serial=f"{WORK_MNT}/packer/console.log", files=f"{WORK_MNT}/packer/files", script=f"{GUEST_MNT}/provision.sh",
-        password=b.password,
+        base=boot.disk, kernel=boot.kernel, initrd=boot.initrd,
+        append=f"root=PARTUUID={boot.partuuid} rw console=ttyS0 net.ifnames=0",
+        output=f"{WORK_MNT}/packer/out", size_mib=b.cfg.image.size_mib, accel=accel, memory_mib=b.cfg.image.memory_mib,
+        serial=f"{WORK_MNT}/packer/console.log", password=boot.password, provisioners=provisioners,
     ))
     (work / "template.json").write_text(json.dumps(template, indent=2))
-    _run_packer(b, accel, serial)
-    os.replace(work / "out" / DISK, b.tmp / DISK)
-    os.replace(serial, b.tmp / "provision-console.log")
-    template["builders"][0]["ssh_password"] = "<redacted: random, used once; root is locked>"
-    (b.tmp / "packer-template.json").write_text(json.dumps(template, indent=2))
+    _run_packer(b, accel, serial, boot.mounts)
+    os.replace(work / "out" / DISK, b.tmp / out_name)
+    os.replace(serial, b.tmp / f"{keep_as}provision-console.log")
+    template["builders"][0]["ssh_password"] = "<redacted: used while provisioning only; root is locked>"
+    (b.tmp / f"{keep_as}packer-template.json").write_text(json.dumps(template, indent=2))
     shutil.rmtree(work)
-    (b.stage1 / "base.img").unlink()
+    if (b.stage1 / BASE_DISK).exists():
+        (b.stage1 / BASE_DISK).unlink()
 
 
-def _run_packer(b: _Build, accel: str, serial: Path) -> None:
+def _run_packer(b: _Build, accel: str, serial: Path, mounts: tuple[Mount, ...] = ()) -> None:
     """`packer build` under the watchdog; a failure shows the guest console's tail first."""
     watch = _Watchdog(serial, b.cfg.image.stall_timeout)
     show = _phase_printer("image:packer")
 
+    recent: collections.deque[str] = collections.deque(maxlen=12)
+
     def on_line(line: str) -> None:
         watch.progress()
+        recent.append(line)
         show(line)
 
     spec = RunSpec(
         b.tools.ref, ["packer", "build", "-color=false", f"{WORK_MNT}/packer/template.json"], step="image-packer",
-        mounts=[Mount(GUEST, GUEST_MNT), Mount(b.tmp, WORK_MNT, read_only=False)],
+        mounts=[Mount(GUEST, GUEST_MNT), Mount(b.tmp, WORK_MNT, read_only=False), *mounts],
         environment={"PACKER_CACHE_DIR": f"{WORK_MNT}/packer/cache", "CHECKPOINT_DISABLE": "1", "PACKER_NO_COLOR": "1"},
         workdir=f"{WORK_MNT}/packer", kvm=accel == "kvm",
     )
@@ -270,6 +377,8 @@ def _run_packer(b: _Build, accel: str, serial: Path) -> None:
         tail = watch.console_tail()
         if tail:
             log.info("last lines of the guest's console:\n" + "\n".join(f"    {ln}" for ln in tail))
+        if recent:  # a failing provisioning script (a user script's, say) says why here
+            log.info("last lines of the provisioning output:\n" + "\n".join(f"    {ln}" for ln in recent))
         raise
 
 
@@ -383,12 +492,13 @@ def check_existing(ctx: StepContext, path: Optional[Path], m5: Optional[Path]) -
         raise UsageError(f"no image at {disk}", "build one with `invoke image`, or name one: --check PATH")
     manifest = Manifest.read(disk.parent)
     helper_sha = None
-    if manifest and "image" in manifest.parts:
-        helper_sha = manifest.parts["image"]["outputs"].get(GUEST_HELPER, {}).get("sha256")
+    if manifest and "base" in manifest.parts:
+        helper_sha = manifest.parts["base"]["outputs"].get(GUEST_HELPER, {}).get("sha256")
     if m5 is not None:
         m5_sha = hashes.sha256(m5)
-    elif manifest and "image" in manifest.parts:
-        m5_sha = manifest.parts["image"]["inputs"]["m5_sha256"]
+    elif manifest and ("base" in manifest.parts or "m5_sha256" in manifest.parts.get("image", {}).get("inputs", {})):
+        # An image made before the base/layer split recorded m5 in its one part.
+        m5_sha = manifest.parts.get("base", manifest.parts.get("image", {}))["inputs"]["m5_sha256"]
     else:
         raise UsageError(f"{disk} has no manifest beside it to say which m5 it should hold", "give the m5 with --m5 PATH")
     problems = check(ctx.engine, ctx.tools, disk, expected_facts(m5_sha, helper_sha256=helper_sha))

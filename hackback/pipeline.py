@@ -168,6 +168,8 @@ def perform(req: Request) -> Any:
     if req.target == "restore":
         restore.scripts_from(req.scripts)  # a bad script is refused before the config is even read
     ctx = open_context(req.flags, req.config_file)
+    if req.target == "restore":
+        restore.check_payload(ctx.cfg)
     for what, path in (("--kernel", req.kernel), ("--image", req.disk)):
         # Before the env step can start a gem5 build.
         if path is not None and not path.is_file():
@@ -178,6 +180,14 @@ def perform(req: Request) -> Any:
         return dry_run_report(ctx, req)
     clean.reap_orphans(ctx.engine, ctx.layout)
     return run(ctx, req)
+
+
+def list_checkpoints(flags: Mapping[str, Any], config_file: Optional[str]) -> list[str]:
+    ctx = open_context(flags, config_file)
+    lines = checkpoint.tree(ctx.layout)
+    for line in lines or [f"no checkpoints in {ctx.layout.work_dir} yet (take one with `invoke checkpoint`)"]:
+        print(line)
+    return lines
 
 
 def clean_up(flags: Mapping[str, Any], config_file: Optional[str], request: clean.CleanRequest) -> Any:

@@ -6,7 +6,7 @@ here, so no step walks another step's manifest as a dict.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -188,6 +188,12 @@ class CheckpointArtifact:
 _CAUSES = {"exit": "the guest's m5 exit"}
 
 
+def _figures(values: dict[str, Any]) -> str:
+    shown = {"insts": "instructions={:.0f}", "ipc": "IPC={:.3f}", "l1d_miss_rate": "L1D miss rate={:.4f}",
+             "l2_miss_rate": "L2 miss rate={:.4f}"}
+    return ", ".join(fmt.format(float(values[k])) for k, fmt in shown.items() if k in values)
+
+
 @dataclass(frozen=True)
 class RunResult:
     run_id: str
@@ -196,11 +202,14 @@ class RunResult:
     script_status: Optional[str]  # as the guest printed it: a number, or "empty"; None if never printed
     sim_seconds: float
     host_seconds: float
-    stats: dict[str, str]
+    stats: dict[str, Any]  # the whole run's figures (hackback.stats.figures)
     reused: bool = False
+    roi: dict[str, Any] = field(default_factory=dict)  # the region of interest's, if the script marked one
 
     def summary(self) -> str:
-        stats = ", ".join(f"{k}={v}" for k, v in self.stats.items() if k in ("simInsts", "board.processor.cores.core.ipc"))
+        stats = _figures(self.stats)
+        if self.roi:
+            stats = f"{stats}; region of interest: {_figures(self.roi)}"
         return (f"run {self.run_id}{' (up to date, not rerun)' if self.reused else ''}: "
                 + (f"script exit status {self.script_status}; " if self.script_status is not None else
                    "the script ended the simulation itself (m5 exit); " if self.cause == "exit" else

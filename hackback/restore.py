@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import os
 import re
 import shutil
 import threading
@@ -21,20 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from . import gem5run, log
+from . import gem5run, log, stats
+from . import payload as payload_
 from .artifacts import (HashCache, Layout, Manifest, Target, build_unless_fresh, digest_of, dry_running, file_record, keep_failed,
                         would_build)
 from .config import Config
 from .context import StepContext
 from .engine import Engine
 from .ownership import owner_label
-from .records import CheckpointArtifact, EnvArtifact, RunResult
-from .errors import Gem5RunFailed, HackbackError, MismatchError, ScriptFailed, UsageError
+from .records import GEM5_KERNEL, CheckpointArtifact, EnvArtifact, RunResult
+from .errors import ArtifactError, Gem5RunFailed, HackbackError, MismatchError, ScriptFailed, UsageError
 
 SCRIPT_EXIT = gem5run.SCRIPT_EXIT
-KEY_STATS = ("simSeconds", "simInsts", "simOps", "hostSeconds", "hostInstRate",
-             "board.processor.cores.core.ipc", "board.processor.cores.core.numCycles")
 MAX_SCRIPT_BYTES = 1 << 20
+READFILE = "readfile.bin"  # what the guest reads when a payload comes with the script
 
 
 def scripts_from(paths: Sequence[str]) -> list[Path]:
@@ -89,7 +90,8 @@ def verify(cpt: CheckpointArtifact, env: EnvArtifact, kernel: Path, disk: Path, 
         if got != want:
             raise MismatchError(
                 f"the {what} {path} (sha256 {got[:12]}…) is not the one checkpoint '{cpt.name}' was taken with ({want[:12]}…)",
-                f"restore with that {what}, or take a new checkpoint with `invoke checkpoint --force`",
+                f"the {what} was rebuilt or replaced since (a changed user layer, say): restore with the one it was "
+                f"taken with, or take a new checkpoint with `invoke checkpoint`",
             )
     have, took = env.gem5(), info["gem5"]
     if have["release"] != took["release"]:
@@ -112,10 +114,12 @@ def verify(cpt: CheckpointArtifact, env: EnvArtifact, kernel: Path, disk: Path, 
     return warnings
 
 
-def run_inputs(cfg: Config, cpt: CheckpointArtifact, env: EnvArtifact, script_sha: str) -> dict[str, Any]:
+def run_inputs(cfg: Config, cpt: CheckpointArtifact, env: EnvArtifact, script_sha: str,
+               payload_sha: Optional[str] = None) -> dict[str, Any]:
     run_cfg = cfg.restore
     g = env.gem5()
     return {
+        **({"payload_sha256": payload_sha} if payload_sha else {}),
         "checkpoint": cpt.identity_digest(),
         "script_sha256": script_sha,
         "gem5_binary_sha256": g["binary_sha256"],
@@ -143,6 +147,7 @@ class _Restores:
     disk: Path
     warnings: list[str]
     force: bool
+    payload: Optional[payload_.Payload] = None
 
 
 @dataclass(frozen=True)
@@ -161,13 +166,20 @@ def restore(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts
     warnings = verify(cpt, env, kernel, disk, ctx.hashes)
     for w in warnings:
         log.warn(w)
-    runs = _Restores(ctx, env, cpt, kernel, disk, warnings, force)
+    brought = _payload(ctx.cfg, cpt)
+    runs = _Restores(ctx, env, cpt, kernel, disk, warnings, force, brought)
+    payload_sha = brought.sha256(ctx.hashes) if brought else None
     plans = []
     for s in scripts:
-        want = run_inputs(ctx.cfg, cpt, env, ctx.hashes.sha256(s))
+        want = run_inputs(ctx.cfg, cpt, env, ctx.hashes.sha256(s), payload_sha)
         plans.append(_Plan(s, want, run_id(ctx.cfg, cpt, s, want)))
     if dry_running():
         _plan_runs(ctx.layout, ctx.hashes, plans)
+    child = ctx.cfg.restore.save_checkpoint
+    if child:
+        if len(plans) != 1:
+            raise UsageError(f"--save-checkpoint {child} takes one script, not {len(plans)}", "name the set-up script alone")
+        return [_save_child(runs, plans[0], child)]
     jobs = max(1, min(ctx.cfg.restore.jobs, len(plans)))
     results, failures = _run_serially(runs, plans) if jobs == 1 else _run_in_parallel(runs, plans, jobs)
     done = [r for r in results if r is not None]
@@ -181,6 +193,28 @@ def restore(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts
         first = failures[0]
         raise type(first)(f"{len(failures)} of {len(plans)} runs failed; first: {first.message}", first.hint)
     return done
+
+
+def check_payload(cfg: Config) -> Optional[payload_.Payload]:
+    """restore.payload (--payload) as it would be carried, or a one-line refusal;
+    asked before anything is built."""
+    if not cfg.restore.payload:
+        return None
+    return payload_.collect([Path(d).expanduser() for d in cfg.restore.payload], cfg.restore.payload_max_bytes)
+
+
+def _payload(cfg: Config, cpt: CheckpointArtifact) -> Optional[payload_.Payload]:
+    """The payload, and that the guest has room for it (its free disk, recorded with the checkpoint)."""
+    brought = check_payload(cfg)
+    if brought is None:
+        return None
+    free_kib = cpt.info.get("guest", {}).get("root_free_kib")
+    if isinstance(free_kib, int) and free_kib >= 0 and brought.bytes > (free_kib - 64 * 1024) * 1024:
+        raise UsageError(f"the payload is {brought.bytes / 2**20:.0f} MiB; the guest of checkpoint '{cpt.name}' has "
+                         f"{free_kib / 1024:.0f} MiB free on its root filesystem (less 64 MiB kept free)",
+                         "bring less, or build the image larger (image.size_mib) and take a new checkpoint")
+    log.info(f"payload: {payload_.describe(brought)}")
+    return brought
 
 
 _Outcomes = tuple[list[Optional[RunResult]], list[HackbackError]]
@@ -252,29 +286,101 @@ def _board(cfg: Config, cpt: CheckpointArtifact) -> gem5run.Board:
                          caches=run_cfg.caches, l1d=run_cfg.l1d, l1i=run_cfg.l1i, l2=run_cfg.l2)
 
 
-def _one(runs: _Restores, plan: _Plan, label: str) -> RunResult:
+def _script_copy(plan: _Plan) -> str:
+    return f"script{plan.script.suffix or '.rcS'}"
+
+
+def _run_gem5(runs: _Restores, plan: _Plan, tmp: Path, label: str, keep: tuple[str, str]) -> tuple[dict[str, Any], gem5run.Gem5Job]:
+    """One restored run of plan.script in `tmp` (with its payload, saving a child
+    checkpoint when the restore saves one); its result and job. A failed run's
+    logs are kept as <work>/failed/<keep kind>-<keep name>."""
     ctx, cpt, run_cfg = runs.ctx, runs.cpt, runs.ctx.cfg.restore
-    copy_name = f"script{plan.script.suffix or '.rcS'}"
+    shutil.copy2(plan.script, tmp / _script_copy(plan))
+    readfile = tmp / _script_copy(plan)
+    if runs.payload is not None:
+        readfile = tmp / READFILE  # header + script + index + files; removed after the run (the payload's digest is kept)
+        payload_.write_stream(plan.script, runs.payload, readfile)
+    g = runs.env.gem5()
+    job = gem5run.Gem5Job(
+        label=label, env_image=g["env_image"], binary=g["binary"], mode="restore", kernel=cpt.gem5_kernel(runs.kernel),
+        disk=runs.disk, kernel_args=cpt.info["kernel_args"], board=_board(ctx.cfg, cpt), out=tmp, checkpoint=cpt.cpt,
+        script=readfile, max_sim_seconds=run_cfg.max_sim_seconds, max_wall_seconds=run_cfg.max_wall_seconds,
+        save_child=bool(run_cfg.save_checkpoint),
+    )
+    caches = f", {run_cfg.caches} caches" if run_cfg.caches != "none" else ""
+    with log.step(f"restore {plan.rid}: {plan.script.name} on {run_cfg.cpu} CPU{caches}"):
+        # Artifact directories only ever hold complete ones; what a failed run printed is kept aside.
+        result = gem5run.run(ctx.engine, job, keep_failed=lambda: keep_failed(ctx.layout, keep[0], keep[1], tmp),  # type: ignore[arg-type]
+                             prefix=f"{plan.rid}: ")
+    (tmp / gem5run.CONSOLE).unlink(missing_ok=True)
+    (tmp / READFILE).unlink(missing_ok=True)
+    return result, job
+
+
+def _one(runs: _Restores, plan: _Plan, label: str) -> RunResult:
+    ctx = runs.ctx
 
     def build(tmp: Path, manifest: Manifest) -> None:
-        shutil.copy2(plan.script, tmp / copy_name)
-        g = runs.env.gem5()
-        job = gem5run.Gem5Job(
-            label=label, env_image=g["env_image"], binary=g["binary"], mode="restore", kernel=cpt.gem5_kernel(runs.kernel),
-            disk=runs.disk, kernel_args=cpt.info["kernel_args"], board=_board(ctx.cfg, cpt), out=tmp, checkpoint=cpt.cpt,
-            script=tmp / copy_name, max_sim_seconds=run_cfg.max_sim_seconds, max_wall_seconds=run_cfg.max_wall_seconds,
-        )
-        with log.step(f"restore {plan.rid}: {plan.script.name} on {run_cfg.cpu} CPU" + (f", {run_cfg.caches} caches" if run_cfg.caches != "none" else "")):
-            # runs/ only ever holds complete runs; what a failed one printed is kept aside.
-            result = gem5run.run(ctx.engine, job, keep_failed=lambda: keep_failed(ctx.layout, "runs", plan.rid, tmp),
-                                 prefix=f"{plan.rid}: ")
-        (tmp / gem5run.CONSOLE).unlink(missing_ok=True)
+        result, job = _run_gem5(runs, plan, tmp, label, ("runs", plan.rid))
+        results = payload_.unpack_results(tmp)
         outputs = {name: file_record(tmp / name, ctx.hashes)
-                   for name in ("stats.txt", "config.ini", "config.json", "console.log", copy_name) if (tmp / name).is_file()}
-        manifest.set_part("run", plan.want, outputs, _info(runs, plan, job, result, g))
+                   for name in ("stats.txt", "config.ini", "config.json", "console.log", _script_copy(plan)) if (tmp / name).is_file()}
+        outputs.update({str(p.relative_to(tmp)): file_record(p, ctx.hashes) for p in results})
+        manifest.set_part("run", plan.want, outputs, _info(runs, plan, job, result, runs.env.gem5()))
 
     done = build_unless_fresh(ctx.layout, Target("runs", plan.rid, "run", f"run {plan.rid}"), plan.want, runs.force, build)
     return _finish(_result(plan.rid, done.directory, done.manifest, reused=not done.built), plan.script)
+
+
+INHERITED = ("gem5", "kernel", "image", "board", "boot", "kernel_args", "timing")  # a child is its parent's system
+
+
+def _save_child(runs: _Restores, plan: _Plan, name: str) -> RunResult:
+    """The restore that ends in the guest's hackback-checkpoint: the checkpoint it
+    saves becomes checkpoints/<name>, a child of the one restored, its manifest
+    recording the parent, the script and payload that led to it, the CPU, the tick."""
+    ctx, parent = runs.ctx, runs.cpt
+    want = {**plan.want, "child": True}
+
+    def build(tmp: Path, manifest: Manifest) -> None:
+        result, job = _run_gem5(runs, plan, tmp, "gem5:child", ("checkpoints", name))
+        cpt = tmp / str(result["checkpoint"])
+        if not (cpt / "m5.cpt").is_file():
+            raise ArtifactError(f"gem5 reported a child checkpoint but {cpt.name}/m5.cpt is missing", f"see {tmp / 'gem5.log'}")
+        files = sorted(p for p in cpt.rglob("*") if p.is_file())
+        if parent.info.get("gem5_kernel"):  # the stripped kernel it was booted with, beside it as beside its parent
+            os.link(parent.directory / GEM5_KERNEL, tmp / GEM5_KERNEL)
+            files.append(tmp / GEM5_KERNEL)
+        info = {k: parent.info[k] for k in (*INHERITED, "gem5_kernel") if k in parent.info}
+        info.update(_stats(tmp / "stats.txt", result), cpt=cpt.name, tick=int(result["final_tick"]),
+                    sim_seconds=result["sim_seconds"], host_seconds=result["host_seconds"],
+                    console_last_line=result.get("console_last_line", ""),
+                    parent={"name": parent.name, "directory": str(parent.directory), "cpt": parent.cpt.name,
+                            "identity": parent.identity_digest()},
+                    made_by={"script": {"path": str(plan.script.resolve()), "sha256": plan.want["script_sha256"]},
+                             "payload_sha256": plan.want.get("payload_sha256"), **job.board.__dict__})
+        if room := gem5run.guest_room(tmp / gem5run.CONSOLE_COPY):
+            info["guest"] = room
+        manifest.set_part("checkpoint", want, {str(p.relative_to(tmp)): file_record(p, ctx.hashes) for p in files}, info)
+
+    done = build_unless_fresh(ctx.layout, Target("checkpoints", name, "checkpoint", f"checkpoint '{name}'"), want,
+                              runs.force, build)
+    info = done.manifest.parts["checkpoint"]["info"]
+    log.info(f"child checkpoint '{name}': {info['cpt']} at tick {info['tick']}, a child of '{parent.name}' "
+             f"({done.directory}); restore it with --checkpoint {done.directory}")
+    return RunResult(name, done.directory, "checkpoint", None, float(info["sim_seconds"]), float(info["host_seconds"]),
+                     dict(info.get("stats", {})), not done.built, dict(info.get("roi", {})))
+
+
+def _stats(path: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """The whole run's figures (all its stats dumps) and, when the script marked
+    one with m5 workbegin/workend, the region of interest's apart."""
+    every = stats.dumps(path)
+    out: dict[str, Any] = {"stats": stats.whole_run(every), "stats_dumps": len(every)}
+    roi = stats.roi_dump(result.get("work_items", []))
+    if roi is not None and roi < len(every):
+        out["roi"] = {**stats.region(every[roi]), "dump": roi + 1}
+    return out
 
 
 def _info(runs: _Restores, plan: _Plan, job: gem5run.Gem5Job, result: dict[str, Any], g: dict[str, Any]) -> dict[str, Any]:
@@ -295,14 +401,16 @@ def _info(runs: _Restores, plan: _Plan, job: gem5run.Gem5Job, result: dict[str, 
         # checkpoint, simulating; the container's whole life around them.
         "phases": result.get("phases", {}),
         "container_wall_seconds": result.get("container_wall_seconds"),
-        "stats": key_stats(job.out / "stats.txt"),
+        **_stats(job.out / "stats.txt", result),
+        **({"payload": {"dirs": [str(d) for d in runs.payload.dirs], "files": len(runs.payload.files),
+                        "bytes": runs.payload.bytes, "sha256": plan.want["payload_sha256"]}} if runs.payload else {}),
     }
 
 
 def _result(rid: str, directory: Path, manifest: Manifest, reused: bool = False) -> RunResult:
     info = manifest.parts["run"]["info"]
     return RunResult(rid, directory, info["cause"], info["script_status"], float(info["sim_seconds"]),
-                     float(info["host_seconds"]), dict(info["stats"]), reused)
+                     float(info["host_seconds"]), dict(info["stats"]), reused, dict(info.get("roi", {})))
 
 
 def _finish(result: RunResult, script: Path) -> RunResult:
@@ -315,24 +423,8 @@ def _finish(result: RunResult, script: Path) -> RunResult:
     if status is None or status == "empty" or status != "0":
         log.info(result.summary())
         code = int(status) if status and status.isdigit() else 1
-        raise ScriptFailed(
-            f"script {script.name} {'exited ' + status if status and status.isdigit() else 'reported no exit status'} in the guest",
-            f"its output is in {result.directory / 'console.log'}", exit_status=code, result=result,
-        )
+        what = {"payload": "did not run: its payload could not be unpacked", "empty": "reached the guest empty"}.get(
+            status or "", f"exited {status}" if status and status.isdigit() else "reported no exit status")
+        raise ScriptFailed(f"script {script.name} {what} in the guest", f"its output is in {result.directory / 'console.log'}",
+                           exit_status=code, result=result)
     return result
-
-
-def key_stats(path: Path) -> dict[str, str]:
-    """A few figures from the first stats dump (stats.txt holds one per dump)."""
-    out: dict[str, str] = {}
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return out
-    for line in text.splitlines():
-        if line.startswith("---------- End Simulation Statistics"):
-            break
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] in KEY_STATS:
-            out[parts[0]] = parts[1]
-    return out

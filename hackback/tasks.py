@@ -29,6 +29,8 @@ GEM5_BINARY = ("a gem5.opt (or .fast) built elsewhere from --gem5-src's source: 
 OPTIONS: dict[str, Option] = {
     "script": Option("FILE or DIR (repeatable): a script for the restored guest to run; several, or a directory of "
                      "them, give several runs", kind=list),
+    "payload": Option("DIR (repeatable): its files are in the guest's /root/payload, the script's working directory, "
+                      "before the script starts (through m5 readfile: image and checkpoint unchanged)", "restore.payload", list),
     "gem5-src": Option("a gem5 checkout or tarball to build instead of cloning the pinned release", "gem5.src"),
     "gem5-binary": Option(GEM5_BINARY, "gem5.binary"),
     "m5": Option("install this m5 binary instead of building one", "image.m5"),
@@ -43,6 +45,8 @@ OPTIONS: dict[str, Option] = {
     "memory": Option("simulated memory, e.g. 2GiB (at most 3GiB); restores inherit it", "checkpoint.memory"),
     "cores": Option("simulated cores; restores inherit it", "checkpoint.cores", Optional[int]),
     "cpu": Option("CPU model for the restored run: atomic (default), timing or o3", "restore.cpu"),
+    "save-checkpoint": Option("NAME: keep the checkpoint the script takes with hackback-checkpoint as checkpoints/NAME "
+                              "(a child of the one restored); the run ends there", "restore.save_checkpoint"),
     "caches": Option("classic caches: none (default), l1, l1l2", "restore.caches"),
     "jobs": Option("restores to run at once (default 1)", "restore.jobs", Optional[int]),
     "checkpoint": Option("restore this checkpoint directory instead of building/using checkpoints/<name>"),
@@ -81,7 +85,8 @@ class TaskSpec:
 def _request(spec: TaskSpec, given: dict[str, Any]) -> pipeline.Request:
     """The pipeline request for a task's parsed flags: config keys to the config
     layers, the rest to the request."""
-    flags = {key: given.get(o) for o in spec.options if (key := OPTIONS[o].key)}
+    # An iterable flag not given is [] to invoke: not given, so config decides.
+    flags = {key: None if given.get(o) in (None, []) else given.get(o) for o in spec.options if (key := OPTIONS[o].key)}
 
     def path(option: str) -> Optional[Path]:
         return Path(given[option]) if given.get(option) else None
@@ -104,6 +109,10 @@ def _clean_task(spec: TaskSpec, given: dict[str, Any]) -> Any:
     return guarded(lambda: pipeline.clean_up({"work_dir": given.get("work-dir")}, given.get("config"), request))
 
 
+def _list_task(spec: TaskSpec, given: dict[str, Any]) -> Any:
+    return guarded(lambda: pipeline.list_checkpoints({"work_dir": given.get("work-dir")}, given.get("config")))
+
+
 TASKS = (
     TaskSpec("env", """Build the env image: Packer, QEMU, scons, gem5 (X86) and the x86 m5 utility.
 
@@ -116,7 +125,9 @@ TASKS = (
     TaskSpec("checkpoint", "Boot the image in gem5 and save the checkpoint the guest asks for.",
              ("gem5-src", "gem5-binary", "boot-cpu", "boot", "memory", "cores", *COMMON), _build),
     TaskSpec("restore", "Restore the checkpoint and run scripts in the guest; collect stats and output.",
-             ("script", "cpu", "caches", "jobs", "checkpoint", "kernel", "image", "gem5-src", "gem5-binary", *COMMON), _build),
+             ("script", "payload", "save-checkpoint", "cpu", "caches", "jobs", "checkpoint", "kernel", "image", "gem5-src", "gem5-binary", *COMMON), _build),
+    TaskSpec("checkpoints", "List the checkpoints as a tree: parent and children, tick, how each was made, runs using it.",
+             ("work-dir", "config"), _list_task),
     TaskSpec("clean", "Reap containers and temp paths killed runs of this work dir left; remove artifacts (asks first).",
              ("kind", "name", "images", "all-owners", "yes", "work-dir", "config"), _clean_task),
 )

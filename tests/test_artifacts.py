@@ -375,3 +375,24 @@ def test_a_shared_artifact_builds_one_part_and_keeps_the_others(tmp_path: Path) 
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_an_artifact_made_from_the_same_inputs_under_another_name_is_linked_not_built(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "work")
+    calls: list[str] = []
+
+    def build(tmp: Path, m: Manifest) -> None:
+        calls.append(tmp.name)
+        m.set_part("kernel", {"a": 1}, {"vmlinux": artifacts.file_record(_write(tmp / "vmlinux", b"k" * 4096), HashCache(layout.hash_db))}, {})
+        _write(tmp / "build.log", b"log")
+
+    first = artifacts.build_unless_fresh(layout, artifacts.Target("kernels", "default", "kernel", "kernel"), {"a": 1}, False, build)
+    second = artifacts.build_unless_fresh(layout, artifacts.Target("kernels", "other", "kernel", "kernel"), {"a": 1}, False, build)
+    assert len(calls) == 1 and second.built  # made, by linking
+    assert (second.directory / "vmlinux").stat().st_ino == (first.directory / "vmlinux").stat().st_ino
+    assert (second.directory / "build.log").is_file()
+    assert second.manifest.parts["kernel"]["info"]["linked_from"] == str(first.directory)
+    third = artifacts.build_unless_fresh(layout, artifacts.Target("kernels", "third", "kernel", "kernel"), {"a": 2}, False, build)
+    assert len(calls) == 2 and third.built  # other inputs: built
+    forced = artifacts.build_unless_fresh(layout, artifacts.Target("kernels", "other", "kernel", "kernel"), {"a": 1}, True, build)
+    assert len(calls) == 3 and forced.built  # --force builds, never links

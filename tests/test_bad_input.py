@@ -50,6 +50,32 @@ class TestRefusedAtTheEdge:
         script.write_text("#!/bin/sh\n")
         _one_line(_invoke(tmp_path, "image", "--m5", str(script)), 2, "not an ELF file")
 
+    def test_a_payload_that_cannot_be_carried_before_anything_is_built(self, tmp_path: Path) -> None:
+        script = tmp_path / "run.sh"
+        script.write_text("#!/bin/sh\ntrue\n")
+        _one_line(_invoke(tmp_path, "restore", "--script", str(script), "--payload", str(tmp_path / "nope")), 2,
+                  "is not a directory")
+        fifo_dir = tmp_path / "with-fifo"
+        fifo_dir.mkdir()
+        os.mkfifo(fifo_dir / "pipe")
+        _one_line(_invoke(tmp_path, "restore", "--script", str(script), "--payload", str(fifo_dir)), 2, "special file")
+        big = tmp_path / "big"
+        big.mkdir()
+        (big / "f").write_bytes(b"x" * 4096)
+        _one_line(_invoke(tmp_path, "restore", "--script", str(script), "--payload", str(big),
+                          HACKBACK_RESTORE_PAYLOAD_MAX_BYTES="1000"), 2, "over restore.payload_max_bytes")
+        assert not (tmp_path / "work").exists()
+
+    def test_a_user_layer_file_that_does_not_exist(self, tmp_path: Path) -> None:
+        conf = tmp_path / "layer.toml"
+        conf.write_text('[image]\nuser_scripts = ["missing.sh"]\n')
+        _one_line(_invoke(tmp_path, "image", "--config", str(conf)), 2, "user_scripts", "missing.sh")
+        conf.write_text('[image.user_files]\n"relative/path" = "layer.toml"\n')
+        _one_line(_invoke(tmp_path, "image", "--config", str(conf)), 2, "not an absolute guest path")
+        conf.write_text('[image.user_files]\n"/opt/x" = "gone.txt"\n')
+        _one_line(_invoke(tmp_path, "checkpoint", "--config", str(conf)), 2, "gone.txt", "does not exist")
+        assert not (tmp_path / "work").exists()
+
     def test_config_not_utf8(self, tmp_path: Path) -> None:
         conf = tmp_path / "latin1.toml"
         conf.write_bytes(b'name = "caf\xe9"\n')

@@ -142,7 +142,7 @@ def test_restore_runs_the_script_and_keeps_its_outputs_and_inputs_untouched(worl
     assert (d / "script.rcS").read_text() == hello.read_text()
     rec = Manifest.read(d).parts["run"]  # type: ignore[union-attr]
     assert rec["info"]["script"]["sha256"] == HashCache.sha256_uncached(hello)
-    assert rec["info"]["stats"]["simInsts"] == "12345"
+    assert rec["info"]["stats"]["simInsts"] == 12345 and "roi" not in rec["info"]
     assert rec["info"]["board"]["memory"] == "2GiB"
     # The stand-in exits 70 if any input were writable; and nothing read changed.
     assert snapshot([cpt.directory, image.disk, kernel.vmlinux]) == before
@@ -230,7 +230,7 @@ def test_a_checkpoint_taken_during_a_restore_is_an_error_and_no_run_is_kept(worl
     s = script(tmp_path, "child.rcS", "/sbin/m5 checkpoint")
     with pytest.raises(Gem5RunFailed) as e:
         restore.restore(StepContext.open(world["cfg"], engine), world["env"], world["cpt"], [s])
-    assert "asked for a checkpoint" in e.value.message and "child checkpoints are not supported" in e.value.hint
+    assert "asked for a checkpoint" in e.value.message and "--save-checkpoint NAME" in e.value.hint
     assert not list((world["layout"].work_dir / "runs").glob("*child*"))
     assert list((world["layout"].work_dir / "failed").glob("runs-*child*"))
 
@@ -271,3 +271,29 @@ def test_a_restore_takes_the_checkpoint_as_it_was_made_not_as_the_config_says_no
     assert Manifest.read(runs[0].directory).parts["run"]["info"]["board"]["cores"] == 2  # type: ignore[union-attr]
     again = checkpoint.existing(plain)
     assert again is not None and again.cpt == taken.cpt and again.manifest.parts == taken.manifest.parts
+
+
+def test_a_restore_can_save_the_child_checkpoint_its_script_asks_for(world: dict[str, Any], engine: Engine, tmp_path: Path,
+                                                                     make_config) -> None:  # type: ignore[no-untyped-def]
+    setup = tmp_path / "setup.sh"
+    setup.write_text("#!/bin/sh\necho set up\nhackback-checkpoint\n")
+    cfg = dataclasses.replace(world["cfg"], restore=dataclasses.replace(world["cfg"].restore, save_checkpoint="roi"))
+    ctx = StepContext.open(cfg, engine)
+    [made] = restore.restore(ctx, world["env"], world["cpt"], [setup])
+    child = CheckpointArtifact.read(made.directory)
+    assert child.directory == world["layout"].artifact_dir("checkpoints", "roi") and made.cause == "checkpoint"
+    info = child.info
+    parent = world["cpt"]
+    assert info["parent"] == {"name": "default", "directory": str(parent.directory), "cpt": parent.cpt.name,
+                              "identity": parent.identity_digest()}
+    assert info["made_by"]["script"]["sha256"] == HashCache.sha256_uncached(setup) and info["made_by"]["cpu"] == "atomic"
+    assert info["image"] == parent.info["image"] and info["kernel"] == parent.info["kernel"] and info["tick"] > parent.info["tick"]
+    assert (child.cpt / "m5.cpt").is_file()
+    if parent.info.get("gem5_kernel"):  # the stripped kernel, linked from the parent
+        assert (child.directory / "vmlinux").stat().st_ino == (parent.directory / "vmlinux").stat().st_ino
+    # The same again is a no-op; a restore of the child runs from it.
+    assert restore.restore(ctx, world["env"], world["cpt"], [setup])[0].reused
+    runs = restore.restore(StepContext.open(world["cfg"], engine), world["env"], child, [script(tmp_path, "next.rcS", "echo next")])
+    assert runs[0].run_id.startswith("roi-") and runs[0].script_status == "0"
+    with pytest.raises(UsageError, match="takes one script"):
+        restore.restore(ctx, world["env"], world["cpt"], [setup, script(tmp_path, "other.rcS", "true")])

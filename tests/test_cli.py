@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-TASKS = ("env", "image", "kernel", "checkpoint", "restore", "clean")
+TASKS = ("env", "image", "kernel", "checkpoint", "restore", "checkpoints", "clean")
 
 
 def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -23,6 +23,20 @@ from hackback.artifacts import HashCache, Manifest
 
 pytestmark = pytest.mark.gem5
 HELLO = REPO / "examples" / "hello.rcS"
+CHASE = REPO / "examples" / "pointer-chase"
+LAYER = REPO / "examples" / "layer"
+
+
+@pytest.fixture(scope="module")
+def chase_bin(engine, tools, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    """examples/pointer-chase/chase.c built as its build.sh builds it (static, the tools image's gcc)."""
+    from hackback.engine import Mount, RunSpec
+
+    out = tmp_path_factory.mktemp("chase-bin")
+    engine.run(RunSpec(tools.ref, ["gcc", "-static", "-O2", "-Wall", "-Werror", "-o", "/out/chase", "/src/chase.c"],
+                       step="t-chase-cc", kvm=False, network="none",
+                       mounts=[Mount(CHASE, "/src"), Mount(out, "/out", read_only=False)]), on_line=lambda _l: None)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +71,7 @@ def watched(checkpoint_dir: Path) -> dict[str, str]:
 
 
 # name -> (script, restore flags). All from the one checkpoint, two at a time.
-def _restores(tmp: Path) -> dict[str, tuple[Path, list[str]]]:
+def _restores(tmp: Path, chase_bin: Path) -> dict[str, tuple[Path, list[str]]]:
     again = tmp / "hello-again.rcS"  # the same script under another name: a second, independent run
     again.write_bytes(HELLO.read_bytes())
     exit3 = tmp / "exit3.rcS"
@@ -71,14 +85,18 @@ def _restores(tmp: Path) -> dict[str, tuple[Path, list[str]]]:
         "atomic-again": (again, ["--cpu", "atomic"]),
         "exit3": (exit3, ["--cpu", "atomic"]),
         "sleep": (sleep, ["--cpu", "atomic"]),
+        # The pointer chase from one checkpoint, with two payload inputs: a working set
+        # in the 32 KiB L1D and one well beyond it (and twice the steps).
+        **{f"chase-{i}": (CHASE / "run.sh", ["--cpu", "o3", "--caches", "l1l2", "--payload", str(chase_bin),
+                                             "--payload", str(CHASE / "inputs" / i)]) for i in ("l1", "beyond")},
     }
 
 
 @pytest.fixture(scope="module")
-def restores(env: dict[str, str], checkpoint_dir: Path, watched: dict[str, str],
+def restores(env: dict[str, str], checkpoint_dir: Path, watched: dict[str, str], chase_bin: Path,
              tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[subprocess.CompletedProcess[str], Optional[Path]]]:
     tmp = tmp_path_factory.mktemp("scripts")
-    plan = _restores(tmp)
+    plan = _restores(tmp, chase_bin)
     runs = checkpoint_dir.parent.parent / "runs"
 
     def one(name: str) -> tuple[subprocess.CompletedProcess[str], Optional[Path]]:
@@ -92,15 +110,19 @@ def restores(env: dict[str, str], checkpoint_dir: Path, watched: dict[str, str],
     return done
 
 
-def stats_of(run: Path) -> dict[str, str]:
-    """stats.txt's first dump, read here on its own (not with hackback's parser)."""
+def stats_of(run: Path, dump: int = 1) -> dict[str, str]:
+    """stats.txt's dump number `dump`, read here on its own (not with hackback's parser)."""
     out: dict[str, str] = {}
+    seen = 0
     for line in (run / "stats.txt").read_text().splitlines():
-        if line.startswith("---------- End"):
+        if line.startswith("---------- Begin"):
+            seen += 1
+        elif line.startswith("---------- End") and seen == dump:
             break
-        f = line.split()
-        if len(f) >= 2 and not line.startswith("-"):
-            out[f[0]] = f[1]
+        elif seen == dump:
+            f = line.split()
+            if len(f) >= 2:
+                out.setdefault(f[0], f[1])
     return out
 
 
@@ -189,11 +211,6 @@ def test_a_changed_copy_of_the_image_is_refused(restores, env: dict[str, str], c
     assert time.monotonic() - start < 120
 
 
-def test_checkpoint_image_and_kernel_are_unchanged_after_every_restore(restores, checkpoint_dir: Path, watched: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
-    info = info_of(checkpoint_dir, "checkpoint")
-    paths = [checkpoint_dir / info["cpt"], Path(info["image"]["path"]), Path(info["kernel"]["path"])]
-    assert digests(paths) == watched
-
 
 def test_kvm_boot_is_refused_within_a_minute_where_kvm_cannot_run_a_guest(env: dict[str, str], gem5_world: dict[str, Path], checkpoint_dir: Path, engine, tools) -> None:  # type: ignore[no-untyped-def]
     from hackback import accel
@@ -212,3 +229,154 @@ def test_kvm_boot_is_refused_within_a_minute_where_kvm_cannot_run_a_guest(env: d
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "KVM cannot run a guest here" in lines[0]
     assert digests([checkpoint_dir]) == before
+
+
+def test_the_pointer_chase_measures_its_region_of_interest_from_payloads(restores) -> None:  # type: ignore[no-untyped-def]
+    roi = {}
+    for inputs, ws in (("l1", 16384), ("beyond", 1048576)):
+        out, run = restores[f"chase-{inputs}"]
+        assert out.returncode == 0 and run is not None, out.stdout[-3000:] + out.stderr
+        console = (run / "console.log").read_text(errors="replace")
+        assert "HACKBACK-PAYLOAD unpacked into /root/payload" in console and f"working_set_bytes={ws}" in console
+        rec = Manifest.read(run).parts["run"]  # type: ignore[union-attr]
+        result = (run / "results" / f"chase-{ws}.txt").read_text()
+        assert result.startswith(f"working_set_bytes={ws} ") and f"results/chase-{ws}.txt" in rec["outputs"]
+        info = rec["info"]
+        assert info["payload"]["files"] == 2 and "roi" in info, info.keys()
+        # The ROI's dump read independently: the run script dumps at workbegin (1) and workend (2).
+        dump = info["roi"]["dump"]
+        raw = stats_of(run, dump)
+        miss = float(raw["board.cache_hierarchy.l1d-cache-0.overallMissRate::total"])
+        assert abs(miss - info["roi"]["l1d_miss_rate"]) < 1e-9
+        insts = float(raw["board.processor.cores.core.commitStats0.numInsts"])  # committed in the ROI alone
+        assert insts == info["roi"]["insts"] and info["stats"]["insts"] > insts  # the whole run is more
+        roi[inputs] = (insts, miss)
+        print(f"chase {inputs}: ROI {insts:.0f} instructions, L1D miss rate {miss:.4f}, IPC {info['roi'].get('ipc', 0):.3f}")
+    assert roi["beyond"][1] > 10 * roi["l1"][1] and roi["beyond"][1] > 0.3, roi
+    # Twice the steps, about twice the instructions: a little more, since the slow ROI
+    # (every step a miss) takes more timer interrupts, whose kernel instructions count too.
+    ratio = roi["beyond"][0] / roi["l1"][0]
+    assert 1.8 < ratio < 2.5, f"ROI instructions should scale with the steps asked (40000 vs 20000): {ratio:.2f}"
+
+
+@pytest.fixture(scope="module")
+def layer(env: dict[str, str], checkpoint_dir: Path) -> dict[str, Any]:
+    """examples/layer: an image with a user layer (a package, a file, a script),
+    its own checkpoint, and a restore that uses them. Its env, kernel and base
+    are the default ones' twins (linked, not rebuilt)."""
+    cpt = invoke(env, "checkpoint", "--config", str(LAYER / "hackback.toml"))
+    assert cpt.returncode == 0, cpt.stdout[-4000:] + cpt.stderr
+    run = invoke(env, "restore", "--config", str(LAYER / "hackback.toml"), "--script", str(LAYER / "use.sh"), "--force")
+    return {"checkpoint": cpt, "restore": run}
+
+
+def test_an_image_layer_is_built_on_the_base_and_a_restore_uses_it(layer: dict[str, Any], gem5_world: dict[str, Path]) -> None:
+    out = layer["checkpoint"].stdout
+    assert "image 'layer' base: made from the same inputs as images/default" in out or "image 'layer' is up to date" in out \
+        or "checkpoint 'layer' is up to date" in out, out[-3000:]
+    run = layer["restore"]
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr
+    m = re.search(r"^run (\S+?)(?: \(|:)", run.stdout, re.M)
+    assert m, run.stdout[-2000:]
+    console = (gem5_world["work"] / "runs" / m.group(1) / "console.log").read_text(errors="replace")
+    for line in ("bc says 2^10 = 1024", "hello from a file baked into the image", "setup.sh ran at image build time",
+                 "at build time bc gave 1048576"):
+        assert line in console, console[-2000:]
+    info = info_of(gem5_world["work"] / "images" / "layer", "image")
+    assert info["user_layer"]["user_packages"] == ["bc"] and len(info["user_layer"]["user_scripts"]) == 1
+    assert info["user_layer"]["user_scripts"][0]["sha256"] == HashCache.sha256_uncached(LAYER / "setup.sh")
+
+
+def test_changing_only_a_user_script_rebuilds_only_the_layer(layer, env: dict[str, str], gem5_world: dict[str, Path],  # type: ignore[no-untyped-def]
+                                                            tmp_path: Path) -> None:
+    import shutil
+
+    changed = tmp_path / "layer"
+    shutil.copytree(LAYER, changed)
+    (changed / "hackback.toml").write_text((changed / "hackback.toml").read_text().replace('name = "layer"', 'name = "layer-changed"'))
+    with open(changed / "setup.sh", "a") as f:
+        f.write(f"echo changed {time.time()} >> /opt/hackback-example/setup-ran\n")  # new each run: a real rebuild
+    start = time.monotonic()
+    out = invoke(env, "image", "--config", str(changed / "hackback.toml"))
+    seconds = time.monotonic() - start
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+    assert "image 'layer-changed' base: made from the same inputs as images/" in out.stdout  # the base: linked
+    assert "image stage 1" not in out.stdout and "stage 3" in out.stdout  # no debootstrap; the layer only
+    print(f"user script changed: image rebuilt (layer only) in {seconds:.0f} s")
+    # The layer checkpoint does not take the changed image: refused in one line.
+    refused = invoke(env, "restore", "--config", str(LAYER / "hackback.toml"), "--script", str(LAYER / "use.sh"),
+                     "--image", str(gem5_world["work"] / "images" / "layer-changed" / "disk.img"), timeout=600)
+    assert refused.returncode == 14
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is not the one checkpoint 'layer' was taken with" in lines[0], lines
+
+
+@pytest.fixture(scope="module")
+def child(env: dict[str, str], checkpoint_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A restore whose set-up script ends in hackback-checkpoint, saved as the child
+    checkpoint 'roi'; then two restores of the child on o3 with different scripts."""
+    tmp = tmp_path_factory.mktemp("child")
+    setup = tmp / "setup.sh"
+    setup.write_text("#!/bin/sh\necho setting up\necho warmed > /root/set-up-state\nhackback-checkpoint\n")
+    made = invoke(env, "restore", "--script", str(setup), "--save-checkpoint", "roi", timeout=1800)
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr
+    roi = checkpoint_dir.parent / "roi"
+    scripts = {}
+    for name, body in (("measure-a", 'echo "a sees $(cat /root/set-up-state)"'), ("measure-b", "echo b ran; uname -r")):
+        scripts[name] = tmp / f"{name}.sh"
+        scripts[name].write_text(f"#!/bin/sh\n{body}\n")
+
+    def one(name: str) -> subprocess.CompletedProcess[str]:
+        return invoke(env, "restore", "--checkpoint", str(roi), "--script", str(scripts[name]), "--cpu", "o3", "--force",
+                      timeout=3600)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        runs = dict(zip(scripts, pool.map(one, scripts)))
+    return {"made": made, "dir": roi, "runs": runs, "scripts": scripts}
+
+
+def test_a_child_checkpoint_serves_restores_on_o3_and_the_listing_shows_its_lineage(child: dict[str, Any],
+                                                                                    env: dict[str, str]) -> None:
+    info = info_of(child["dir"], "checkpoint")
+    assert info["parent"]["name"] == "default" and info["made_by"]["cpu"] == "atomic" and info["tick"] > 0
+    assert info["made_by"]["script"]["sha256"] and (child["dir"] / info["cpt"] / "m5.cpt").is_file()
+    parent = info_of(child["dir"].parent / "default", "checkpoint")
+    assert info["tick"] > parent["tick"] and info["image"] == parent["image"] and info["kernel"] == parent["kernel"]
+    for name, says in (("measure-a", "a sees warmed"), ("measure-b", "b ran")):
+        out = child["runs"][name]
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+        m = re.search(r"^run (\S+?)(?: \(|:)", out.stdout, re.M)
+        assert m and m.group(1).startswith("roi-"), out.stdout[-1000:]
+        run = child["dir"].parent.parent / "runs" / m.group(1)
+        console = (run / "console.log").read_text(errors="replace")
+        assert says in console and "HACKBACK-SCRIPT-EXIT 0" in console and "setting up" not in console
+        assert "BaseO3CPU" in (run / "config.ini").read_text() and float(stats_of(run)["simInsts"]) > 0
+    listing = invoke(env, "checkpoints")
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("default "))
+    assert any(ln.strip().startswith("└─ roi") and "setup.sh on atomic" in ln and "runs: 2" in ln for ln in lines[at + 1:]), lines
+
+
+def test_a_child_whose_parents_image_changed_is_refused(child: dict[str, Any], env: dict[str, str], checkpoint_dir: Path,
+                                                        tmp_path: Path) -> None:
+    info = info_of(checkpoint_dir, "checkpoint")
+    copy = tmp_path / "disk.img"
+    subprocess.run(["cp", "--sparse=always", info["image"]["path"], str(copy)], check=True)
+    with open(copy, "r+b") as f:
+        f.seek(2 << 20)
+        f.write(b"\xff")
+    out = invoke(env, "restore", "--checkpoint", str(child["dir"]), "--script", str(child["scripts"]["measure-b"]),
+                 "--image", str(copy), timeout=600)
+    assert out.returncode == 14
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is not the one checkpoint 'roi' was taken with" in lines[0], lines
+
+
+def test_checkpoint_image_and_kernel_are_unchanged_after_every_restore(restores, child, checkpoint_dir: Path,  # type: ignore[no-untyped-def]
+                                                                       watched: dict[str, str]) -> None:
+    """Last: after the restores, the payload runs and the child checkpoint (a restore that saves one)."""
+    info = info_of(checkpoint_dir, "checkpoint")
+    paths = [checkpoint_dir / info["cpt"], Path(info["image"]["path"]), Path(info["kernel"]["path"])]
+    assert digests(paths) == watched
+

@@ -24,6 +24,7 @@ CAUSES = {k: v for k, v in CONTRACT["causes"].items() if k != "_doc"}
 # gem5's exit events as the run script handles them, by the contract's cause names
 EXIT_EVENTS = {"CHECKPOINT": "checkpoint", "EXIT": "exit", "FAIL": "fail", "KERNEL_PANIC": "kernel_panic",
                "KERNEL_OOPS": "kernel_oops", "MAX_TICK": "slice", "USER_INTERRUPT": "interrupted"}
+WORK_ITEMS = ("WORKBEGIN", "WORKEND")  # handled, and the run goes on
 
 
 def test_the_contract_file_has_every_key_and_a_doc_for_each_section() -> None:
@@ -33,7 +34,7 @@ def test_the_contract_file_has_every_key_and_a_doc_for_each_section() -> None:
         "files": {"result", "result_tmp", "console", "console_copy"},
         "causes": {"checkpoint", "exit", "fail", "kernel_panic", "kernel_oops", "max_sim_seconds", "max_wall_seconds",
                    "interrupted", "slice", "unknown"},
-        "expected": {"boot", "restore"},
+        "expected": {"boot", "restore", "restore_saving"},
         "exit_status": {"wrong_ending"},
         "cache_defaults": {"l1d", "l1i", "l2"},
     }
@@ -46,7 +47,8 @@ def test_the_contract_file_has_every_key_and_a_doc_for_each_section() -> None:
                                  "console_copy": "console.log"}
     assert set(CAUSES.values()) == {"checkpoint", "exit", "fail", "kernel-panic", "kernel-oops", "max-sim-seconds",
                                     "max-wall-seconds", "interrupted", "slice", "unknown"}
-    assert {k: v for k, v in CONTRACT["expected"].items() if k != "_doc"} == {"boot": "checkpoint", "restore": "exit"}
+    assert {k: v for k, v in CONTRACT["expected"].items() if k != "_doc"} == {"boot": "checkpoint", "restore": "exit",
+                                                                           "restore_saving": "checkpoint"}
     assert set(CONTRACT["expected"].values()) - {CONTRACT["expected"]["_doc"]} <= set(CAUSES.values())
     assert CONTRACT["exit_status"]["wrong_ending"] == 3
     assert [CONTRACT["cache_defaults"][k] for k in ("l1d", "l1i", "l2")] == ["32KiB", "32KiB", "512KiB"]
@@ -60,7 +62,7 @@ def test_gem5run_reads_the_same_values() -> None:
     assert (gem5run.CONSOLE, gem5run.CONSOLE_COPY, gem5run.RESULT_FILE, c.result_tmp) == (
         f["console"], f["console_copy"], f["result"], f["result_tmp"])
     assert dict(c.causes) == CAUSES
-    assert dict(c.expected) == {"boot": CONTRACT["expected"]["boot"], "restore": CONTRACT["expected"]["restore"]}
+    assert dict(c.expected) == {k: v for k, v in CONTRACT["expected"].items() if k != "_doc"}
     assert c.wrong_ending_status == CONTRACT["exit_status"]["wrong_ending"]
     board = gem5run.Board("2GiB", 1, "atomic", caches="l1l2")
     args = board.args()
@@ -137,9 +139,14 @@ def _stub_gem5(monkeypatch: pytest.MonkeyPatch, outdir: Path, ends: list[str]) -
             pass
 
         def run(self) -> None:
-            seen["ticks"] += self.max_ticks
-            self.last = ends.pop(0)
-            assert next(self.handlers[self.last]) is True
+            # gem5's Simulator goes on after a handler yields False, and returns when one yields True.
+            while True:
+                seen["ticks"] += self.max_ticks
+                self.last = ends.pop(0)
+                if next(self.handlers[self.last]):
+                    assert self.last not in WORK_ITEMS
+                    return
+                assert self.last in WORK_ITEMS
 
         def save_checkpoint(self, target: Path) -> None:
             seen["saved"] = target
@@ -151,7 +158,7 @@ def _stub_gem5(monkeypatch: pytest.MonkeyPatch, outdir: Path, ends: list[str]) -
     m5.curTick = cur_tick  # type: ignore[attr-defined]
     m5.options = types.SimpleNamespace(outdir=str(outdir))  # type: ignore[attr-defined]
     m5.defines.buildEnv = {"PROTOCOL": "MI_example"}  # type: ignore[attr-defined]
-    sys.modules["gem5.simulate.exit_event"].ExitEvent = types.SimpleNamespace(**{e: e for e in EXIT_EVENTS})  # type: ignore[attr-defined]
+    sys.modules["gem5.simulate.exit_event"].ExitEvent = types.SimpleNamespace(**{e: e for e in (*EXIT_EVENTS, *WORK_ITEMS)})  # type: ignore[attr-defined]
     sys.modules["gem5.simulate.simulator"].Simulator = Simulator  # type: ignore[attr-defined]
     return seen
 
@@ -211,3 +218,33 @@ def test_a_wrong_ending_exits_with_the_contracts_status(monkeypatch: pytest.Monk
     assert "kernel panicked" in text and "VFS: Unable to mount root fs" in text and "expected the guest to call m5 exit" in text
     gem5run._keep_console(tmp_path)
     assert "Kernel panic" in (tmp_path / gem5run.CONSOLE_COPY).read_text()
+
+
+def test_a_region_of_interest_is_dumped_apart_and_the_run_goes_on(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    _stub_gem5(monkeypatch, out, ["MAX_TICK", "WORKBEGIN", "WORKEND", "EXIT"])
+    sys.modules["m5"].stats = mock.MagicMock()  # type: ignore[attr-defined]
+    script = _run_script(monkeypatch, ["restore", "--kernel", "k", "--disk", "d", "--kernel-args", "x",
+                                       "--checkpoint", "cpt.1000", "--script", "s", "--progress-every", "1000"])
+    assert script["main"]() == 0
+    result = gem5run._read_result(out)
+    assert result is not None and result["cause"] == CAUSES["exit"]
+    # Dumped then reset at each: dump 1 = up to the ROI, 2 = the ROI, 3 = gem5's own at exit.
+    assert [(w["kind"], w["dump"]) for w in result["work_items"]] == [("workbegin", 1), ("workend", 2)]
+    assert result["stats_dumps"] == 3
+    m5 = sys.modules["m5"]
+    assert m5.stats.dump.call_count == 2 and m5.stats.reset.call_count == 2  # type: ignore[attr-defined]
+
+
+def test_a_restore_given_a_checkpoint_dir_saves_the_childs_checkpoint_and_stops(monkeypatch: pytest.MonkeyPatch,
+                                                                               tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    seen = _stub_gem5(monkeypatch, out, ["MAX_TICK", "CHECKPOINT"])
+    script = _run_script(monkeypatch, ["restore", "--kernel", "k", "--disk", "d", "--kernel-args", "x", "--checkpoint", "cpt.1000",
+                                       "--script", "s", "--checkpoint-dir", str(out), "--progress-every", "1000"])
+    assert script["main"]() == 0
+    result = gem5run._read_result(out)
+    assert result is not None and result["expected"] == CAUSES["checkpoint"] == result["cause"] and result["ok"]
+    assert result["checkpoint"] == seen["saved"].name and seen["saved"].parent == out

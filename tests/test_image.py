@@ -54,7 +54,8 @@ def test_template_file_is_a_packer_qemu_template_for_an_existing_disk() -> None:
 
 
 def test_render_fills_every_placeholder_keeping_types() -> None:
-    out = rendered(size_mib=4096, memory_mib=1024, password="s3cret", files="/w/files")
+    provisioners = [{"type": "file", "source": "/w/files/", "destination": "/tmp/hackback/"}]
+    out = rendered(size_mib=4096, memory_mib=1024, password="s3cret", provisioners=provisioners)
     text = json.dumps(out)
     assert "{{" not in text and "}}" not in text
     assert "_comment" not in out  # notes in the file are not part of the template (nor of its digest)
@@ -62,7 +63,7 @@ def test_render_fills_every_placeholder_keeping_types() -> None:
     assert b["disk_size"] == "4096M" and b["ssh_password"] == "s3cret" and b["vm_name"] == DISK
     assert dict(b["qemuargs"])["-m"] == "1024M"
     assert b["disk_image"] is True and b["ssh_handshake_attempts"] == 500  # typed values stay typed
-    assert out["provisioners"][1]["source"] == "/w/files/"
+    assert out["provisioners"] == provisioners  # a list placeholder takes the list
 
 
 def test_a_whole_string_placeholder_takes_the_value_with_its_type() -> None:
@@ -196,8 +197,9 @@ def built(engine: Engine, tmp_path_factory: pytest.TempPathFactory, request: pyt
 @pytest.mark.qemu
 def test_build_yields_a_checked_image_with_a_manifest(built, engine: Engine) -> None:  # type: ignore[no-untyped-def]
     cfg, art, m5 = built
-    rec = art.manifest.parts["image"]
-    assert rec["inputs"]["m5_sha256"] == HashCache.sha256_uncached(m5)
+    base, rec = art.manifest.parts["base"], art.manifest.parts["image"]
+    assert base["inputs"]["m5_sha256"] == HashCache.sha256_uncached(m5)
+    assert rec["inputs"]["base"] and set(base["outputs"]) >= {"base.img", "vmlinuz", "initrd.img", "hackback-guest"}
     assert rec["outputs"]["disk.img"]["size"] == cfg.image.size_mib * 2**20
     info = rec["info"]
     assert info["allocated_bytes"] < info["virtual_bytes"]  # sparse on the host

@@ -24,20 +24,24 @@ def guest(tmp_path: Path, guest_helper: Path):  # type: ignore[no-untyped-def]
     script = tmp_path / "script-to-hand-over"
     script.write_text("")
     m5 = tmp_path / "m5"
-    m5.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n[ "$1" = readfile ] && cat {script}\nexit 0\n')
+    sent = tmp_path / "host-out"
+    m5.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n[ "$1" = readfile ] && cat {script}\n'
+                  f'[ "$1" = writefile ] && mkdir -p {sent} && cp "$2" {sent}/"$3"\nexit 0\n')
     m5.chmod(0o755)
     cmdline = tmp_path / "cmdline"
     cmdline.write_text("console=ttyS0\n")
 
-    def run(text: str = "", extra_env: dict[str, str] | None = None, cmd: str = "") -> tuple[subprocess.CompletedProcess[str], list[str]]:
-        script.write_text(text)
+    def run(text: "str | bytes" = "", extra_env: dict[str, str] | None = None, cmd: str = "") -> tuple[subprocess.CompletedProcess[str], list[str]]:
+        script.write_bytes(text.encode() if isinstance(text, str) else text)
         env = {k: v for k, v in os.environ.items() if k != "RUNSCRIPT_VAR"}
         env.update(HACKBACK_STATE=str(tmp_path / "run"), HACKBACK_M5=str(m5), HACKBACK_CMDLINE=str(cmdline),
-                   HACKBACK_GUEST=str(guest_helper), **(extra_env or {}))
+                   HACKBACK_GUEST=str(guest_helper), HACKBACK_PAYLOAD_DIR=str(tmp_path / "payload"),
+                   HACKBACK_RESULTS_DIR=str(tmp_path / "results"), **(extra_env or {}))
         out = subprocess.run(["bash", str(RCS)], env=env, capture_output=True, text=True, timeout=30)
         return out, calls.read_text().split("\n")[:-1] if calls.exists() else []
 
     run.cmdline = cmdline  # type: ignore[attr-defined]
+    run.tmp = tmp_path  # type: ignore[attr-defined]
     return run
 
 
@@ -105,3 +109,76 @@ def test_a_missing_interpreter_is_127_and_still_ends(guest) -> None:  # type: ig
 def test_the_script_inherits_the_guard_so_nested_shells_do_nothing(guest) -> None:  # type: ignore[no-untyped-def]
     out, _ = guest("#!/bin/sh\necho guard=$RUNSCRIPT_VAR\n")
     assert "guard=1" in out.stdout.splitlines()
+
+
+def _stream(tmp: Path, body: str) -> bytes:
+    from hackback import payload
+
+    data = tmp / "data"
+    (data / "inputs").mkdir(parents=True)
+    (data / "inputs" / "n.txt").write_text("42\n")
+    (data / "tool.sh").write_text("#!/bin/sh\necho tool ran\n")
+    script = tmp / "run.sh"
+    script.write_text(body)
+    payload.write_stream(script, payload.collect([data], 1 << 20), tmp / "stream")
+    return (tmp / "stream").read_bytes()
+
+
+def test_a_payload_is_unpacked_where_the_script_runs_and_results_go_back(guest, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    body = ('#!/bin/bash\necho "in $PWD: $(cat inputs/n.txt)"; sh tool.sh\n'
+            'mkdir -p "$HACKBACK_RESULTS_DIR/sub"; echo done > "$HACKBACK_RESULTS_DIR/sub/out.txt"\n')
+    out, calls = guest(_stream(tmp_path, body))
+    lines = out.stdout.splitlines()
+    assert f"in {guest.tmp / 'payload'}: 42" in lines and "tool ran" in lines
+    assert "HACKBACK-SCRIPT-EXIT 0" in lines and "HACKBACK-RESULTS sent" in lines
+    assert calls == ["checkpoint", "readfile", "readfile", "writefile " + str(guest.tmp / "run" / "hackback-results.tar")
+                     + " hackback-results.tar", "exit"]
+    import tarfile
+
+    with tarfile.open(guest.tmp / "host-out" / "hackback-results.tar") as tar:
+        assert "./sub/out.txt" in tar.getnames()
+
+
+def test_a_broken_payload_ends_the_run_without_running_the_script(guest, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = _stream(tmp_path, "#!/bin/sh\necho never\n")
+    out, calls = guest(data[: len(data) - 10])  # the last file cut short
+    assert "never" not in out.stdout and "HACKBACK-SCRIPT-EXIT payload" in out.stdout.splitlines()
+    assert calls[-1] == "exit"
+
+
+def test_the_header_unpacks_the_payload_on_a_guest_without_the_helper(tmp_path: Path, engine, tools) -> None:  # type: ignore[no-untyped-def]
+    """Images from before hackback-guest save the whole readfile and run it with its
+    #! interpreter: the header does what the helper does, from its own file."""
+    from hackback.engine import Mount, RunSpec
+
+    _stream(tmp_path, '#!/bin/bash\necho "in $PWD: $(cat inputs/n.txt)"\nexit 5\n')
+    lines: list[str] = []
+    status = engine.run(RunSpec(tools.ref, ["sh", "/in/stream"], step="t-payload-header", kvm=False, network="none",
+                                as_root=True, mounts=[Mount(tmp_path / "stream", "/in/stream")]),
+                        on_line=lines.append, check=False)
+    assert "in /root/payload: 42" in lines and "HACKBACK-PAYLOAD unpacked into /root/payload" in lines
+    assert status == 5
+
+
+def test_a_child_checkpoint_resumes_with_the_script_it_is_handed(tmp_path: Path, guest_helper: Path) -> None:
+    """hackback-checkpoint from a restored script: m5 checkpoint, then (in a restore
+    of the child) m5 readfile and the script run as after the boot's checkpoint."""
+    calls = tmp_path / "calls"
+    m5 = tmp_path / "m5"
+    nxt = tmp_path / "next.sh"
+    nxt.write_text("#!/bin/sh\necho measured part\nexit 7\n")
+    m5.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n[ "$1" = readfile ] && cat {nxt}\nexit 0\n')
+    m5.chmod(0o755)
+    link = tmp_path / "hackback-checkpoint"
+    link.symlink_to(guest_helper)
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text("console=ttyS0\n")
+    env = {k: v for k, v in os.environ.items() if k != "RUNSCRIPT_VAR"}
+    env.update(HACKBACK_STATE=str(tmp_path / "run"), HACKBACK_M5=str(m5), HACKBACK_CMDLINE=str(cmdline),
+               HACKBACK_PAYLOAD_DIR=str(tmp_path / "payload"), HACKBACK_RESULTS_DIR=str(tmp_path / "results"))
+    out = subprocess.run([str(link)], env=env, capture_output=True, text=True, timeout=30)
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("HACKBACK-GUEST ") and lines[1].startswith("HACKBACK-CHILD-CHECKPOINT")
+    assert "measured part" in lines and "HACKBACK-SCRIPT-EXIT 7" in lines
+    assert calls.read_text().split() == ["checkpoint", "readfile", "exit"]
+    assert (tmp_path / "run" / "child" / "script").read_text() == nxt.read_text()

@@ -69,20 +69,6 @@ def test_endings_are_described_in_words() -> None:
     assert "Kernel panic - not syncing: VFS" in gem5run.describe_ending(panic)
 
 
-def test_key_stats_come_from_the_first_dump(tmp_path: Path) -> None:
-    stats = tmp_path / "stats.txt"
-    stats.write_text(
-        "\n---------- Begin Simulation Statistics ----------\n"
-        "simSeconds                                   0.012345                       # Number of seconds simulated (Second)\n"
-        "simInsts                                     1000                       # instructions\n"
-        "board.processor.cores.core.ipc               0.5                       # IPC\n"
-        "---------- End Simulation Statistics   ----------\n"
-        "simInsts                                     2000                       # a later dump\n"
-    )
-    assert restore.key_stats(stats) == {"simSeconds": "0.012345", "simInsts": "1000", "board.processor.cores.core.ipc": "0.5"}
-    assert restore.key_stats(tmp_path / "missing.txt") == {}
-
-
 def test_kernel_args_find_root_by_partuuid_and_fast_boot_adds_init(make_config) -> None:  # type: ignore[no-untyped-def]
     class Img:
         partuuid = "deadbeef-01"

@@ -1,6 +1,8 @@
 #!/bin/bash
-# Stage 2 of `invoke image`, run by Packer's shell provisioner as root in the
-# booted image. Files arrive in /tmp/hackback.
+# Stage 2 of `invoke image`, the base: run by Packer's shell provisioner as root
+# in the booted image. Files arrive in /tmp/hackback. The base stays
+# provisionable (sshd, networkd, root's password): a user layer is provisioned
+# on a copy of it, and lockdown.sh runs last, after the layer.
 set -euo pipefail
 step() { echo "HACKBACK-STEP $*"; }
 src=/tmp/hackback
@@ -20,19 +22,16 @@ install -m 0755 "$src/fastinit" /sbin/hackback-fastinit
 step "root autologin on the serial console"
 install -D -m 0644 "$src/autologin.conf" /etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf
 
-step "lean boot: no network wait, no timers, no sshd"
+step "lean boot: no network wait, no timers"
 # Every second of boot is simulated; none of these is needed to reach a shell and m5.
 systemctl mask systemd-networkd-wait-online.service >/dev/null 2>&1
-for unit in ssh.service systemd-networkd.service systemd-networkd.socket systemd-resolved.service \
-            systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
-            e2scrub_reap.service fstrim.timer man-db.timer dpkg-db-backup.timer cron.service; do
+for unit in systemd-resolved.service systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer \
+            e2scrub_all.timer e2scrub_reap.service fstrim.timer man-db.timer dpkg-db-backup.timer cron.service; do
     systemctl disable "$unit" >/dev/null 2>&1 || true
 done
 systemctl set-default multi-user.target >/dev/null 2>&1
-rm -f /etc/ssh/sshd_config.d/hackback-provisioning.conf
-passwd -l root >/dev/null  # autologin needs no password; nothing else should log in
 
 step "clean up"
-rm -rf "$src" /var/cache/apt/archives/*.deb /var/lib/apt/lists/* /var/log/journal/*
+rm -rf "$src" /var/cache/apt/archives/*.deb /var/log/journal/*
 sync
-step "provisioning done"
+step "base provisioning done"

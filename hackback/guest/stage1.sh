@@ -25,9 +25,10 @@ chroot "$rootfs" systemctl enable systemd-networkd.service >/dev/null 2>&1
 mkdir -p "$rootfs/etc/ssh/sshd_config.d"
 printf 'PermitRootLogin yes\nPasswordAuthentication yes\nUseDNS no\n' > "$rootfs/etc/ssh/sshd_config.d/hackback-provisioning.conf"
 echo "root:$ROOT_PASSWORD" | chroot "$rootfs" chpasswd
-phase "hackback-guest (static) at /sbin/hackback-guest, the RNG seed at /etc/hackback/rng-seed"
+phase "hackback-guest (static) at /sbin/hackback-guest (and hackback-checkpoint), the RNG seed at /etc/hackback/rng-seed"
 gcc -static -Os -Wall -Werror -o /out/hackback-guest "$(dirname "$0")/hackback-guest.c"
 install -m 0755 /out/hackback-guest "$rootfs/usr/sbin/hackback-guest"
+ln -sf hackback-guest "$rootfs/usr/sbin/hackback-checkpoint"  # a restored script's child checkpoint
 install -d -m 0700 "$rootfs/etc/hackback"
 printf '%s' "$RNG_SEED" > "$rootfs/etc/hackback/rng-seed"
 chmod 0600 "$rootfs/etc/hackback/rng-seed"

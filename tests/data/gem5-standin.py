@@ -6,7 +6,9 @@ configs/hackback_fs.py and plays both ends of the method without simulating:
   boot:    writes cpt.<tick>/ (m5.cpt, a memory file, the disk's cow file) and
            a console log, as if the guest had asked for a checkpoint;
   restore: runs the readfile script with bash right here, in place of the
-           guest, and prints what the image's rcS prints around it.
+           guest, and prints what the image's rcS prints around it; with
+           --checkpoint-dir and a script that calls hackback-checkpoint, writes
+           a child cpt.<tick>/ there instead.
 
 It also tries to write every input mount, and fails loudly if one is writable:
 the tests rely on that to show inputs are mounted read-only. The environment
@@ -86,7 +88,18 @@ else:
     for name in ("config.ini", "config.json"):
         with open(os.path.join(outdir, name), "w") as f:
             f.write("{}\n" if name.endswith("json") else "[root]\n")
-    if "m5 checkpoint" in open(args.script).read():  # what the guest would have done
+    text = open(args.script).read()
+    if "hackback-checkpoint" in text and args.checkpoint_dir:  # a restore that saves a child checkpoint
+        tick = start + 10**9
+        cpt = os.path.join(args.checkpoint_dir, f"cpt.{tick}")
+        os.makedirs(cpt)
+        for name, data in (("m5.cpt", "[root]\n"), ("board.physmem.store0.pmem", "child memory"),
+                           ("board.pc.south_bridge.ide.disks.image.cow", "cow")):
+            with open(os.path.join(cpt, name), "w") as f:
+                f.write(data)
+        result.update(cause="checkpoint", expected="checkpoint", ok=True, start_tick=start, final_tick=tick,
+                      sim_seconds=0.001, checkpoint=f"cpt.{tick}")
+    elif "m5 checkpoint" in text or "hackback-checkpoint" in text:  # what the guest would have done
         result.update(cause="checkpoint", expected="exit", ok=False, start_tick=start, final_tick=start + 10**9, sim_seconds=0.001)
     else:
         result.update(cause="exit", expected="exit", ok=True, start_tick=start, final_tick=start + 10**9, sim_seconds=0.001)

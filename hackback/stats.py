@@ -1,0 +1,112 @@
+"""gem5's stats.txt, every dump, by name; and the figures a run reports from it:
+the whole run's (its dumps added up) and the region of interest's (the dump
+made at `m5 workend`, which holds the ROI alone: the run script resets the
+stats at workbegin after dumping what came before)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+BEGIN = "---------- Begin Simulation Statistics ----------"
+# Counts that add up across dumps (each holds what came since the last reset).
+# gem5's simInsts/simOps do not reset (they count from the start of the run):
+# a dump's instructions are its cores' committed ones.
+COUNTS = ("simSeconds", "simTicks", "hostSeconds")
+CUMULATIVE = ("simInsts", "simOps")
+_CORE_INSTS = re.compile(r"^board\.processor\..*\.commitStats0\.numInsts$")
+CORE = "board.processor.cores.core"  # one core; with several, gem5 numbers them (cores0.core, ...)
+CACHES = {"l1d_miss_rate": "board.cache_hierarchy.l1d-cache-0.overallMissRate::total",
+          "l2_miss_rate": "board.cache_hierarchy.l2-cache-0.overallMissRate::total"}
+_LINE = re.compile(r"^(\S+)\s+(\S+)")
+
+
+def dumps(path: Path) -> list[dict[str, str]]:
+    """Every dump in stats.txt, each as {name: first value}; [] if there is none."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    out = []
+    for block in text.split(BEGIN)[1:]:
+        values: dict[str, str] = {}
+        for line in block.splitlines():
+            m = _LINE.match(line)
+            if m and not line.startswith("-"):
+                values.setdefault(m.group(1), m.group(2))
+        out.append(values)
+    return out
+
+
+def _num(values: dict[str, str], name: str) -> Optional[float]:
+    try:
+        return float(values[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def _cycles(values: dict[str, str]) -> Optional[float]:
+    found = [v for k, v in values.items() if k.startswith("board.processor.") and k.endswith(".numCycles")]
+    try:
+        return max(float(v) for v in found) if found else None
+    except ValueError:
+        return None
+
+
+def _insts(values: dict[str, str]) -> Optional[float]:
+    found = [v for k, v in values.items() if _CORE_INSTS.match(k)]
+    try:
+        return sum(float(v) for v in found) if found else None
+    except ValueError:
+        return None
+
+
+def figures(values: dict[str, str]) -> dict[str, Any]:
+    """The figures a run reports from one dump (missing stats are left out, never 0):
+    insts (every core's committed instructions), numCycles (the busiest core's), IPC
+    from those, cache miss rates, and gem5's own simInsts (counted from the run's start)."""
+    out: dict[str, Any] = {k: _num(values, k) for k in (*COUNTS, *CUMULATIVE, "hostInstRate")}
+    out["numCycles"] = _cycles(values)
+    out["insts"] = _insts(values)
+    insts = out["insts"]
+    out["ipc"] = insts / out["numCycles"] if insts is not None and out["numCycles"] else None
+    for key, name in CACHES.items():
+        out[key] = _num(values, name)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def region(values: dict[str, str]) -> dict[str, Any]:
+    """One dump's own figures: without gem5's counts from the run's start."""
+    return {k: v for k, v in figures(values).items() if k not in (*CUMULATIVE, "hostInstRate")}
+
+
+def whole_run(all_dumps: Sequence[dict[str, str]]) -> dict[str, Any]:
+    """The run from restore to exit: counts added over its dumps, IPC over the sum."""
+    parts = [figures(d) for d in all_dumps]
+    if not parts:
+        return {}
+    if len(parts) == 1:
+        return parts[0]
+    out: dict[str, Any] = {}
+    for key in (*COUNTS, "numCycles", "insts"):
+        vals = [p[key] for p in parts if key in p]
+        if vals:
+            out[key] = sum(vals)
+    for key in CUMULATIVE:  # the last dump's: they count from the start
+        if key in parts[-1]:
+            out[key] = parts[-1][key]
+    if "insts" in out and out.get("numCycles"):
+        out["ipc"] = out["insts"] / out["numCycles"]
+    return out
+
+
+def roi_dump(work_items: Sequence[dict[str, Any]]) -> Optional[int]:
+    """Which dump (0-based) holds the region of interest: the one made at the first
+    workend after a workbegin; None if the run had none."""
+    begun = False
+    for item in work_items:
+        if item.get("kind") == "workbegin":
+            begun = True
+        elif item.get("kind") == "workend" and begun and isinstance(item.get("dump"), int):
+            return int(item["dump"]) - 1
+    return None

@@ -1,0 +1,53 @@
+"""gem5's stats.txt, every dump, and the whole-run and region-of-interest figures."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from hackback import stats
+
+DUMP = """
+---------- Begin Simulation Statistics ----------
+simSeconds                                   {sec}                       # Number of seconds simulated (Second)
+simInsts                                     {cum}                       # Number of instructions simulated (Count)
+board.processor.cores.core.commitStats0.numInsts {insts}                       # Number of instructions committed (Count)
+board.processor.cores.core.numCycles         {cycles}                       # Number of cpu cycles simulated (Cycle)
+board.cache_hierarchy.l1d-cache-0.overallMissRate::total {miss}   # miss rate for overall accesses (Ratio)
+---------- End Simulation Statistics   ----------
+"""
+
+
+def _write(tmp: Path, *blocks: dict[str, object]) -> Path:
+    path = tmp / "stats.txt"
+    path.write_text("".join(DUMP.format(**b) for b in blocks))
+    return path
+
+
+def test_every_dump_by_name(tmp_path: Path) -> None:
+    path = _write(tmp_path, dict(sec=0.001, insts=1000, cum=1000, cycles=4000, miss=0.01),
+                  dict(sec=0.002, insts=3000, cum=4000, cycles=3000, miss=0.2))
+    every = stats.dumps(path)
+    assert [d["simInsts"] for d in every] == ["1000", "4000"]
+    assert every[1]["board.cache_hierarchy.l1d-cache-0.overallMissRate::total"] == "0.2"
+    assert stats.dumps(tmp_path / "missing.txt") == []
+
+
+def test_the_whole_run_adds_its_dumps_and_the_roi_is_the_workend_dump(tmp_path: Path) -> None:
+    path = _write(tmp_path, dict(sec=0.001, insts=1000, cum=1000, cycles=4000, miss=0.01),
+                  dict(sec=0.002, insts=3000, cum=4000, cycles=3000, miss=0.2), dict(sec=0.001, insts=500, cum=4500, cycles=1000, miss=0.05))
+    every = stats.dumps(path)
+    whole = stats.whole_run(every)
+    assert whole["insts"] == 4500 and whole["numCycles"] == 8000 and abs(whole["ipc"] - 4500 / 8000) < 1e-12
+    assert whole["simInsts"] == 4500  # gem5's own count runs from the start: the last dump's, not a sum
+    assert "l1d_miss_rate" not in whole  # a rate does not add up: shown only per dump
+    roi = stats.roi_dump([{"kind": "workbegin", "dump": 1}, {"kind": "workend", "dump": 2}])
+    assert roi == 1
+    fig = stats.figures(every[roi])
+    assert fig["insts"] == 3000 and fig["ipc"] == 1.0 and fig["l1d_miss_rate"] == 0.2
+    assert stats.roi_dump([]) is None and stats.roi_dump([{"kind": "workend", "dump": 1}]) is None
+
+
+def test_missing_stats_are_missing_not_zero(tmp_path: Path) -> None:
+    path = tmp_path / "stats.txt"
+    path.write_text("---------- Begin Simulation Statistics ----------\nsimInsts 10 # x\n")
+    fig = stats.figures(stats.dumps(path)[0])
+    assert fig == {"simInsts": 10.0}
