@@ -24,7 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Mapping, Optional
+from typing import Iterable, Any, Callable, Iterator, Literal, Mapping, Optional
 
 from . import log
 from .errors import ArtifactError, ConfigError, DiskSpaceError, LockBusy
@@ -144,6 +144,29 @@ class HashCache:
         self.reads += 1
         self._db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?)", (str(path), *key, digest))
         return digest
+
+    def linked(self, src: Path, dst: Path) -> None:
+        """After os.link(src, dst): the content is what was hashed (same size, mtime
+        and inode), but the link changed the inode's ctime. Keep the digest, for
+        every name of that inode and for the new one, under the new ctime, so that
+        linking (twins, a part updated beside the others) never forces a rehash."""
+        st = Path(dst).stat()
+        row = self._db.execute("SELECT sha256 FROM hashes WHERE ino = ? AND size = ? AND mtime = ? LIMIT 1",
+                               (st.st_ino, st.st_size, st.st_mtime_ns)).fetchone()
+        if row is None:
+            return
+        self._db.execute("UPDATE hashes SET ctime = ? WHERE ino = ? AND size = ? AND mtime = ?",
+                         (st.st_ctime_ns, st.st_ino, st.st_size, st.st_mtime_ns))
+        self._db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?)",
+                         (str(Path(dst).resolve()), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, str(row[0])))
+
+    def relinked(self, paths: Iterable[Path]) -> None:
+        """The files' inodes lost or gained a name (ctime changed, content did not):
+        digests known for them (same inode, size, mtime) follow the new ctime."""
+        for path in paths:
+            st = path.stat()
+            self._db.execute("UPDATE hashes SET ctime = ? WHERE ino = ? AND size = ? AND mtime = ?",
+                             (st.st_ctime_ns, st.st_ino, st.st_size, st.st_mtime_ns))
 
     def moved(self, old: Path, new: Path) -> None:
         """Files hashed under `old` now live under `new` (a staging directory renamed
@@ -406,7 +429,8 @@ def staged(layout: Layout, kind: Kind, name: str, keep_existing: bool = False) -
     trash: Optional[Path] = None
     try:
         if keep_existing and final.is_dir():
-            shutil.copytree(final, tmp, dirs_exist_ok=True, copy_function=_link_or_copy)
+            hashes = HashCache(layout.hash_db)
+            shutil.copytree(final, tmp, dirs_exist_ok=True, copy_function=lambda a, b: _link_or_copy(a, b, hashes))
         yield tmp
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
@@ -423,15 +447,21 @@ def staged(layout: Layout, kind: Kind, name: str, keep_existing: bool = False) -
         raise
     if trash is not None:
         shutil.rmtree(trash, ignore_errors=True)
+    if keep_existing:
+        # Removing the old names changed the kept files' ctime again (not their content).
+        HashCache(layout.hash_db).relinked(p for p in final.rglob("*") if p.is_file())
 
 
-def _link_or_copy(src: str, dst: str) -> None:
+def _link_or_copy(src: str, dst: str, hashes: Optional["HashCache"] = None) -> None:
     # Hard links make keeping an artifact's big unchanged files free; every
     # writer replaces files (write temp, rename) and never edits one in place.
     try:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
+        return
+    if hashes is not None:
+        hashes.linked(Path(src), Path(dst))
 
 
 @dataclass(frozen=True)
@@ -511,7 +541,7 @@ def build_unless_fresh(layout: Layout, target: Target, want: Mapping[str, Any], 
         if twin is not None:
             would_build(target.what, f"the same as {target.kind}/{twin[0].name}: its files would be linked, nothing built")
             log.info(f"{target.what}: made from the same inputs as {target.kind}/{twin[0].name}; its files linked, nothing rebuilt")
-            build = _linker(target, *twin)
+            build = _linker(layout, target, *twin)
         else:
             would_build(target.what, why or "")
         if target.shared:
@@ -543,15 +573,16 @@ def _twin(layout: Layout, target: Target, want: Mapping[str, Any]) -> Optional[t
     return None
 
 
-def _linker(target: Target, twin: Path, rec: dict[str, Any]) -> Callable[[Path, Manifest], None]:
+def _linker(layout: Layout, target: Target, twin: Path, rec: dict[str, Any]) -> Callable[[Path, Manifest], None]:
     """A build that hard-links the twin's files (all of them; of a shared artifact,
     the part's outputs) and records its part as it is."""
     def link(tmp: Path, manifest: Manifest) -> None:
         names = [str(p.relative_to(twin)) for p in twin.rglob("*") if p.is_file() and p.name != MANIFEST] \
             if not target.shared else [n for n in rec["outputs"] if (twin / n).is_file()]
+        hashes = HashCache(layout.hash_db)
         for name in names:
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            _link_or_copy(str(twin / name), str(tmp / name))
+            _link_or_copy(str(twin / name), str(tmp / name), hashes)
         manifest.parts[target.part] = {**rec, "info": {**rec.get("info", {}), "linked_from": str(twin)}}
 
     return link

@@ -350,6 +350,7 @@ def _save_child(runs: _Restores, plan: _Plan, name: str) -> RunResult:
         files = sorted(p for p in cpt.rglob("*") if p.is_file())
         if parent.info.get("gem5_kernel"):  # the stripped kernel it was booted with, beside it as beside its parent
             os.link(parent.directory / GEM5_KERNEL, tmp / GEM5_KERNEL)
+            ctx.hashes.linked(parent.directory / GEM5_KERNEL, tmp / GEM5_KERNEL)
             files.append(tmp / GEM5_KERNEL)
         info = {k: parent.info[k] for k in (*INHERITED, "gem5_kernel") if k in parent.info}
         info.update(_stats(tmp / "stats.txt", result), cpt=cpt.name, tick=int(result["final_tick"]),

@@ -367,6 +367,10 @@ def test_a_shared_artifact_builds_one_part_and_keeps_the_others(tmp_path: Path) 
     out = artifacts.build_unless_fresh(layout, m5, {"v": "2"}, False, part("m5", b"2"))
     assert out.built and set(out.manifest.parts) == {"m5", "gem5"}
     assert (out.directory / "m5").read_bytes() == b"2" and (out.directory / "gem5").read_bytes() == b"a"
+    hashes = HashCache(layout.hash_db)
+    before = hashes.reads
+    hashes.sha256(out.directory / "gem5")  # kept by a hard link into the new version: not read again
+    assert hashes.reads == before
     assert not artifacts.build_unless_fresh(layout, gem5, {"v": "a"}, False, part("gem5", b"a")).built
     gone = artifacts.build_unless_fresh(layout, gem5, {"v": "a"}, False, part("gem5", b"a"), check=lambda m: "image gone")
     assert gone.built  # what the manifest cannot see is asked too
@@ -390,6 +394,10 @@ def test_an_artifact_made_from_the_same_inputs_under_another_name_is_linked_not_
     second = artifacts.build_unless_fresh(layout, artifacts.Target("kernels", "other", "kernel", "kernel"), {"a": 1}, False, build)
     assert len(calls) == 1 and second.built  # made, by linking
     assert (second.directory / "vmlinux").stat().st_ino == (first.directory / "vmlinux").stat().st_ino
+    hashes = HashCache(layout.hash_db)
+    before = hashes.reads
+    hashes.sha256(first.directory / "vmlinux"), hashes.sha256(second.directory / "vmlinux")
+    assert hashes.reads == before  # the link changed the inode's ctime, not what the cache knows
     assert (second.directory / "build.log").is_file()
     assert second.manifest.parts["kernel"]["info"]["linked_from"] == str(first.directory)
     third = artifacts.build_unless_fresh(layout, artifacts.Target("kernels", "third", "kernel", "kernel"), {"a": 2}, False, build)

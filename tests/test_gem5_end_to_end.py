@@ -380,3 +380,28 @@ def test_checkpoint_image_and_kernel_are_unchanged_after_every_restore(restores,
     paths = [checkpoint_dir / info["cpt"], Path(info["image"]["path"]), Path(info["kernel"]["path"])]
     assert digests(paths) == watched
 
+
+
+def test_a_two_core_checkpoint_restores_on_timing_with_both_cores_busy(env: dict[str, str], checkpoint_dir: Path,
+                                                                        tmp_path: Path) -> None:
+    """checkpoint.cores = 2 through boot, checkpoint and a restore on the timing CPU;
+    the run's figures add up every core's (gem5 numbers them cores0, cores1)."""
+    cpt = invoke(env, "checkpoint", "--name", "smp", "--cores", "2")
+    assert cpt.returncode == 0, cpt.stdout[-3000:] + cpt.stderr
+    assert info_of(checkpoint_dir.parent / "smp", "checkpoint")["board"]["cores"] == 2
+    busy = tmp_path / "busy.sh"
+    busy.write_text("#!/bin/sh\nbusy() {\n    i=0\n    while [ $i -lt 300 ]; do i=$((i+1)); done\n"
+                    "    read -r line < /proc/self/stat\n    set -- $line\n    echo \"busy done on CPU ${39}\"\n}\n"
+                    "busy &\nbusy &\nwait\n")
+    out = invoke(env, "restore", "--name", "smp", "--script", str(busy), "--cpu", "timing", "--force", timeout=3600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+    m = re.search(r"^run (\S+?)(?: \(|:)", out.stdout, re.M)
+    assert m, out.stdout[-2000:]
+    run = checkpoint_dir.parent.parent / "runs" / m.group(1)
+    console = (run / "console.log").read_text(errors="replace")
+    assert "busy done on CPU 0" in console and "busy done on CPU 1" in console, console[-1000:]
+    raw = stats_of(run)
+    per_core = [float(raw[f"board.processor.cores{i}.core.commitStats0.numInsts"]) for i in (0, 1)]
+    assert all(n > 100_000 for n in per_core), per_core
+    assert info_of(run, "run")["stats"]["insts"] == sum(per_core)
+    assert "BaseTimingSimpleCPU" in (run / "config.ini").read_text()
