@@ -20,7 +20,6 @@ Restores write runs in --work-dir (each a fresh run: --force).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import statistics
@@ -29,11 +28,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import report
+from _common import gem5_work_args, report
 
 from hackback.records import CheckpointArtifact, ImageArtifact
 from hackback.context import StepContext
-from hackback import checkpoint, config, env, gem5run, image, kernel, restore
+from hackback import checkpoint, config, env, gem5run, kernel, restore
 from hackback.artifacts import Layout, Manifest
 from hackback.engine import Engine
 
@@ -79,11 +78,7 @@ def baseline(e: Any, cpt_dir: Path, disk: Path, vmlinux: Path, script: Path, rep
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--gem5-src", required=True)
-    ap.add_argument("--gem5-binary", default="")
-    ap.add_argument("--work-dir", default=os.environ.get("HACKBACK_WORK_DIR", "build"))
-    ap.add_argument("--from", dest="source", default="default", help="checkpoint name the restores use (default: default)")
+    ap = gem5_work_args(__doc__.splitlines()[0], "checkpoint name the restores use (default: default)")
     ap.add_argument("--memory", action="append", default=[], help="also measure on a checkpoint of this memory size")
     ap.add_argument("--full", action="store_true", help="boot systemd (full boot) to a checkpoint, timed")
     ap.add_argument("--repeat", type=int, default=5)

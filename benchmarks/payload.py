@@ -10,14 +10,13 @@ the same with no payload for the baseline.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import statistics
 import tempfile
 from pathlib import Path
 
-from _common import report
+from _common import gem5_work_args, report
 
 from hackback import config, env, restore
 from hackback.artifacts import Layout, Manifest
@@ -26,11 +25,7 @@ from hackback.records import CheckpointArtifact
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--gem5-src", required=True)
-    ap.add_argument("--gem5-binary", default="")
-    ap.add_argument("--work-dir", default=os.environ.get("HACKBACK_WORK_DIR", "build"))
-    ap.add_argument("--from", dest="source", default="default", help="the checkpoint's name (default: default)")
+    ap = gem5_work_args(__doc__.splitlines()[0], "the checkpoint's name (default: default)")
     ap.add_argument("--size", type=int, action="append", help="payload size in MiB (repeatable; default 1, 10, 100)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()

@@ -24,7 +24,7 @@ from typing import Any, Optional, Sequence
 
 from . import gem5run, log, stats
 from . import payload as payload_
-from .artifacts import (HashCache, Layout, Manifest, Target, build_unless_fresh, digest_of, dry_running, file_record, keep_failed,
+from .artifacts import (HashCache, Kind, Layout, Manifest, Target, build_unless_fresh, digest_of, dry_running, file_record, keep_failed,
                         would_build)
 from .config import Config
 from .context import StepContext
@@ -290,7 +290,7 @@ def _script_copy(plan: _Plan) -> str:
     return f"script{plan.script.suffix or '.rcS'}"
 
 
-def _run_gem5(runs: _Restores, plan: _Plan, tmp: Path, label: str, keep: tuple[str, str]) -> tuple[dict[str, Any], gem5run.Gem5Job]:
+def _run_gem5(runs: _Restores, plan: _Plan, tmp: Path, label: str, keep: tuple[Kind, str]) -> tuple[dict[str, Any], gem5run.Gem5Job]:
     """One restored run of plan.script in `tmp` (with its payload, saving a child
     checkpoint when the restore saves one); its result and job. A failed run's
     logs are kept as <work>/failed/<keep kind>-<keep name>."""
@@ -310,7 +310,7 @@ def _run_gem5(runs: _Restores, plan: _Plan, tmp: Path, label: str, keep: tuple[s
     caches = f", {run_cfg.caches} caches" if run_cfg.caches != "none" else ""
     with log.step(f"restore {plan.rid}: {plan.script.name} on {run_cfg.cpu} CPU{caches}"):
         # Artifact directories only ever hold complete ones; what a failed run printed is kept aside.
-        result = gem5run.run(ctx.engine, job, keep_failed=lambda: keep_failed(ctx.layout, keep[0], keep[1], tmp),  # type: ignore[arg-type]
+        result = gem5run.run(ctx.engine, job, keep_failed=lambda: keep_failed(ctx.layout, keep[0], keep[1], tmp),
                              prefix=f"{plan.rid}: ")
     (tmp / gem5run.CONSOLE).unlink(missing_ok=True)
     (tmp / READFILE).unlink(missing_ok=True)
