@@ -9,6 +9,12 @@
 #          --script through `m5 readfile`; stop at the guest's `m5 exit`. With
 #          --checkpoint-dir, the guest's next `m5 checkpoint` (hackback-checkpoint
 #          in the script) saves a child cpt.<tick> there and ends the run.
+#          With --switch-from FAST, the restore starts on FAST cores and switches
+#          to --cpu at the guest's `m5 workbegin` (or after core 0 commits
+#          --switch-after-insts instructions), runs --warmup-insts more on the
+#          new cores, and measures from there to `m5 workend` (or the end), then
+#          goes back to FAST: the result's roi_dump names the stats dump that
+#          holds the measured part.
 # Either way the run is simulated in slices so that progress is printed, the
 # console is watched for a kernel panic, and limits are enforced. The result
 # goes to OUT/hackback-result.json; the exit status is 0 only for the expected
@@ -31,7 +37,10 @@ from gem5.components.cachehierarchies.classic.private_l1_private_l2_cache_hierar
 )
 from gem5.components.memory.single_channel import SingleChannelDDR3_1600
 from gem5.components.processors.cpu_types import CPUTypes
+from gem5.components.processors.cpu_types import get_mem_mode
+from gem5.components.processors.simple_core import SimpleCore
 from gem5.components.processors.simple_processor import SimpleProcessor
+from gem5.components.processors.switchable_processor import SwitchableProcessor
 from gem5.isas import ISA
 from gem5.resources.resource import DiskImageResource, KernelResource
 from gem5.simulate.exit_event import ExitEvent
@@ -72,6 +81,11 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--l1d", default=CONTRACT["cache_defaults"]["l1d"])
     ap.add_argument("--l1i", default=CONTRACT["cache_defaults"]["l1i"])
     ap.add_argument("--l2", default=CONTRACT["cache_defaults"]["l2"])
+    ap.add_argument("--switch-from", choices=sorted(CPUS), help="restore: start on this CPU, switch to --cpu")
+    ap.add_argument("--switch-after-insts", type=int, default=0,
+                    help="with --switch-from: switch after core 0 commits this many instructions (0: at m5 workbegin)")
+    ap.add_argument("--warmup-insts", type=int, default=0,
+                    help="with --switch-from: instructions on the new cores before the measured part's stats start")
     ap.add_argument("--kvm-perf", action="store_true", help="use perf counters on KVM cores (needs a host PMU)")
     ap.add_argument("--checkpoint-dir", help="boot (and a restore saving a child): where cpt.<tick> is written")
     ap.add_argument("--checkpoint", help="restore: the cpt.<tick> directory")
@@ -85,7 +99,57 @@ def parse() -> argparse.Namespace:
         ap.error("boot needs --checkpoint-dir")
     if args.mode == "restore" and not (args.checkpoint and args.script):
         ap.error("restore needs --checkpoint and --script")
+    if args.switch_from and (args.mode != "restore" or args.switch_from == args.cpu):
+        ap.error("--switch-from is for a restore, with a CPU other than --cpu")
+    if (args.switch_after_insts or args.warmup_insts) and not args.switch_from:
+        ap.error("--switch-after-insts and --warmup-insts need --switch-from")
     return args
+
+
+class FastThenMeasured(SwitchableProcessor):
+    """Cores that start on a fast CPU and switch to the measured one.
+
+    The starting cores are keyed "cores", a plain SimpleProcessor's name, so
+    their state is at board.processor.cores(.N) as in every checkpoint hackback
+    takes: gem5 silently skips a section it cannot find, and under gem5's own
+    names (start/switch) a plain checkpoint loads with no CPU state and hangs.
+    The measured cores are "switch"; gem5 moves the caches, interrupts and
+    thread state over (BaseCPU::takeOverFrom)."""
+
+    def __init__(self, start: str, measured: str, num_cores: int) -> None:
+        self._modes = {"cores": get_mem_mode(CPUS[start]), "switch": get_mem_mode(CPUS[measured])}
+        self._cpu_of = {"cores": start, "switch": measured}
+        cores = {key: [SimpleCore(cpu_type=CPUS[cpu], core_id=i, isa=ISA.X86) for i in range(num_cores)]
+                 for key, cpu in self._cpu_of.items()}
+        super().__init__(switchable_cores=cores, starting_cores="cores")
+        self._active = "cores"
+
+    def incorporate_processor(self, board) -> None:
+        super().incorporate_processor(board)
+        board.set_mem_mode(self._modes["cores"])  # m5.switchCpus changes it at the switch
+
+    def switch_to(self, key: str) -> None:
+        if key != self._active:
+            self.switch_to_processor(key)
+            self._active = key
+
+    def active_cpu(self) -> str:
+        return self._cpu_of[self._active]
+
+    def switched(self) -> bool:
+        return self._active == "switch"
+
+
+def processor_for(args: argparse.Namespace):
+    if args.switch_from:
+        processor = FastThenMeasured(args.switch_from, args.cpu, args.cores)
+    else:
+        processor = SimpleProcessor(cpu_type=CPUS[args.cpu], num_cores=args.cores, isa=ISA.X86)
+    if not args.kvm_perf:
+        for core in processor._all_cores() if args.switch_from else processor.get_cores():
+            if core.is_kvm_core():
+                core.core.usePerf = False  # hosts (and VMs) without a usable PMU
+    return processor
 
 
 def cache_hierarchy(args: argparse.Namespace):
@@ -97,10 +161,7 @@ def cache_hierarchy(args: argparse.Namespace):
 
 
 def board_for(args: argparse.Namespace) -> X86Board:
-    processor = SimpleProcessor(cpu_type=CPUS[args.cpu], num_cores=args.cores, isa=ISA.X86)
-    if args.cpu == "kvm" and not args.kvm_perf:
-        for core in processor.get_cores():
-            core.core.usePerf = False  # hosts (and VMs) without a usable PMU
+    processor = processor_for(args)
     board = X86Board(
         clk_freq="3GHz",
         processor=processor,
@@ -162,6 +223,10 @@ def main() -> int:
                 if kind == CAUSE["checkpoint"] and args.checkpoint_dir:
                     tick = m5.curTick()
                     target = Path(args.checkpoint_dir) / f"cpt.{tick}"
+                    if args.switch_from:
+                        # Back on the starting cores, keyed "cores": the child has its thread
+                        # state where every restore (plain or switching) looks for it.
+                        board.get_processor().switch_to("cores")
                     print(f"{MARK['checkpoint']} saving {target}", flush=True)
                     simulator.save_checkpoint(target)
                     result["checkpoint"] = target.name
@@ -173,23 +238,58 @@ def main() -> int:
     # the stats at workbegin (what came before is lost) and dump at workend.
     # Here each dumps first, then resets: the dump made at workbegin holds the
     # run up to the ROI, the one at workend the ROI alone, gem5's own final dump
-    # at exit what came after; the result says which dump is which.
+    # at exit what came after; the result says which dump is which. A switching
+    # run also dumps at the switch and at the end of its warm-up, and measures
+    # from there (to workend, or to the end of the run).
     work_items = []
     dumps = [0]
+    measure = {"on": False, "roi_dump": None, "state": "fast" if args.switch_from else "plain", "switch": None}
+
+    def dump_reset(kind):
+        m5.stats.dump()
+        dumps[0] += 1
+        m5.stats.reset()
+        cpu = board.get_processor().active_cpu() if args.switch_from else args.cpu
+        work_items.append({"kind": kind, "tick": m5.curTick(), "dump": dumps[0], "cpu": cpu})
+        sim_s = (m5.curTick() - start_tick) / TICKS_PER_SECOND
+        progress = {"sim": sim_s, "host": round(time.monotonic() - wall_start, 1), "console": f"m5 {kind} ({cpu})"}
+        print(f"{MARK['progress']} {json.dumps(progress)}", flush=True)
+
+    def switch_and_warm():
+        processor = board.get_processor()
+        processor.switch_to("switch")
+        measure["switch"] = {"tick": m5.curTick(), "host_seconds": round(time.monotonic() - wall_start, 2)}
+        if args.warmup_insts:
+            measure["state"] = "warming"
+            processor.get_cores()[0]._set_inst_stop_any_thread(args.warmup_insts, True)
+        else:
+            measure["state"], measure["on"] = "measured", True
 
     def work_item(kind):
         def handler():
             while True:
-                m5.stats.dump()
-                dumps[0] += 1
-                m5.stats.reset()
-                work_items.append({"kind": kind, "tick": m5.curTick(), "dump": dumps[0]})
-                sim_s = (m5.curTick() - start_tick) / TICKS_PER_SECOND
-                progress = {"sim": sim_s, "host": round(time.monotonic() - wall_start, 1), "console": f"m5 {kind}"}
-                print(f"{MARK['progress']} {json.dumps(progress)}", flush=True)
+                dump_reset(kind)
+                if kind == "workbegin" and measure["state"] == "fast" and not args.switch_after_insts:
+                    switch_and_warm()
+                elif kind == "workbegin" and measure["state"] == "plain":
+                    measure["on"] = True
+                elif kind == "workend" and measure["on"] and measure["roi_dump"] is None:
+                    measure["on"], measure["roi_dump"] = False, dumps[0]
+                    if args.switch_from:  # measured: the rest of the script runs fast again
+                        board.get_processor().switch_to("cores")
                 yield False  # go on simulating
 
         return handler()
+
+    def insts_reached():
+        while True:
+            if measure["state"] == "fast":  # the instruction count asked for: switch now
+                dump_reset("switch")
+                switch_and_warm()
+            elif measure["state"] == "warming":  # warm-up done: the measured part starts
+                dump_reset("warmup-end")
+                measure["state"], measure["on"] = "measured", True
+            yield False
 
     slice_ticks = int(args.slice_seconds * TICKS_PER_SECOND)
     simulator = Simulator(
@@ -205,6 +305,7 @@ def main() -> int:
             ExitEvent.USER_INTERRUPT: record(CAUSE["interrupted"]),
             ExitEvent.WORKBEGIN: work_item("workbegin"),
             ExitEvent.WORKEND: work_item("workend"),
+            ExitEvent.MAX_INSTS: insts_reached(),
         },
     )
     console = Console(outdir)
@@ -215,6 +316,8 @@ def main() -> int:
     # image is one gzip'd file gem5 inflates whole), so its cost is seen apart.
     simulator._instantiate()
     phases["instantiate_seconds"] = round(time.monotonic() - wall_start, 2)
+    if args.switch_after_insts:  # counted from the restore, on core 0
+        board.get_processor().get_cores()[0]._set_inst_stop_any_thread(args.switch_after_insts, True)
     next_progress = wall_start + args.progress_every
     cause = ""
     while True:
@@ -240,6 +343,10 @@ def main() -> int:
             progress = {"sim": sim_s, "host": round(now - wall_start, 1), "console": console.last_line}
             print(f"{MARK['progress']} {json.dumps(progress)}", flush=True)
     console.poll()
+    if args.switch_from and measure["switch"] is None and cause == CAUSE["exit"]:
+        cause = CAUSE["no_switch"]  # all of it ran on the fast CPU: its stats would mislead
+    if measure["on"] and measure["roi_dump"] is None and args.switch_from:
+        measure["roi_dump"] = dumps[0] + 1  # measured to the end: gem5's final dump
     expected = CONTRACT["expected"]["restore_saving" if args.mode == "restore" and args.checkpoint_dir else args.mode]
     result.update(
         cause=cause,
@@ -255,6 +362,10 @@ def main() -> int:
         panic_line=console.panic,
         work_items=work_items,
         stats_dumps=dumps[0] + 1,  # and gem5's own at exit
+        roi_dump=measure["roi_dump"],  # 1-based; None: no measured part
+        cpu_at_end=board.get_processor().active_cpu() if args.switch_from else args.cpu,
+        switch=measure["switch"] and {**measure["switch"], "from": args.switch_from, "to": args.cpu,
+                                      "after_insts": args.switch_after_insts, "warmup_insts": args.warmup_insts},
     )
     with open(os.path.join(outdir, FILES["result_tmp"]), "w") as f:
         json.dump(result, f, indent=2, sort_keys=True)

@@ -40,6 +40,9 @@ _CHUNK = 4 << 20
 @dataclass(frozen=True)
 class Layout:
     work_dir: Path
+    # A cluster node keeps its own hash cache (SQLite is not safe on a shared
+    # network filesystem); None: the work dir's.
+    node_hash_db: Optional[Path] = None
 
     def artifact_dir(self, kind: Kind, name: str) -> Path:
         return self.work_dir / kind / name
@@ -57,7 +60,7 @@ class Layout:
 
     @property
     def hash_db(self) -> Path:
-        return self.work_dir / ".hashes.sqlite"
+        return self.node_hash_db or self.work_dir / ".hashes.sqlite"
 
 
 # ---------------------------------------------------------------- hashing

@@ -221,7 +221,8 @@ def tree(layout: Layout) -> list[str]:
     def show(name: str, depth: int) -> None:
         info = found[name]
         made = info.get("made_by")
-        how = (f"restore of {Path(made['script']['path']).name} on {made.get('cpu')}" if made
+        cpu = f"{made['switch_from']} then {made.get('cpu')}" if made and made.get("switch_from") else (made or {}).get("cpu")
+        how = (f"restore of {Path(made['script']['path']).name} on {cpu}" if made
                else f"boot ({info.get('boot', '?')}, {info.get('board', {}).get('cpu', '?')} CPU)")
         lines.append(f"{'  ' * depth}{'└─ ' if depth else ''}{name:<{max(4, 24 - 2 * depth)}} {info.get('cpt', '?'):<20} "
                      f"tick {info.get('tick', '?'):<14} {how:<40} runs: {runs.get(name, 0)}")

@@ -96,6 +96,9 @@ BootMode = Literal["fast", "full"]
 # x86board: gem5's X86Board default (lpj=7999923: a 2 GHz CPU at HZ=250), the baseline.
 BootTiming = Literal["derived", "x86board"]
 RestoreCpu = Literal["atomic", "timing", "o3"]
+SwitchFrom = Literal["", "atomic", "timing"]  # the fast CPU a switching restore starts on ("": none)
+RunsOn = Literal["local", "slurm"]
+_SLURM_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")  # sbatch --time
 Caches = Literal["none", "l1", "l1l2"]
 
 
@@ -120,11 +123,30 @@ class RestoreConfig:
     l1i: str
     l2: str
     jobs: int
+    on: RunsOn
     payload: tuple[str, ...]
     payload_max_bytes: int
     save_checkpoint: str
+    switch_from: SwitchFrom
+    switch_after_insts: int
+    warmup_insts: int
     max_sim_seconds: int
     max_wall_seconds: int
+
+
+@dataclass(frozen=True)
+class SlurmConfig:
+    partition: str
+    time: str
+    cpus_per_task: int
+    mem: str
+    array_throttle: int
+    stop_grace_seconds: int
+    extra_args: tuple[str, ...]
+    python: str
+    wait: bool
+    rerun_failed: bool
+    poll_seconds: int
 
 
 @dataclass(frozen=True)
@@ -137,6 +159,7 @@ class Config:
     kernel: KernelConfig
     checkpoint: CheckpointConfig
     restore: RestoreConfig
+    slurm: SlurmConfig
 
     @property
     def jobs(self) -> int:
@@ -406,6 +429,8 @@ def _validate(kw: Mapping[str, Any]) -> None:
     _validate_caches(res)
     if res.jobs < 1:
         raise ConfigError("restore.jobs must be at least 1")
+    _validate_switch(res)
+    _validate_slurm(kw["slurm"], res)
     child = res.save_checkpoint
     if child and (not all(c.isalnum() or c in "-_." for c in child) or child.startswith(".")):
         raise ConfigError(f"restore.save_checkpoint {child!r} is not usable as a checkpoint name", "use letters, digits, '-', '_' and '.'")
@@ -413,6 +438,74 @@ def _validate(kw: Mapping[str, Any]) -> None:
     _validate_sources(kw)
     _validate_m5(image.m5)
     _validate_user_layer(image)
+
+
+def _validate_switch(res: RestoreConfig) -> None:
+    if res.switch_from and res.switch_from == res.cpu:
+        raise ConfigError(f"restore.switch_from = {res.switch_from!r} is the run's CPU too",
+                          "switch from a faster CPU than restore.cpu (e.g. atomic to o3), or set switch_from = \"\"")
+    for key in ("switch_after_insts", "warmup_insts"):
+        if getattr(res, key) < 0:
+            raise ConfigError(f"restore.{key} = {getattr(res, key)} is negative", "give a number of instructions, or 0")
+        if getattr(res, key) and not res.switch_from:
+            raise ConfigError(f"restore.{key} is set but restore.switch_from is not",
+                              "set restore.switch_from (e.g. \"atomic\", or --switch-from atomic)")
+
+
+def _validate_slurm(sl: SlurmConfig, res: RestoreConfig) -> None:
+    try:
+        limit = slurm_time_seconds(sl.time)
+    except ValueError:
+        raise ConfigError(f"slurm.time = {sl.time!r} is not a time sbatch takes",
+                          "write it as MM, HH:MM:SS or D-HH:MM:SS, e.g. \"04:00:00\"") from None
+    if res.on == "slurm" and sl.stop_grace_seconds >= limit:
+        raise ConfigError(f"slurm.stop_grace_seconds = {sl.stop_grace_seconds} leaves no time of slurm.time = {sl.time!r}",
+                          "give each task more time, or a shorter grace")
+    if sl.cpus_per_task < 1 or sl.poll_seconds < 1:
+        raise ConfigError("slurm.cpus_per_task and slurm.poll_seconds must be at least 1")
+
+
+def slurm_time_seconds(text: str) -> int:
+    """sbatch --time as seconds: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS."""
+    m = _SLURM_TIME.match(text.strip())
+    if not m:
+        raise ValueError(text)
+    days, a, b, c = (int(g) if g else None for g in m.groups())
+    if days is None:
+        parts = [p for p in (a, b, c) if p is not None]
+        if len(parts) == 1:
+            return parts[0] * 60
+        if len(parts) == 2:
+            return parts[0] * 60 + parts[1]
+        return parts[0] * 3600 + parts[1] * 60 + parts[2]
+    return days * 86400 + (a or 0) * 3600 + (b or 0) * 60 + (c or 0)
+
+
+def as_flags(cfg: Config) -> dict[str, Any]:
+    """The config as dotted keys with plain values (paths as strings, tuples as
+    lists): fed back to load(flags=...), it gives the same config anywhere."""
+    out: dict[str, Any] = {}
+
+    def walk(obj: Any, prefix: str) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+            elif value is not None:
+                out[prefix + f.name] = _plain(value)
+
+    walk(cfg, "")
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _validate_user_layer(img: ImageConfig) -> None:

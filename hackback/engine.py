@@ -229,6 +229,36 @@ class Engine:
             raise DockerFailure(f"building {tag} failed: {_first_line(e)}") from None
         return image_id or self.image_id(tag) or ""
 
+    def tag(self, ref: str, new_ref: str) -> bool:
+        repo, _, tag = new_ref.partition(":")
+        try:
+            return bool(self._client.images.get(ref).tag(repo, tag or "latest"))
+        except docker.errors.APIError as e:
+            raise DockerFailure(f"could not tag {ref} as {new_ref}: {_first_line(e)}") from None
+
+    def save_image(self, ref: str, dest: Path) -> None:
+        """docker save of one image into dest (written whole, then renamed)."""
+        log.action(f"docker save {ref} > {dest}")
+        part = dest.with_name(f".{dest.name}.part")
+        try:
+            with open(part, "wb") as f:
+                for chunk in self._client.images.get(ref).save(named=ref):  # keeps this tag in the tarball
+                    f.write(chunk)
+            os.replace(part, dest)
+        except docker.errors.APIError as e:
+            raise DockerFailure(f"could not save image {ref}: {_first_line(e)}") from None
+        finally:
+            part.unlink(missing_ok=True)
+
+    def load_image(self, tarball: Path) -> list[str]:
+        """docker load; the ids of the images it held."""
+        log.action(f"docker load < {tarball}")
+        try:
+            with open(tarball, "rb") as f:
+                return [str(i.id) for i in self._client.images.load(f)]
+        except docker.errors.APIError as e:
+            raise DockerFailure(f"could not load {tarball}: {_first_line(e)}") from None
+
     def remove_image(self, ref: str, force: bool = True) -> bool:
         """Remove (or, for one of several tags, untag) an image. force=False lets the
         engine refuse one a container uses, whatever we checked before."""

@@ -104,3 +104,9 @@ class ScriptFailed(HackbackError):
         super().__init__(message, hint)
         self.exit_code = exit_status if 0 < exit_status < 126 else 1
         self.result = result
+
+
+class ClusterError(HackbackError):
+    """Slurm refused or failed something hackback asked of it (sbatch, squeue)."""
+
+    exit_code = 15

@@ -99,11 +99,17 @@ class Board:
     l1d: str = CONTRACT.l1d
     l1i: str = CONTRACT.l1i
     l2: str = CONTRACT.l2
+    switch_from: str = ""  # a restore that starts on this CPU and switches to `cpu` ("": no switch)
+    switch_after_insts: int = 0  # 0: at the guest's m5 workbegin
+    warmup_insts: int = 0
 
     def args(self) -> list[str]:
         out = ["--memory", self.memory, "--cores", str(self.cores), "--cpu", self.cpu, "--caches", self.caches]
         if self.caches != "none":
             out += ["--l1d", self.l1d, "--l1i", self.l1i, "--l2", self.l2]
+        if self.switch_from:
+            out += ["--switch-from", self.switch_from, "--switch-after-insts", str(self.switch_after_insts),
+                    "--warmup-insts", str(self.warmup_insts)]
         return out
 
 
@@ -219,8 +225,9 @@ def describe_ending(result: dict[str, Any]) -> str:
         _CAUSE["max_sim_seconds"]: f"the simulated-time limit was reached {sim} without the expected ending",
         _CAUSE["max_wall_seconds"]: f"the wall-clock limit was reached {sim} without the expected ending",
         _CAUSE["interrupted"]: f"gem5 was interrupted {sim}",
+        _CAUSE["no_switch"]: f"the guest called m5 exit {sim} but the run never switched to the {result.get('cpu')} CPU",
     }.get(cause, f"gem5 stopped ({result.get('gem5_exit_cause', cause)}) {sim}")
-    if cause != result.get("expected"):
+    if cause != result.get("expected") and cause != _CAUSE["no_switch"]:
         wanted = "a checkpoint" if result.get("expected") == _CAUSE["checkpoint"] else "the guest to call m5 exit"
         text += f"; expected {wanted}"
     return text
@@ -231,6 +238,9 @@ def _hint(result: dict[str, Any], job: Gem5Job) -> str:
     if cause == _CAUSE["checkpoint"] and job.mode == "restore" and not job.save_child:
         return ("the script asked for a checkpoint (hackback-checkpoint or m5 checkpoint): to keep it as a child "
                 "checkpoint, restore with --save-checkpoint NAME")
+    if cause == _CAUSE["no_switch"]:
+        return ("a switching restore switches at the script's `m5 workbegin`, which never came: add one before "
+                "the region to measure, or switch after a count (restore.switch_after_insts)")
     if cause == _CAUSE["exit"] and job.save_child:
         return "the script ended without calling hackback-checkpoint, so there is no child checkpoint to save"
     if cause in (_CAUSE["max_sim_seconds"], _CAUSE["max_wall_seconds"]):

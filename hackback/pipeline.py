@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from . import checkpoint, clean, config, env, image, kernel, log, restore
+from . import checkpoint, clean, cluster, config, env, image, kernel, log, restore
 from .artifacts import WouldBuild, dry_run
 from .context import StepContext
 from .engine import label_work_dir
@@ -64,6 +64,9 @@ def _given_checkpoint(ctx: StepContext, req: Request) -> Optional[CheckpointArti
 
 
 def _restore(ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> Any:
+    if ctx.cfg.restore.on == "slurm":
+        return cluster.submit(ctx, deps["env"], deps["checkpoint"], restore.scripts_from(req.scripts), req.kernel, req.disk,
+                              force=_forced(req, "restore"))
     return restore.restore(ctx, deps["env"], deps["checkpoint"], restore.scripts_from(req.scripts), req.kernel, req.disk,
                            force=_forced(req, "restore"))
 

@@ -206,6 +206,11 @@ class RunResult:
     reused: bool = False
     roi: dict[str, Any] = field(default_factory=dict)  # the region of interest's, if the script marked one
 
+    @property
+    def ok(self) -> bool:
+        """The script exited 0 (or ended the simulation itself with m5 exit)."""
+        return self.script_status == "0" or (self.script_status is None and self.cause == "exit")
+
     def summary(self) -> str:
         stats = _figures(self.stats)
         if self.roi:

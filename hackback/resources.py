@@ -24,3 +24,8 @@ def docker_dir(image: str) -> Path:
 def configs_dir() -> Path:
     """gem5 run scripts, mounted read-only into the env image."""
     return _top("configs", "hackback_fs.py")
+
+
+def package_file(relative: str) -> Path:
+    """A data file inside the package (guest scripts, templates)."""
+    return _PKG / relative

@@ -123,7 +123,9 @@ def run_inputs(cfg: Config, cpt: CheckpointArtifact, env: EnvArtifact, script_sh
         "checkpoint": cpt.identity_digest(),
         "script_sha256": script_sha,
         "gem5_binary_sha256": g["binary_sha256"],
-        "board": {"cpu": run_cfg.cpu, "caches": run_cfg.caches, **({"l1d": run_cfg.l1d, "l1i": run_cfg.l1i, "l2": run_cfg.l2} if run_cfg.caches != "none" else {})},
+        "board": {"cpu": run_cfg.cpu, "caches": run_cfg.caches, **({"l1d": run_cfg.l1d, "l1i": run_cfg.l1i, "l2": run_cfg.l2} if run_cfg.caches != "none" else {}),
+                  **({"switch_from": run_cfg.switch_from, "switch_after_insts": run_cfg.switch_after_insts,
+                      "warmup_insts": run_cfg.warmup_insts} if run_cfg.switch_from else {})},
         "run_script_sha256": gem5run.run_script_sha256(),
         "limits": {"max_sim_seconds": run_cfg.max_sim_seconds, "max_wall_seconds": run_cfg.max_wall_seconds},
     }
@@ -133,11 +135,12 @@ def run_id(cfg: Config, cpt: CheckpointArtifact, script: Path, inputs: dict[str,
     """Named by what it ran, with a digest of every input: the same inputs are the same run."""
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", script.stem)[:40] or "script"
     cache = f"-{cfg.restore.caches}" if cfg.restore.caches != "none" else ""
-    return f"{cpt.name}-{stem}-{cfg.restore.cpu}{cache}-{digest_of(inputs)[:8]}"
+    cpu = f"{cfg.restore.switch_from}-to-{cfg.restore.cpu}" if cfg.restore.switch_from else cfg.restore.cpu
+    return f"{cpt.name}-{stem}-{cpu}{cache}-{digest_of(inputs)[:8]}"
 
 
 @dataclass(frozen=True)
-class _Restores:
+class Restores:
     """What every run of one `invoke restore` shares."""
 
     ctx: StepContext
@@ -151,14 +154,16 @@ class _Restores:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
     script: Path
     want: dict[str, Any]
     rid: str
 
 
-def restore(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts: Sequence[Path],
-            kernel: Optional[Path] = None, disk: Optional[Path] = None, force: bool = False) -> list[RunResult]:
+def prepare(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts: Sequence[Path],
+            kernel: Optional[Path] = None, disk: Optional[Path] = None, force: bool = False) -> tuple["Restores", list["Plan"]]:
+    """Everything checked before a run starts (scripts, the checkpoint's kernel,
+    image and gem5, the payload), and each script's run: its inputs and run id."""
     for s in scripts:
         check_script(s)
     kernel = kernel or Path(cpt.info["kernel"]["path"])
@@ -167,12 +172,35 @@ def restore(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts
     for w in warnings:
         log.warn(w)
     brought = _payload(ctx.cfg, cpt)
-    runs = _Restores(ctx, env, cpt, kernel, disk, warnings, force, brought)
+    runs = Restores(ctx, env, cpt, kernel, disk, warnings, force, brought)
     payload_sha = brought.sha256(ctx.hashes) if brought else None
     plans = []
     for s in scripts:
         want = run_inputs(ctx.cfg, cpt, env, ctx.hashes.sha256(s), payload_sha)
-        plans.append(_Plan(s, want, run_id(ctx.cfg, cpt, s, want)))
+        plans.append(Plan(s, want, run_id(ctx.cfg, cpt, s, want)))
+    return runs, plans
+
+
+def completed(ctx: StepContext, plan: "Plan") -> Optional[RunResult]:
+    """The run's result if it is already in runs/ and up to date (None: it would run)."""
+    directory = ctx.layout.artifact_dir("runs", plan.rid)
+    manifest = Manifest.read(directory)
+    if manifest is None or manifest.staleness("run", plan.want, directory, ctx.hashes) is not None:
+        return None
+    return _result(plan.rid, directory, manifest, reused=True)
+
+
+def result_in(directory: Path, rid: str, reused: bool = False) -> RunResult:
+    """The result a finished run's manifest records."""
+    manifest = Manifest.read(directory)
+    if manifest is None or "run" not in manifest.parts:
+        raise ArtifactError(f"run {rid} has no manifest in {directory}", "its task did not finish; submit it again")
+    return _result(rid, directory, manifest, reused=reused)
+
+
+def restore(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts: Sequence[Path],
+            kernel: Optional[Path] = None, disk: Optional[Path] = None, force: bool = False) -> list[RunResult]:
+    runs, plans = prepare(ctx, env, cpt, scripts, kernel, disk, force)
     if dry_running():
         _plan_runs(ctx.layout, ctx.hashes, plans)
     child = ctx.cfg.restore.save_checkpoint
@@ -220,7 +248,7 @@ def _payload(cfg: Config, cpt: CheckpointArtifact) -> Optional[payload_.Payload]
 _Outcomes = tuple[list[Optional[RunResult]], list[HackbackError]]
 
 
-def _run_serially(runs: _Restores, plans: Sequence[_Plan]) -> _Outcomes:
+def _run_serially(runs: Restores, plans: Sequence[Plan]) -> _Outcomes:
     results: list[Optional[RunResult]] = []
     failures: list[HackbackError] = []
     for plan in plans:
@@ -231,7 +259,7 @@ def _run_serially(runs: _Restores, plans: Sequence[_Plan]) -> _Outcomes:
     return results, failures
 
 
-def _run_in_parallel(runs: _Restores, plans: Sequence[_Plan], jobs: int) -> _Outcomes:
+def _run_in_parallel(runs: Restores, plans: Sequence[Plan], jobs: int) -> _Outcomes:
     log.info(f"{len(plans)} restores, {jobs} at a time")
     results: list[Optional[RunResult]] = [None] * len(plans)
     failures: list[HackbackError] = []
@@ -259,7 +287,7 @@ def _run_in_parallel(runs: _Restores, plans: Sequence[_Plan], jobs: int) -> _Out
     return results, failures
 
 
-def _plan_runs(layout: Layout, hashes: HashCache, plans: Sequence[_Plan]) -> None:
+def _plan_runs(layout: Layout, hashes: HashCache, plans: Sequence[Plan]) -> None:
     """A dry run: which of these runs would run, and why (WouldBuild), or none."""
     todo = []
     for plan in plans:
@@ -283,14 +311,16 @@ def _stop_our_containers(engine: Engine) -> None:
 def _board(cfg: Config, cpt: CheckpointArtifact) -> gem5run.Board:
     run_cfg = cfg.restore
     return gem5run.Board(memory=cpt.info["board"]["memory"], cores=int(cpt.info["board"]["cores"]), cpu=run_cfg.cpu,
-                         caches=run_cfg.caches, l1d=run_cfg.l1d, l1i=run_cfg.l1i, l2=run_cfg.l2)
+                         caches=run_cfg.caches, l1d=run_cfg.l1d, l1i=run_cfg.l1i, l2=run_cfg.l2,
+                         switch_from=run_cfg.switch_from, switch_after_insts=run_cfg.switch_after_insts,
+                         warmup_insts=run_cfg.warmup_insts)
 
 
-def _script_copy(plan: _Plan) -> str:
+def _script_copy(plan: Plan) -> str:
     return f"script{plan.script.suffix or '.rcS'}"
 
 
-def _run_gem5(runs: _Restores, plan: _Plan, tmp: Path, label: str, keep: tuple[Kind, str]) -> tuple[dict[str, Any], gem5run.Gem5Job]:
+def _run_gem5(runs: Restores, plan: Plan, tmp: Path, label: str, keep: tuple[Kind, str]) -> tuple[dict[str, Any], gem5run.Gem5Job]:
     """One restored run of plan.script in `tmp` (with its payload, saving a child
     checkpoint when the restore saves one); its result and job. A failed run's
     logs are kept as <work>/failed/<keep kind>-<keep name>."""
@@ -308,7 +338,8 @@ def _run_gem5(runs: _Restores, plan: _Plan, tmp: Path, label: str, keep: tuple[K
         save_child=bool(run_cfg.save_checkpoint),
     )
     caches = f", {run_cfg.caches} caches" if run_cfg.caches != "none" else ""
-    with log.step(f"restore {plan.rid}: {plan.script.name} on {run_cfg.cpu} CPU{caches}"):
+    cpu = f"{run_cfg.switch_from} then {run_cfg.cpu}" if run_cfg.switch_from else run_cfg.cpu
+    with log.step(f"restore {plan.rid}: {plan.script.name} on {cpu} CPU{caches}"):
         # Artifact directories only ever hold complete ones; what a failed run printed is kept aside.
         result = gem5run.run(ctx.engine, job, keep_failed=lambda: keep_failed(ctx.layout, keep[0], keep[1], tmp),
                              prefix=f"{plan.rid}: ")
@@ -317,7 +348,7 @@ def _run_gem5(runs: _Restores, plan: _Plan, tmp: Path, label: str, keep: tuple[K
     return result, job
 
 
-def _one(runs: _Restores, plan: _Plan, label: str) -> RunResult:
+def _one(runs: Restores, plan: Plan, label: str) -> RunResult:
     ctx = runs.ctx
 
     def build(tmp: Path, manifest: Manifest) -> None:
@@ -335,7 +366,7 @@ def _one(runs: _Restores, plan: _Plan, label: str) -> RunResult:
 INHERITED = ("gem5", "kernel", "image", "board", "boot", "kernel_args", "timing")  # a child is its parent's system
 
 
-def _save_child(runs: _Restores, plan: _Plan, name: str) -> RunResult:
+def _save_child(runs: Restores, plan: Plan, name: str) -> RunResult:
     """The restore that ends in the guest's hackback-checkpoint: the checkpoint it
     saves becomes checkpoints/<name>, a child of the one restored, its manifest
     recording the parent, the script and payload that led to it, the CPU, the tick."""
@@ -378,13 +409,17 @@ def _stats(path: Path, result: dict[str, Any]) -> dict[str, Any]:
     one with m5 workbegin/workend, the region of interest's apart."""
     every = stats.dumps(path)
     out: dict[str, Any] = {"stats": stats.whole_run(every), "stats_dumps": len(every)}
-    roi = stats.roi_dump(result.get("work_items", []))
+    roi = stats.roi_dump(result)
     if roi is not None and roi < len(every):
         out["roi"] = {**stats.region(every[roi]), "dump": roi + 1}
+    if len(every) > 1:
+        out["parts"] = stats.parts(every, result)
+    if result.get("switch"):
+        out["switch"] = result["switch"]
     return out
 
 
-def _info(runs: _Restores, plan: _Plan, job: gem5run.Gem5Job, result: dict[str, Any], g: dict[str, Any]) -> dict[str, Any]:
+def _info(runs: Restores, plan: Plan, job: gem5run.Gem5Job, result: dict[str, Any], g: dict[str, Any]) -> dict[str, Any]:
     console = (job.out / "console.log").read_text(errors="replace") if (job.out / "console.log").is_file() else ""
     statuses = SCRIPT_EXIT.findall(console)
     cpt = runs.cpt

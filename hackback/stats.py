@@ -100,11 +100,43 @@ def whole_run(all_dumps: Sequence[dict[str, str]]) -> dict[str, Any]:
     return out
 
 
-def roi_dump(work_items: Sequence[dict[str, Any]]) -> Optional[int]:
-    """Which dump (0-based) holds the region of interest: the one made at the first
-    workend after a workbegin; None if the run had none."""
+def core_insts(values: dict[str, str]) -> dict[str, float]:
+    """Each core's committed instructions in one dump, by its path under
+    board.processor (cores.core; cores0.core, ...; switch.core after a switch)."""
+    out = {}
+    for k, v in values.items():
+        if _CORE_INSTS.match(k):
+            try:
+                out[k[len("board.processor."):-len(".commitStats0.numInsts")]] = float(v)
+            except ValueError:
+                pass
+    return out
+
+
+def parts(all_dumps: Sequence[dict[str, str]], result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every dump's own figures, with what ended it (the work item the run script
+    dumped at, or the run's end) and the CPU it ran on: a switching run's fast and
+    measured parts side by side."""
+    ended = {int(i["dump"]): i for i in result.get("work_items", []) if isinstance(i.get("dump"), int)}
+    last = {"kind": "end", **({"cpu": result["cpu_at_end"]} if "cpu_at_end" in result else {})}
+    out = []
+    for n, values in enumerate(all_dumps, 1):
+        item = ended.get(n, last if n == len(all_dumps) else {})
+        out.append({"dump": n, "ended_by": item.get("kind", "end"), **({"cpu": item["cpu"]} if "cpu" in item else {}),
+                    **region(values), "core_insts": core_insts(values)})
+    return out
+
+
+def roi_dump(result: dict[str, Any]) -> Optional[int]:
+    """Which dump (0-based) holds the region of interest. The run script names it
+    (roi_dump, 1-based: in a switching run the measured part, after the switch and
+    its warm-up); a result without it (an older run script, a user's copy): the
+    dump made at the first workend after a workbegin. None if the run had none."""
+    if "roi_dump" in result:
+        n = result["roi_dump"]
+        return n - 1 if isinstance(n, int) and n > 0 else None
     begun = False
-    for item in work_items:
+    for item in result.get("work_items", []):
         if item.get("kind") == "workbegin":
             begun = True
         elif item.get("kind") == "workend" and begun and isinstance(item.get("dump"), int):

@@ -47,6 +47,15 @@ OPTIONS: dict[str, Option] = {
     "cpu": Option("CPU model for the restored run: atomic (default), timing or o3", "restore.cpu"),
     "save-checkpoint": Option("NAME: keep the checkpoint the script takes with hackback-checkpoint as checkpoints/NAME "
                               "(a child of the one restored); the run ends there", "restore.save_checkpoint"),
+    "switch-from": Option("atomic or timing: start the restore on it and switch to --cpu at the script's m5 workbegin "
+                          "(or after --switch-after-insts)", "restore.switch_from"),
+    "switch-after-insts": Option("N: switch once the first core has committed N instructions (0: at m5 workbegin)",
+                                 "restore.switch_after_insts", Optional[int]),
+    "warmup-insts": Option("N: instructions on the new CPU before the measured part's stats start",
+                           "restore.warmup_insts", Optional[int]),
+    "on": Option("local (default) or slurm: run the restores here, or as one Slurm job array (see [slurm])", "restore.on"),
+    "wait": Option("with --on slurm: follow the job array to its end and print every run's summary", "slurm.wait", bool),
+    "rerun-failed": Option("with --on slurm: also submit again the runs whose script failed", "slurm.rerun_failed", bool),
     "caches": Option("classic caches: none (default), l1, l1l2", "restore.caches"),
     "jobs": Option("restores to run at once (default 1)", "restore.jobs", Optional[int]),
     "checkpoint": Option("restore this checkpoint directory instead of building/using checkpoints/<name>"),
@@ -86,7 +95,8 @@ def _request(spec: TaskSpec, given: dict[str, Any]) -> pipeline.Request:
     """The pipeline request for a task's parsed flags: config keys to the config
     layers, the rest to the request."""
     # An iterable flag not given is [] to invoke: not given, so config decides.
-    flags = {key: None if given.get(o) in (None, []) else given.get(o) for o in spec.options if (key := OPTIONS[o].key)}
+    # A bool flag not given is False to invoke: the same, so an unset --wait leaves slurm.wait to config.
+    flags = {key: None if _not_given(o, given.get(o)) else given.get(o) for o in spec.options if (key := OPTIONS[o].key)}
 
     def path(option: str) -> Optional[Path]:
         return Path(given[option]) if given.get(option) else None
@@ -97,6 +107,10 @@ def _request(spec: TaskSpec, given: dict[str, Any]) -> pipeline.Request:
         tuple(given.get("script") or ()), path("checkpoint"), path("kernel"), path("image"),
         check if check in (None, True) else Path(check),
     )
+
+
+def _not_given(option: str, value: Any) -> bool:
+    return value is None or (isinstance(value, list) and not value) or (OPTIONS[option].kind is bool and value is False)
 
 
 def _build(spec: TaskSpec, given: dict[str, Any]) -> Any:
@@ -125,7 +139,7 @@ TASKS = (
     TaskSpec("checkpoint", "Boot the image in gem5 and save the checkpoint the guest asks for.",
              ("gem5-src", "gem5-binary", "boot-cpu", "boot", "memory", "cores", *COMMON), _build),
     TaskSpec("restore", "Restore the checkpoint and run scripts in the guest; collect stats and output.",
-             ("script", "payload", "save-checkpoint", "cpu", "caches", "jobs", "checkpoint", "kernel", "image", "gem5-src", "gem5-binary", *COMMON), _build),
+             ("script", "payload", "save-checkpoint", "cpu", "switch-from", "switch-after-insts", "warmup-insts", "caches", "jobs", "on", "wait", "rerun-failed", "checkpoint", "kernel", "image", "gem5-src", "gem5-binary", *COMMON), _build),
     TaskSpec("checkpoints", "List the checkpoints as a tree: parent and children, tick, how each was made, runs using it.",
              ("work-dir", "config"), _list_task),
     TaskSpec("clean", "Reap containers and temp paths killed runs of this work dir left; remove artifacts (asks first).",

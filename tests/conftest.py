@@ -1,4 +1,4 @@
-"""Test tiers: nothing / Docker engine / QEMU / gem5.
+"""Test tiers: nothing / Docker engine / QEMU / Slurm / gem5.
 
 Docker-engine tests skip with the reason when no engine answers, except under
 CI (CI=true), where a missing engine is a failure: .ci/run starts one.
@@ -8,6 +8,9 @@ packages that binary instead of compiling gem5 for hours. The whole gem5 tier
 shares one work directory (HACKBACK_TEST_WORK_DIR, else a session temporary
 one): one env, one kernel (built while the image builds), one image with the
 real m5 (the QEMU tier boots it too, with hackback.m5=off), one checkpoint.
+Slurm tests start a single-node Slurm of their own (tests/slurm_cluster.py);
+without slurm-wlm and munge installed they skip, except under CI, which
+installs them.
 """
 from __future__ import annotations
 
@@ -49,6 +52,32 @@ def engine():  # type: ignore[no-untyped-def]
         if os.environ.get("CI"):
             pytest.fail(f"CI must have a Docker engine (.ci/run starts one): {e.one_line()}")
         pytest.skip(f"Docker-engine tier: {e.one_line()}")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A single-node Slurm of the tests' own; its SLURM_CONF is set for this process while it runs."""
+    import slurm_cluster as sc
+
+    lacking = sc.missing()
+    if lacking:
+        reason = f"Slurm tier: {', '.join(lacking)} not installed (apt-get install slurm-wlm munge)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have Slurm (.ci/run installs it): {reason}")
+        pytest.skip(reason)
+    if os.geteuid() != 0:
+        pytest.skip("Slurm tier: slurmd must run as root to start jobs as the test's user")
+    cluster = sc.SingleNodeSlurm(tmp_path_factory.mktemp("slurm")).start()
+    before = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(cluster.conf)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        if before is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = before
 
 
 @pytest.fixture(scope="session")

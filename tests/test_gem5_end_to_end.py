@@ -25,6 +25,8 @@ pytestmark = pytest.mark.gem5
 HELLO = REPO / "examples" / "hello.rcS"
 CHASE = REPO / "examples" / "pointer-chase"
 LAYER = REPO / "examples" / "layer"
+WARMUP = 20_000  # instructions on o3 before the measured part of a switching chase
+SWITCH_AFTER = 300_000  # instructions on atomic before a switch by count
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +91,12 @@ def _restores(tmp: Path, chase_bin: Path) -> dict[str, tuple[Path, list[str]]]:
         # in the 32 KiB L1D and one well beyond it (and twice the steps).
         **{f"chase-{i}": (CHASE / "run.sh", ["--cpu", "o3", "--caches", "l1l2", "--payload", str(chase_bin),
                                              "--payload", str(CHASE / "inputs" / i)]) for i in ("l1", "beyond")},
+        # The same chase starting on atomic, switching to o3 at its m5 workbegin; with and without a warm-up.
+        **{f"chase-switch{tag}": (CHASE / "run.sh", ["--cpu", "o3", "--caches", "l1l2", "--switch-from", "atomic", *warm,
+                                                     "--payload", str(chase_bin), "--payload", str(CHASE / "inputs" / "l1")])
+           for tag, warm in (("", []), ("-warm", ["--warmup-insts", str(WARMUP)]))},
+        "switch-after": (HELLO, ["--cpu", "timing", "--switch-from", "atomic", "--switch-after-insts", str(SWITCH_AFTER)]),
+        "never-switched": (HELLO, ["--cpu", "timing", "--switch-from", "atomic"]),  # hello has no m5 workbegin
     }
 
 
@@ -259,6 +267,48 @@ def test_the_pointer_chase_measures_its_region_of_interest_from_payloads(restore
     assert 1.8 < ratio < 2.5, f"ROI instructions should scale with the steps asked (40000 vs 20000): {ratio:.2f}"
 
 
+def test_a_restore_runs_on_atomic_until_the_guests_marker_then_on_o3(restores) -> None:  # type: ignore[no-untyped-def]
+    """The chase switching at its m5 workbegin: before it only the atomic cores
+    (board.processor.cores) commit, from it only the o3 ones (switch); its ROI is
+    the plain o3 run's, less the warm-up when there is one; after workend the run
+    is back on atomic."""
+    plain = restores["chase-l1"][1]
+    assert plain is not None
+    plain_roi = info_of(plain, "run")["roi"]["insts"]
+    rois = {}
+    for tag in ("", "-warm"):
+        out, run = restores[f"chase-switch{tag}"]
+        assert out.returncode == 0 and run is not None, out.stdout[-3000:] + out.stderr
+        assert "on atomic then o3 CPU" in out.stdout and "AtomicSimpleCPU" in (run / "config.ini").read_text()
+        info = info_of(run, "run")
+        kinds = [p["ended_by"] for p in info["parts"]]
+        assert kinds == ["workbegin", *(["warmup-end"] if tag else []), "workend", "end"], kinds
+        before, roi, after = stats_of(run, 1), stats_of(run, info["roi"]["dump"]), stats_of(run, len(kinds))
+        atomic, o3 = "board.processor.cores.core.commitStats0.numInsts", "board.processor.switch.core.commitStats0.numInsts"
+        assert float(before[atomic]) > 1_000_000 and float(before.get(o3, 0)) == 0, (before.get(atomic), before.get(o3))
+        assert float(roi[o3]) == info["roi"]["insts"] and float(roi.get(atomic, 0)) <= 1
+        assert float(after[atomic]) > 100_000 and float(after.get(o3, 0)) < 10, "after workend the run is on atomic again"
+        rois[tag] = info["roi"]["insts"]
+        print(f"switching chase{tag}: atomic {float(before[atomic]):.0f} insts in {before['hostSeconds']} host s, "
+              f"ROI on o3 {info['roi']['insts']:.0f} insts in {roi['hostSeconds']} host s; whole run {info['host_seconds']:.1f} s")
+    assert abs(rois[""] - plain_roi) <= 16, (rois, plain_roi)  # the same ROI as on o3 from the start
+    assert abs(rois["-warm"] - (plain_roi - WARMUP)) <= 16, (rois, plain_roi)  # less the warm-up
+
+
+def test_a_restore_switches_after_n_instructions_and_refuses_a_switch_that_never_came(restores) -> None:  # type: ignore[no-untyped-def]
+    out, run = restores["switch-after"]
+    assert out.returncode == 0 and run is not None, out.stdout[-3000:] + out.stderr
+    first, rest = stats_of(run, 1), stats_of(run, 2)
+    assert SWITCH_AFTER <= float(first["board.processor.cores.core.commitStats0.numInsts"]) <= SWITCH_AFTER + 100
+    assert float(rest["board.processor.switch.core.commitStats0.numInsts"]) > 1_000_000
+    assert "BaseTimingSimpleCPU" in (run / "config.ini").read_text()
+    assert info_of(run, "run")["switch"]["after_insts"] == SWITCH_AFTER
+    out, _ = restores["never-switched"]
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "never switched to the timing CPU" in lines[0] and "m5 workbegin" in lines[0], lines
+
+
 @pytest.fixture(scope="module")
 def layer(env: dict[str, str], checkpoint_dir: Path) -> dict[str, Any]:
     """examples/layer: an image with a user layer (a package, a file, a script),
@@ -272,8 +322,11 @@ def layer(env: dict[str, str], checkpoint_dir: Path) -> dict[str, Any]:
 
 def test_an_image_layer_is_built_on_the_base_and_a_restore_uses_it(layer: dict[str, Any], gem5_world: dict[str, Path]) -> None:
     out = layer["checkpoint"].stdout
-    assert "image 'layer' base: made from the same inputs as images/default" in out or "image 'layer' is up to date" in out \
-        or "checkpoint 'layer' is up to date" in out, out[-3000:]
+    # The base is never rebuilt for the layer: linked from images/default's (first run), or
+    # already there (a kept work dir, where only a stale layer part is built again).
+    assert "image stage 1" not in out and "image stage 2" not in out, out[-3000:]
+    base = Manifest.read(gem5_world["work"] / "images" / "layer").parts["base"]  # type: ignore[union-attr]
+    assert base["info"]["linked_from"] == str(gem5_world["image"]), base["info"].get("linked_from")
     run = layer["restore"]
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr
     m = re.search(r"^run (\S+?)(?: \(|:)", run.stdout, re.M)
@@ -406,3 +459,32 @@ def test_a_two_core_checkpoint_restores_on_timing_with_both_cores_busy(env: dict
     assert all(n > 100_000 for n in per_core), per_core
     assert info_of(run, "run")["stats"]["insts"] == sum(per_core)
     assert "BaseTimingSimpleCPU" in (run / "config.ini").read_text()
+
+
+def test_two_cores_switch_to_o3_and_save_a_child_that_restores(env: dict[str, str], checkpoint_dir: Path,
+                                                               tmp_path: Path) -> None:
+    """The 2-core checkpoint: atomic for a count, then o3 on both cores (switch0,
+    switch1), a child saved at the end (taken back on the starting cores), and
+    that child restored plainly."""
+    busy = tmp_path / "busy-then-save.sh"
+    busy.write_text("#!/bin/sh\nbusy() {\n    i=0\n    while [ $i -lt 200 ]; do i=$((i+1)); done\n    echo \"busy $1 done\"\n}\n"
+                    "busy a &\nbusy b &\nwait\nhackback-checkpoint\necho \"after the child: $(nproc) cores\"\n")
+    made = invoke(env, "restore", "--name", "smp", "--script", str(busy), "--cpu", "o3", "--switch-from", "atomic",
+                  "--switch-after-insts", "100000", "--save-checkpoint", "smp-o3-child", "--force", timeout=3600)
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr
+    child = checkpoint_dir.parent / "smp-o3-child"
+    info = info_of(child, "checkpoint")
+    assert info["made_by"]["switch_from"] == "atomic" and info["made_by"]["cpu"] == "o3" and info["board"]["cores"] == 2
+    sections = (child / info["cpt"] / "m5.cpt").read_text(errors="replace")
+    # Thread state (xc) under the starting cores, where a plain restore reads it; the switched-out o3 cores have empty sections.
+    assert "[board.processor.cores1.core.xc.0]" in sections and "[board.processor.switch1.core.xc.0]" not in sections
+    on_o3 = stats_of(child, 2)  # dump 1 ends at the switch; 2 is o3's, to the child checkpoint
+    per_core = [float(on_o3.get(f"board.processor.switch{i}.core.commitStats0.numInsts", 0)) for i in (0, 1)]
+    assert all(n > 10_000 for n in per_core), per_core
+    again = invoke(env, "restore", "--checkpoint", str(child), "--script", str(HELLO), "--force", timeout=1800)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    m = re.search(r"^run (\S+?)(?: \(|:)", again.stdout, re.M)
+    assert m, again.stdout[-2000:]
+    run = checkpoint_dir.parent.parent / "runs" / m.group(1)
+    raw = stats_of(run)
+    assert all(float(raw.get(f"board.processor.cores{i}.core.commitStats0.numInsts", 0)) > 0 for i in (0, 1)), raw.get("simInsts")

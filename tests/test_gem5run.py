@@ -24,7 +24,7 @@ CAUSES = {k: v for k, v in CONTRACT["causes"].items() if k != "_doc"}
 # gem5's exit events as the run script handles them, by the contract's cause names
 EXIT_EVENTS = {"CHECKPOINT": "checkpoint", "EXIT": "exit", "FAIL": "fail", "KERNEL_PANIC": "kernel_panic",
                "KERNEL_OOPS": "kernel_oops", "MAX_TICK": "slice", "USER_INTERRUPT": "interrupted"}
-WORK_ITEMS = ("WORKBEGIN", "WORKEND")  # handled, and the run goes on
+WORK_ITEMS = ("WORKBEGIN", "WORKEND", "MAX_INSTS")  # handled, and the run goes on (MAX_INSTS: a switch or warm-up count)
 
 
 def test_the_contract_file_has_every_key_and_a_doc_for_each_section() -> None:
@@ -33,7 +33,7 @@ def test_the_contract_file_has_every_key_and_a_doc_for_each_section() -> None:
         "markers": {"progress", "checkpoint", "result", "script_exit"},
         "files": {"result", "result_tmp", "console", "console_copy"},
         "causes": {"checkpoint", "exit", "fail", "kernel_panic", "kernel_oops", "max_sim_seconds", "max_wall_seconds",
-                   "interrupted", "slice", "unknown"},
+                   "interrupted", "no_switch", "slice", "unknown"},
         "expected": {"boot", "restore", "restore_saving"},
         "exit_status": {"wrong_ending"},
         "cache_defaults": {"l1d", "l1i", "l2"},
@@ -46,7 +46,7 @@ def test_the_contract_file_has_every_key_and_a_doc_for_each_section() -> None:
                                  "result_tmp": "hackback-result.json.tmp", "console": "board.pc.com_1.device",
                                  "console_copy": "console.log"}
     assert set(CAUSES.values()) == {"checkpoint", "exit", "fail", "kernel-panic", "kernel-oops", "max-sim-seconds",
-                                    "max-wall-seconds", "interrupted", "slice", "unknown"}
+                                    "max-wall-seconds", "interrupted", "no-switch", "slice", "unknown"}
     assert {k: v for k, v in CONTRACT["expected"].items() if k != "_doc"} == {"boot": "checkpoint", "restore": "exit",
                                                                            "restore_saving": "checkpoint"}
     assert set(CONTRACT["expected"].values()) - {CONTRACT["expected"]["_doc"]} <= set(CAUSES.values())

@@ -29,7 +29,8 @@ rest = rest[1:]  # the run script's path
 ap = argparse.ArgumentParser()
 ap.add_argument("mode")
 for opt in ("--kernel", "--disk", "--kernel-args", "--memory", "--cores", "--cpu", "--caches", "--l1d", "--l1i", "--l2",
-            "--checkpoint-dir", "--checkpoint", "--script", "--max-sim-seconds", "--max-wall-seconds"):
+            "--checkpoint-dir", "--checkpoint", "--script", "--max-sim-seconds", "--max-wall-seconds",
+            "--switch-from", "--switch-after-insts", "--warmup-insts"):
     ap.add_argument(opt)
 args = ap.parse_args(rest)
 behaviour = ""

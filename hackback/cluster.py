@@ -1,0 +1,322 @@
+"""`invoke restore --on slurm`: the restores a local `invoke restore` would run,
+as one Slurm job array over the one checkpoint.
+
+The submitting side does every check a local restore does (scripts, payload,
+the checkpoint's kernel, image and gem5) and everything the steps before need,
+then writes a batch directory under <work>/slurm/: the task list (tasks.json:
+the whole config as resolved here, the checkpoint, each task's script and run
+id) and the sbatch script (hackback/sbatch/array.sbatch). Nothing per task is
+done here beyond writing the list. Each task (hackback.node on the node) reads
+its line and runs that one restore with hackback's own restore step, so it
+makes the same container, checks, run directory and manifest as a local one.
+A node never builds: the env image, when missing there, is loaded from a copy
+saved in the work dir; anything else missing fails the task in one line.
+
+Runs already in runs/ (and up to date) are not submitted, nor are runs that a
+live job of an earlier submission still has pending or running. Each task
+writes status/task-<i>.json when it ends; `--wait` follows the array with
+squeue and those files."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from . import config, log, restore, slurm
+from .artifacts import Layout, Manifest, digest_of, dry_running, make_dir, would_build
+from .context import StepContext
+from .engine import Engine, label_work_dir
+from .errors import ArtifactError, ClusterError, HackbackError, UsageError
+from .records import BaseImage, CheckpointArtifact, EnvArtifact, Gem5Source, RunResult, ToolsImage
+from .resources import package_file
+
+TASKS = "tasks.json"
+JOB = "job.json"
+SCRIPT = "array.sbatch"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One submission: its directory, Slurm job id and runs (task i runs rids[i])."""
+
+    directory: Path
+    job_id: str
+    rids: tuple[str, ...]
+
+    def status(self, index: int) -> Optional[dict[str, Any]]:
+        try:
+            data: dict[str, Any] = json.loads((self.directory / "status" / f"task-{index}.json").read_text())
+            return data
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def log_of(self, index: int) -> Path:
+        return self.directory / "logs" / f"task-{index}.log"
+
+
+class TaskFailed(ClusterError):
+    """A task of the array failed; its exit status is the one the local restore would have had."""
+
+    def __init__(self, message: str, hint: str, exit_code: int) -> None:
+        super().__init__(message, hint)
+        self.exit_code = exit_code
+
+
+# ---------------------------------------------------------------- submitting side
+
+
+def submit(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts: Sequence[Path],
+           kernel: Optional[Path] = None, disk: Optional[Path] = None, force: bool = False) -> list[RunResult]:
+    """Submit the runs not done yet as one job array; with slurm.wait, follow it to
+    the end. The results of the runs that are done (all of them after a wait)."""
+    slurm.require()
+    if ctx.cfg.restore.save_checkpoint:
+        raise UsageError("--save-checkpoint is one restore, not a job array", "run it locally (without --on slurm)")
+    runs, plans = restore.prepare(ctx, env, cpt, scripts, kernel, disk, force)
+    done, todo = _split(ctx, plans, force)
+    live = _live_batches(ctx.layout)
+    in_flight = {rid for b in live for rid in b.rids}
+    waiting_on = [b for b in live if set(b.rids) & {p.rid for p in todo}]
+    todo = [p for p in todo if p.rid not in in_flight]
+    log.info(f"{len(plans)} run(s): {len(done)} done already, {len(plans) - len(done) - len(todo)} pending or running in "
+             f"an earlier job, {len(todo)} to submit")
+    if dry_running():
+        for p in todo:
+            log.info(f"plan:   {p.script.name} -> {p.rid}: would be a task of the array")
+        if todo:
+            would_build(f"a Slurm job array of {len(todo)} task(s)", "listed above")
+        return done
+    if todo:
+        waiting_on.append(_submit(ctx, runs, todo))
+    if ctx.cfg.slurm.wait and waiting_on:
+        return wait(ctx, waiting_on, done)
+    return _finish(ctx, [], done) if not waiting_on else done
+
+
+def _split(ctx: StepContext, plans: Sequence[restore.Plan], force: bool) -> tuple[list[RunResult], list[restore.Plan]]:
+    done: list[RunResult] = []
+    todo: list[restore.Plan] = []
+    for plan in plans:
+        result = None if force else restore.completed(ctx, plan)
+        if result is not None and ctx.cfg.slurm.rerun_failed and not result.ok:
+            result = None
+        if result is None:
+            todo.append(plan)
+        else:
+            done.append(result)
+    return done, todo
+
+
+def _submit(ctx: StepContext, runs: restore.Restores, todo: Sequence[restore.Plan]) -> Batch:
+    saved = _saved_env_image(ctx, runs.env)
+    rids = tuple(p.rid for p in todo)
+    directory = ctx.layout.work_dir / "slurm" / f"{time.strftime('%Y%m%d-%H%M%S')}-{digest_of(list(rids))[:8]}"
+    for sub in ("logs", "status"):
+        make_dir(directory / sub, "the Slurm batch")
+    flags = {**config.as_flags(ctx.cfg), "restore.on": "local", "slurm.wait": False}
+    tasks = {
+        "config": flags,
+        "env": _env_record(runs.env, saved),
+        "checkpoint": str(runs.cpt.directory),
+        "kernel": str(runs.kernel),
+        "disk": str(runs.disk),
+        "force": runs.force,
+        "tasks": [{"script": str(p.script.resolve()), "rid": p.rid} for p in todo],
+    }
+    _write_json(directory / TASKS, tasks)
+    (directory / SCRIPT).write_text(_sbatch_script(ctx.cfg, directory, len(todo)))
+    try:
+        job_id = slurm.submit(directory / SCRIPT)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)  # nothing was submitted: leave no batch behind
+        raise
+    _write_json(directory / JOB, {"job_id": job_id, "rids": list(rids), "submitted_at": time.time()})
+    log.info(f"submitted Slurm job {job_id}: {len(todo)} task(s), one per run; batch {directory}")
+    log.info(f"    follow it: squeue -j {job_id}, or rerun this command with --wait (nothing is submitted twice)")
+    return Batch(directory, job_id, rids)
+
+
+def _sbatch_script(cfg: config.Config, directory: Path, count: int) -> str:
+    sl = cfg.slurm
+    options = [f"--partition={sl.partition}"] if sl.partition else []
+    options += [f"--mem={sl.mem}"] if sl.mem else []
+    options += list(sl.extra_args)
+    return package_file("sbatch/array.sbatch").read_text().format(
+        job_name=f"hackback-{cfg.name}", last=count - 1, throttle=f"%{sl.array_throttle}" if sl.array_throttle else "",
+        batch_dir=directory, time=sl.time, cpus=sl.cpus_per_task, grace=sl.stop_grace_seconds,
+        options="\n".join(f"#SBATCH {o}" for o in options), python=sl.python or sys.executable,
+    )
+
+
+def _saved_env_image(ctx: StepContext, env: EnvArtifact) -> Path:
+    """A copy of the env image in the work dir, for nodes that lack it (saved once per image)."""
+    image_id = ctx.engine.image_id(str(env.image))
+    if image_id is None:
+        raise ArtifactError(f"env image {env.image} is missing from this engine", "rebuild it with `invoke env`")
+    dest = ctx.layout.cache_dir("env-images") / f"{image_id.split(':')[-1][:16]}.tar"
+    if not dest.is_file():
+        make_dir(dest.parent, "saved env images")
+        with log.step(f"saving env image {env.image} for the nodes ({dest})"):
+            ctx.engine.save_image(str(env.image), dest)
+    return dest
+
+
+def _env_record(env: EnvArtifact, saved: Path) -> dict[str, Any]:
+    return {"name": env.name, "directory": str(env.directory), "image": env.image, "m5": str(env.m5),
+            "tools": dataclasses.asdict(env.tools), "source": {**dataclasses.asdict(env.source), "path": str(env.source.path)},
+            "saved_image": str(saved), "image_id": None}
+
+
+def _live_batches(layout: Layout) -> list[Batch]:
+    """Earlier submissions whose job Slurm still lists."""
+    out = []
+    for job_file in sorted((layout.work_dir / "slurm").glob(f"*/{JOB}")):
+        try:
+            job = json.loads(job_file.read_text())
+        except ValueError:
+            continue
+        batch = Batch(job_file.parent, str(job["job_id"]), tuple(job["rids"]))
+        if any(batch.status(i) is None for i in range(len(batch.rids))) and slurm.task_states(batch.job_id):
+            out.append(batch)
+    return out
+
+
+def wait(ctx: StepContext, batches: Sequence[Batch], done: Sequence[RunResult]) -> list[RunResult]:
+    """Follow the arrays until no task is pending or running, showing the counts;
+    then every run's summary. A failed task fails the whole, as locally."""
+    shown = ""
+    while True:
+        counts, live = _counts(batches)
+        line = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+        if line != shown:
+            log.info(f"slurm job {' '.join(b.job_id for b in batches)}: {line}")
+            shown = line
+        if not live:
+            break
+        time.sleep(ctx.cfg.slurm.poll_seconds)
+    return _finish(ctx, batches, done)
+
+
+def _counts(batches: Sequence[Batch]) -> tuple[dict[str, int], bool]:
+    counts = {"pending": 0, "running": 0, "done": 0, "failed": 0, "lost": 0}
+    live = False
+    for b in batches:
+        states = slurm.task_states(b.job_id)
+        for i in range(len(b.rids)):
+            status = b.status(i)
+            if status is not None:
+                counts["done" if status["ok"] else "failed"] += 1
+            elif i in states:
+                live = True
+                counts["running" if states[i] in slurm.RUNNING else "pending"] += 1
+            else:
+                counts["lost"] += 1  # ended without a word: killed, or its node failed
+    return counts, live
+
+
+def _finish(ctx: StepContext, batches: Sequence[Batch], done: Sequence[RunResult]) -> list[RunResult]:
+    """Every run's summary; a failure (a task's, or a done run's script) raised as a local restore raises it."""
+    results = list(done)
+    failures: list[HackbackError] = [TaskFailed(f"{r.run_id}: its script exited {r.script_status} in the guest",
+                                                f"its output is in {r.directory / 'console.log'}", _script_code(r))
+                                     for r in done if not r.ok]
+    for b in batches:
+        for i, rid in enumerate(b.rids):
+            status = b.status(i) or {"ok": False, "exit_code": 1,
+                                      "message": f"task {i} of job {b.job_id} ({rid}) ended without reporting"}
+            if status.get("result"):
+                results.append(_result_of(ctx, rid))
+            if not status["ok"]:
+                failures.append(TaskFailed(str(status["message"]), f"its log is {b.log_of(i)}", int(status["exit_code"])))
+    if len(results) > 1:
+        log.info(f"{len(results)} runs:")
+    for r in results:
+        log.info(r.summary())
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:
+        first = failures[0]
+        total = len(done) + sum(len(b.rids) for b in batches)
+        raise TaskFailed(f"{len(failures)} of {total} runs failed; first: {first.message}", first.hint, first.exit_code)
+    return results
+
+
+def _script_code(result: RunResult) -> int:
+    status = result.script_status or ""
+    return int(status) if status.isdigit() and 0 < int(status) < 126 else 1
+
+
+def _result_of(ctx: StepContext, rid: str) -> RunResult:
+    return restore.result_in(ctx.layout.artifact_dir("runs", rid), rid)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- on the node
+
+
+def run_task(batch_dir: Path, index: int) -> None:
+    """Task `index` of the batch: one restore, as `invoke restore` runs it, never
+    building anything; its status file says how it ended."""
+    batch = json.loads((batch_dir / TASKS).read_text())
+    task = batch["tasks"][index]
+    status_file = batch_dir / "status" / f"task-{index}.json"
+    status: dict[str, Any] = {"rid": task["rid"], "ok": False, "exit_code": 1, "result": False,
+                              "host": os.uname().nodename, "started_at": time.time()}
+    try:
+        # Not this node's environment: the config as it was resolved where it was submitted.
+        cfg = config.load(flags=batch["config"], environ={}, cwd=batch_dir)
+        label_work_dir(cfg.work_dir)
+        ctx = StepContext(cfg, Layout(cfg.work_dir, node_hash_db=_node_hash_db()))
+        env = _env_here(ctx.engine, batch["env"])
+        status["gem5_start"] = time.time()
+        results = restore.restore(ctx, env, CheckpointArtifact.read(Path(batch["checkpoint"])), [Path(task["script"])],
+                                  Path(batch["kernel"]), Path(batch["disk"]), force=bool(batch["force"]))
+        status.update(ok=True, exit_code=0, result=True, summary=results[0].summary())
+    except HackbackError as e:
+        status.update(exit_code=e.exit_code, message=f"{task['rid']}: {e.message}",
+                      result=(Path(batch["config"]["work_dir"]) / "runs" / task["rid"] / "manifest.json").is_file())
+        raise
+    except KeyboardInterrupt:
+        status.update(exit_code=130, message=f"{task['rid']}: stopped by Slurm (scancel, or the time limit was near: "
+                                             f"slurm.time = {batch['config']['slurm.time']}); its container was removed")
+        raise
+    finally:
+        status["ended_at"] = time.time()
+        _write_json(status_file, status)
+
+
+def _node_hash_db() -> Path:
+    root = Path(os.environ.get("HACKBACK_NODE_CACHE") or f"/var/tmp/hackback-node-{os.getuid()}")
+    make_dir(root, "this node's hash cache (HACKBACK_NODE_CACHE)")
+    return root / "hashes.sqlite"
+
+
+def _env_here(engine: Engine, rec: dict[str, Any]) -> EnvArtifact:
+    """The env as submitted, its image on this node's engine (loaded from the saved copy if missing)."""
+    if engine.image_id(rec["image"]) is None:
+        saved = Path(rec["saved_image"])
+        if not saved.is_file():
+            raise ArtifactError(f"env image {rec['image']} is not on this node and its saved copy {saved} is missing",
+                                "submit again from a machine that has the image (it saves the copy), or docker load it here")
+        with log.step(f"loading env image {rec['image']} on this node from {saved}"):
+            engine.load_image(saved)
+        if engine.image_id(rec["image"]) is None:
+            raise ArtifactError(f"{saved} did not hold env image {rec['image']}", "delete it; the next submission saves it again")
+    manifest = Manifest.read(Path(rec["directory"]))
+    if manifest is None:
+        raise ArtifactError(f"env {rec['directory']} has no manifest on this node", "is the work dir shared at the same path?")
+    tools = rec["tools"]
+    source = {**rec["source"], "path": Path(rec["source"]["path"]), "version_tags": tuple(rec["source"]["version_tags"])}
+    return EnvArtifact(rec["name"], Path(rec["directory"]), rec["image"], Path(rec["m5"]), manifest,
+                       ToolsImage(tools["ref"], tools["id"], BaseImage(**tools["base"]), tools["versions"]), Gem5Source(**source))
