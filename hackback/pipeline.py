@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from . import checkpoint, clean, cluster, config, env, image, kernel, log, restore
+from . import checkpoint, clean, cluster, config, env, image, kernel, log, report, restore
 from .artifacts import WouldBuild, dry_run
 from .context import StepContext
 from .engine import label_work_dir
@@ -191,6 +191,12 @@ def list_checkpoints(flags: Mapping[str, Any], config_file: Optional[str]) -> li
     for line in lines or [f"no checkpoints in {ctx.layout.work_dir} yet (take one with `invoke checkpoint`)"]:
         print(line)
     return lines
+
+
+def make_report(flags: Mapping[str, Any], config_file: Optional[str], checkpoint_name: Optional[str], script: Optional[str],
+                cpu: Optional[str], out: Optional[Path]) -> report.Report:
+    ctx = open_context(flags, config_file)
+    return report.report(ctx.layout, report.Selection(checkpoint_name, script, cpu), out)
 
 
 def clean_up(flags: Mapping[str, Any], config_file: Optional[str], request: clean.CleanRequest) -> Any:

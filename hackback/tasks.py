@@ -61,6 +61,10 @@ OPTIONS: dict[str, Option] = {
     "checkpoint": Option("restore this checkpoint directory instead of building/using checkpoints/<name>"),
     "kernel": Option("check and use this vmlinux instead of the checkpoint's (must be the same file)"),
     "image": Option("check and use this disk image instead of the checkpoint's (must be the same file)"),
+    "of-checkpoint": Option("NAME: only the runs restored from this checkpoint"),
+    "of-script": Option("NAME: only the runs of this script (file name or stem)"),
+    "of-cpu": Option("only the runs on this CPU model (atomic, timing, o3; a switching run counts for both)"),
+    "out": Option("DIR: where the CSV, Markdown and plots go (default <work_dir>/reports/<time>)"),
     "kind": Option("env, images, kernels, checkpoints or runs"),
     "images": Option("also remove the env images this work dir's env manifests name (none a container uses)", kind=bool),
     "all-owners": Option("also list, and remove after asking, containers not provably this work dir's leftovers", kind=bool),
@@ -73,7 +77,7 @@ OPTIONS: dict[str, Option] = {
 }
 COMMON = ("name", "work-dir", "config", "force", "dry-run")
 # The option a task shows as --cpu: the checkpoint's boot CPU on `checkpoint`, the run's CPU on `restore`.
-FLAG_NAMES = {"boot-cpu": "cpu"}
+FLAG_NAMES = {"boot-cpu": "cpu", "of-checkpoint": "checkpoint", "of-script": "script", "of-cpu": "cpu"}
 
 # One short flag per meaning, the same on every task that has the option; none is -h
 # (that is help). Options not listed are long-only.
@@ -123,6 +127,12 @@ def _clean_task(spec: TaskSpec, given: dict[str, Any]) -> Any:
     return guarded(lambda: pipeline.clean_up({"work_dir": given.get("work-dir")}, given.get("config"), request))
 
 
+def _report_task(spec: TaskSpec, given: dict[str, Any]) -> Any:
+    return guarded(lambda: pipeline.make_report({"work_dir": given.get("work-dir")}, given.get("config"),
+                                                given.get("of-checkpoint"), given.get("of-script"), given.get("of-cpu"),
+                                                Path(given["out"]) if given.get("out") else None))
+
+
 def _list_task(spec: TaskSpec, given: dict[str, Any]) -> Any:
     return guarded(lambda: pipeline.list_checkpoints({"work_dir": given.get("work-dir")}, given.get("config")))
 
@@ -142,6 +152,8 @@ TASKS = (
              ("script", "payload", "save-checkpoint", "cpu", "switch-from", "switch-after-insts", "warmup-insts", "caches", "jobs", "on", "wait", "rerun-failed", "checkpoint", "kernel", "image", "gem5-src", "gem5-binary", *COMMON), _build),
     TaskSpec("checkpoints", "List the checkpoints as a tree: parent and children, tick, how each was made, runs using it.",
              ("work-dir", "config"), _list_task),
+    TaskSpec("report", "The runs as a table (terminal, CSV, Markdown) and plots (PNG), read from their stats.txt.",
+             ("of-checkpoint", "of-script", "of-cpu", "out", "work-dir", "config"), _report_task),
     TaskSpec("clean", "Reap containers and temp paths killed runs of this work dir left; remove artifacts (asks first).",
              ("kind", "name", "images", "all-owners", "yes", "work-dir", "config"), _clean_task),
 )

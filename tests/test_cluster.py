@@ -157,3 +157,36 @@ def test_bad_cluster_input_is_refused_before_anything_is_submitted(world: dict[s
         _submit(world, [script(tmp_path, "s.rcS", "hackback-checkpoint")], restore__save_checkpoint="child")
     with pytest.raises(ClusterError, match="sbatch refused"):
         _submit(world, [script(tmp_path, "p.rcS", "true")], slurm__partition="no-such-partition")
+
+
+def test_an_array_of_100_tasks_completes_and_what_each_costs(world: dict[str, Any], tmp_path: Path) -> None:
+    """Scale with the gem5 test double: 100 tasks through the single-node cluster.
+    Prints the submission time and the per-task overhead outside the container
+    (the task's start, config, checks and run directory, not gem5)."""
+    scripts = tmp_path / "many"
+    scripts.mkdir()
+    for i in range(100):
+        (scripts / f"s{i:03d}.rcS").write_text(f"#!/bin/sh\necho task {i}\n")
+    from hackback import restore
+
+    start = time.monotonic()
+    _submit(world, restore.scripts_from([str(scripts)]))  # returns once submitted
+    submitted = time.monotonic() - start
+    batch = _batches(world)[-1].parent
+    job = json.loads((batch / "job.json").read_text())
+    assert len(job["rids"]) == 100
+    b = cluster.Batch(batch, job["job_id"], tuple(job["rids"]))
+    deadline = time.monotonic() + 1200
+    while cluster._counts([b])[1] and time.monotonic() < deadline:
+        time.sleep(2)
+    statuses = [b.status(i) for i in range(100)]
+    assert all(s is not None and s["ok"] for s in statuses), [s for s in statuses if not (s and s["ok"])][:3]
+    overheads = []
+    for s in statuses:
+        assert s is not None
+        info = Manifest.read(world["root"] / "work" / "runs" / s["rid"]).parts["run"]["info"]  # type: ignore[union-attr]
+        overheads.append(s["ended_at"] - s["started_at"] - float(info["container_wall_seconds"]))
+    overheads.sort()
+    wall = time.monotonic() - start
+    print(f"100 tasks: submitted in {submitted:.2f} s, all done in {wall:.0f} s; per-task overhead outside the container "
+          f"median {overheads[50]:.2f} s (min {overheads[0]:.2f}, max {overheads[-1]:.2f})")

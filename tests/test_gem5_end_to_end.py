@@ -309,6 +309,34 @@ def test_a_restore_switches_after_n_instructions_and_refuses_a_switch_that_never
     assert len(lines) == 1 and "never switched to the timing CPU" in lines[0] and "m5 workbegin" in lines[0], lines
 
 
+def test_the_report_tables_and_plots_the_runs_as_their_stats_txt_says(restores, env: dict[str, str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import csv
+
+    out = invoke(env, "report", "--checkpoint", "default", "--out", str(tmp_path / "report"), timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+    rep = tmp_path / "report"
+    rows = {r["run"]: r for r in csv.DictReader((rep / "runs.csv").open())}
+    md = (rep / "runs.md").read_text()
+    pngs = sorted(p.name for p in rep.glob("*.png"))
+    assert "ipc_by_script.png" in pngs and any(p.startswith("run-o3-l1l2_vs_payload") for p in pngs), pngs
+    assert all((rep / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    for name in ("chase-l1", "chase-beyond", "atomic"):
+        run = restores[name][1]
+        assert run is not None and run.name in rows and run.name in md
+        row = rows[run.name]
+        n = (run / "stats.txt").read_text().count("---------- Begin")
+        per_dump = [stats_of(run, d) for d in range(1, n + 1)]
+        insts = sum(float(v) for d in per_dump for k, v in d.items() if k.endswith("commitStats0.numInsts"))
+        assert float(row["insts"]) == pytest.approx(insts, rel=1e-5), (name, row["insts"], insts)
+        if name.startswith("chase"):
+            roi = stats_of(run, info_of(run, "run")["roi"]["dump"])
+            assert float(row["roi_insts"]) == float(roi["board.processor.cores.core.commitStats0.numInsts"])
+            assert float(row["roi_l1d_miss_rate"]) == pytest.approx(
+                float(roi["board.cache_hierarchy.l1d-cache-0.overallMissRate::total"]), rel=1e-5)
+        else:  # no caches and no ROI: missing, not 0
+            assert row["l1d_miss_rate"] == "" and row["roi_insts"] == "", row
+
+
 @pytest.fixture(scope="module")
 def layer(env: dict[str, str], checkpoint_dir: Path) -> dict[str, Any]:
     """examples/layer: an image with a user layer (a package, a file, a script),
@@ -488,3 +516,36 @@ def test_two_cores_switch_to_o3_and_save_a_child_that_restores(env: dict[str, st
     run = checkpoint_dir.parent.parent / "runs" / m.group(1)
     raw = stats_of(run)
     assert all(float(raw.get(f"board.processor.cores{i}.core.commitStats0.numInsts", 0)) > 0 for i in (0, 1)), raw.get("simInsts")
+
+
+def test_three_restores_run_as_a_slurm_job_array_and_a_rerun_submits_nothing(env: dict[str, str], checkpoint_dir: Path,
+                                                                            slurm_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`invoke restore --on slurm --wait` with real gem5 on the single-node cluster:
+    three runs (one failing with exit 3) as one array, their summaries, the
+    failing one's status; a rerun submits nothing, a removed run alone is submitted."""
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    nonce = time.time_ns()  # new runs on each CI run (the work dir is kept)
+    for name, body in (("one", "echo one on the cluster"), ("two", "uname -r"), ("fails", "echo failing; exit 3")):
+        (scripts / f"{name}.sh").write_text(f"#!/bin/sh\n# {nonce}\n{body}\n")
+    cluster_env = {**env, "SLURM_CONF": str(slurm_cluster.conf)}
+    args = ("restore", "--on", "slurm", "--wait", "--script", str(scripts))
+    out = invoke(cluster_env, *args, timeout=1800)
+    assert out.returncode == 3, out.stdout[-3000:] + out.stderr
+    assert "3 to submit" in out.stdout and "submitted Slurm job" in out.stdout and "3 runs:" in out.stdout, out.stdout[-3000:]
+    assert out.stdout.count("script exit status 0") == 2 and "script exit status 3" in out.stdout
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "fails.sh exited 3 in the guest" in lines[0], lines
+    rids = re.findall(r"^run (\S+?):", out.stdout, re.M)
+    assert len(rids) == 3
+    runs = checkpoint_dir.parent.parent / "runs"
+    one = next(r for r in rids if "-one-" in r)
+    assert "one on the cluster" in (runs / one / "console.log").read_text(errors="replace")
+    again = invoke(cluster_env, *args, timeout=600)
+    assert again.returncode == 3 and "3 done already" in again.stdout and "0 to submit" in again.stdout, again.stdout[-2000:]
+    import shutil
+
+    shutil.rmtree(runs / one)
+    third = invoke(cluster_env, *args, timeout=1800)
+    assert third.returncode == 3 and "2 done already" in third.stdout and "1 to submit" in third.stdout, third.stdout[-2000:]
+    assert (runs / one / "manifest.json").is_file()

@@ -1,0 +1,228 @@
+"""`invoke report`: the runs in a work dir as one table (terminal, CSV,
+Markdown) and plots (PNG).
+
+Each run's figures are read again from its own stats.txt, every dump by name
+(hackback.stats): the whole run's (its dumps added up) and, where the run has
+one, its region of interest's (the dump its manifest names). A stat gem5 did
+not print is missing in the table (empty in the CSV, "-" on screen), never 0.
+Which run is which (checkpoint, script, CPU, caches, payload) comes from its
+manifest. rich (the table) and matplotlib (the plots) are imported only here,
+when a report is asked for, so the other tasks start as fast as before."""
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from . import log, stats
+from .artifacts import Layout, Manifest, make_dir
+from .errors import UsageError
+
+# (column, what it is); the figures' columns are read from stats.txt.
+COLUMNS = (
+    ("run", "run id"), ("checkpoint", "checkpoint restored"), ("script", "script"), ("cpu", "CPU (fast one first when switching)"),
+    ("caches", "caches"), ("l1d", "L1D size"), ("l2", "L2 size"), ("payload", "payload directories"), ("status", "script exit status"),
+    ("sim_seconds", "simulated s"), ("host_seconds", "host s"), ("insts", "instructions"), ("ipc", "IPC"),
+    ("l1d_miss_rate", "L1D miss rate (last dump with one)"), ("l2_miss_rate", "L2 miss rate"),
+    ("roi_insts", "ROI instructions"), ("roi_ipc", "ROI IPC"), ("roi_l1d_miss_rate", "ROI L1D miss rate"),
+    ("roi_l2_miss_rate", "ROI L2 miss rate"), ("roi_sim_seconds", "ROI simulated s"),
+)
+SWEEPABLE = ("l1d", "l2", "payload")
+
+
+@dataclass(frozen=True)
+class Selection:
+    checkpoint: Optional[str] = None
+    script: Optional[str] = None  # a script's file name or stem
+    cpu: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Report:
+    rows: list[dict[str, Any]]
+    directory: Path
+    files: list[Path]
+
+
+def report(layout: Layout, select: Selection, out: Optional[Path] = None) -> Report:
+    rows = [r for r in (_row(d) for d in sorted((layout.work_dir / "runs").glob("*/"))) if r is not None and _wanted(r, select)]
+    if not rows:
+        raise UsageError(f"no runs in {layout.work_dir / 'runs'} match", "run some with `invoke restore`, or select fewer")
+    directory = out or layout.work_dir / "reports" / time.strftime("%Y%m%d-%H%M%S")
+    make_dir(directory, "the report")
+    files = [_write_csv(rows, directory / "runs.csv"), _write_markdown(rows, directory / "runs.md")]
+    files += _plots(rows, directory)
+    _show(rows)
+    for f in files:
+        log.info(f"wrote {f}")
+    return Report(rows, directory, files)
+
+
+def _row(run_dir: Path) -> Optional[dict[str, Any]]:
+    manifest = Manifest.read(run_dir)
+    if manifest is None or "run" not in manifest.parts:
+        return None
+    info = manifest.parts["run"]["info"]
+    board = info.get("board", {})
+    every = stats.dumps(run_dir / "stats.txt")
+    whole = stats.whole_run(every)
+    roi_n = info.get("roi", {}).get("dump")
+    roi = stats.region(every[roi_n - 1]) if isinstance(roi_n, int) and 0 < roi_n <= len(every) else {}
+    cpu = f"{board['switch_from']}>{board['cpu']}" if board.get("switch_from") else board.get("cpu")
+    caches = board.get("caches", "none")
+    row: dict[str, Any] = {
+        "run": run_dir.name, "checkpoint": info.get("checkpoint", {}).get("name"), "script": Path(info["script"]["path"]).name,
+        "cpu": cpu, "caches": caches, "l1d": board.get("l1d") if caches != "none" else None,
+        "l2": board.get("l2") if caches == "l1l2" else None,
+        "payload": " ".join(Path(d).name for d in info.get("payload", {}).get("dirs", [])) or None,
+        "status": info.get("script_status"), "sim_seconds": info.get("sim_seconds"), "host_seconds": info.get("host_seconds"),
+        "insts": whole.get("insts"), "ipc": whole.get("ipc"),
+        "l1d_miss_rate": _last(every, "l1d_miss_rate"), "l2_miss_rate": _last(every, "l2_miss_rate"),
+        **{f"roi_{k}": roi.get(k) for k in ("insts", "ipc", "l1d_miss_rate", "l2_miss_rate")},
+        "roi_sim_seconds": roi.get("simSeconds"),
+    }
+    return row
+
+
+def _last(every: Sequence[dict[str, str]], key: str) -> Optional[float]:
+    """A rate does not add up over dumps: the last dump's that has it (the run's end)."""
+    for values in reversed(every):
+        v = stats.figures(values).get(key)
+        if v is not None:
+            return float(v)
+    return None
+
+
+def _wanted(row: dict[str, Any], s: Selection) -> bool:
+    return ((s.checkpoint is None or row["checkpoint"] == s.checkpoint)
+            and (s.script is None or s.script in (row["script"], Path(row["script"]).stem))
+            and (s.cpu is None or s.cpu in str(row["cpu"]).split(">")))
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([c for c, _ in COLUMNS])
+    for r in rows:
+        w.writerow([_text(r[c]) for c, _ in COLUMNS])
+    path.write_text(buf.getvalue())
+    return path
+
+
+def _write_markdown(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    cols = [c for c, _ in COLUMNS]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_text(r[c]) or "-" for c in cols) + " |" for r in rows]
+    path.write_text("\n".join(lines) + "\n\nMissing stats are shown as -, never 0. Columns: "
+                    + "; ".join(f"{c}: {what}" for c, what in COLUMNS) + ".\n")
+    return path
+
+
+def _show(rows: Sequence[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    shown = ("script", "cpu", "caches", "payload", "status", "sim_seconds", "host_seconds", "insts", "ipc",
+             "l1d_miss_rate", "roi_insts", "roi_ipc", "roi_l1d_miss_rate")
+    table = Table(title=f"{len(rows)} run(s)")
+    for c in shown:
+        table.add_column(c, justify="right" if c not in ("script", "cpu", "caches", "payload") else "left")
+    for r in rows:
+        table.add_row(*(_text(r[c]) or "-" for c in shown))
+    Console(width=200).print(table)
+
+
+def _plots(rows: Sequence[dict[str, Any]], directory: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    out = [p for p in (_ipc_by_script(rows, directory),) if p is not None]
+    out += _sweeps(rows, directory)
+    return out
+
+
+def _ipc_by_script(rows: Sequence[dict[str, Any]], directory: Path) -> Optional[Path]:
+    """IPC per script, one bar per CPU model (the ROI's where the run has one)."""
+    import matplotlib.pyplot as plt
+
+    scripts = sorted({r["script"] for r in rows})
+    cpus = sorted({str(r["cpu"]) for r in rows})
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(scripts) * max(1, len(cpus)) / 2), 4))
+    width = 0.8 / max(1, len(cpus))
+    for i, cpu in enumerate(cpus):
+        values = [_mean([r["roi_ipc"] if r["roi_ipc"] is not None else r["ipc"] for r in rows
+                         if r["script"] == s and str(r["cpu"]) == cpu]) for s in scripts]
+        xs = [j + i * width for j, v in enumerate(values) if v is not None]
+        ax.bar(xs, [v for v in values if v is not None], width, label=cpu)
+    ax.set_xticks([j + width * (len(cpus) - 1) / 2 for j in range(len(scripts))], scripts, rotation=20, ha="right")
+    ax.set_ylabel("IPC (region of interest where marked)")
+    ax.set_title("IPC per script and CPU model")
+    ax.legend()
+    fig.tight_layout()
+    path = directory / "ipc_by_script.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _sweeps(rows: Sequence[dict[str, Any]], directory: Path) -> list[Path]:
+    """For a script whose runs differ in one parameter only: ROI IPC and L1D miss rate against it."""
+    import matplotlib.pyplot as plt
+
+    out = []
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in rows:  # the same experiment but for the swept parameters
+        groups.setdefault(tuple(str(r[k]) for k in ("checkpoint", "script", "cpu", "caches")), []).append(r)
+    for key, mine in sorted(groups.items()):
+        script = key[1]
+        varying = [p for p in SWEEPABLE if len({str(r[p]) for r in mine}) > 1]
+        if len(mine) < 2 or len(varying) != 1:
+            continue
+        param = varying[0]
+
+        def label(r: dict[str, Any], param: str = param) -> str:
+            return str(r[param]).split()[-1] if param == "payload" else str(r[param])
+
+        mine = list({label(r): r for r in mine}.values())  # one point per value (reruns say the same)
+        if len(mine) < 2:
+            continue
+        points = sorted(mine, key=lambda r: _size_key(label(r)))
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for ax, metric in zip(axes, ("roi_ipc", "roi_l1d_miss_rate")):
+            fallback = metric[4:]
+            ys = [r[metric] if r[metric] is not None else r[fallback] for r in points]
+            xs = [label(r) for r, y in zip(points, ys) if y is not None]
+            ax.plot(xs, [y for y in ys if y is not None], marker="o")
+            ax.set_xlabel("payload (its last directory: the input)" if param == "payload" else param)
+            ax.set_ylabel(metric.replace("roi_", "ROI ").replace("_", " "))
+        fig.suptitle(f"{script} on {key[2]} ({key[3]} caches): against {param}")
+        fig.tight_layout()
+        path = directory / f"{Path(script).stem}-{key[2].replace('>', '-to-')}-{key[3]}_vs_{param}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        out.append(path)
+    return out
+
+
+def _size_key(value: Any) -> tuple[float, str]:
+    """Sizes in order (32KiB < 1MiB); anything else by name."""
+    from .config import memory_bytes
+
+    n = memory_bytes(str(value)) if value is not None else None
+    return (float(n) if n is not None else float("inf"), str(value))
+
+
+def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
+    got = [v for v in values if v is not None]
+    return sum(got) / len(got) if got else None

@@ -1,0 +1,43 @@
+"""invoke report's table from run directories: figures read from stats.txt, missing ones missing."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from hackback import report
+from hackback.artifacts import Layout, Manifest, write_manifest
+
+STATS = """
+---------- Begin Simulation Statistics ----------
+simSeconds                                   0.001 # x
+board.processor.cores.core.commitStats0.numInsts {a} # x
+board.processor.cores.core.numCycles         {c} # x
+{extra}
+---------- End Simulation Statistics   ----------
+"""
+
+
+def _run(work: Path, name: str, script: str, l1d: str, miss: str) -> None:
+    d = work / "runs" / name
+    d.mkdir(parents=True)
+    extra = f"board.cache_hierarchy.l1d-cache-0.overallMissRate::total {miss} # x" if miss else ""
+    (d / "stats.txt").write_text(STATS.format(a=1000, c=2000, extra="") + STATS.format(a=300, c=100, extra=extra))
+    m = Manifest("runs", name)
+    m.set_part("run", {}, {}, {"checkpoint": {"name": "default"}, "script": {"path": f"/x/{script}"},
+                               "board": {"cpu": "o3", "caches": "l1", "l1d": l1d, "l1i": "32KiB", "l2": "512KiB"},
+                               "script_status": "0", "sim_seconds": 0.002, "host_seconds": 3.0, "roi": {"dump": 2}})
+    write_manifest(d, m)
+
+
+def test_the_report_reads_stats_txt_and_plots_a_sweep(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    _run(work, "r1", "chase.sh", "16KiB", "0.5")
+    _run(work, "r2", "chase.sh", "64KiB", "0.1")
+    _run(work, "r3", "other.sh", "32KiB", "")
+    rep = report.report(Layout(work), report.Selection(), tmp_path / "out")
+    rows = {r["run"]: r for r in csv.DictReader((tmp_path / "out" / "runs.csv").open())}
+    assert rows["r1"]["insts"] == "1300" and rows["r1"]["roi_insts"] == "300" and rows["r1"]["roi_ipc"] == "3"
+    assert rows["r1"]["roi_l1d_miss_rate"] == "0.5" and rows["r3"]["roi_l1d_miss_rate"] == ""  # missing, not 0
+    assert {p.name for p in rep.files} >= {"runs.csv", "runs.md", "ipc_by_script.png", "chase-o3-l1_vs_l1d.png"}
+    only = report.report(Layout(work), report.Selection(script="other"), tmp_path / "out2")
+    assert [r["run"] for r in only.rows] == ["r3"]
