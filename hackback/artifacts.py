@@ -31,8 +31,8 @@ from .errors import ArtifactError, ConfigError, DiskSpaceError, LockBusy
 from .ownership import pid_alive
 
 SCHEMA_VERSION = 1
-Kind = Literal["env", "images", "kernels", "checkpoints", "runs"]
-KINDS: tuple[Kind, ...] = ("env", "images", "kernels", "checkpoints", "runs")
+Kind = Literal["env", "images", "kernels", "checkpoints", "runs", "exports"]
+KINDS: tuple[Kind, ...] = ("env", "images", "kernels", "checkpoints", "runs", "exports")
 MANIFEST = "manifest.json"
 _CHUNK = 4 << 20
 

@@ -150,6 +150,14 @@ def _strip_symbols(engine: Engine, env: EnvArtifact, kernel: Path, tmp: Path) ->
     return out
 
 
+def _last_boot_seconds(ctx: StepContext) -> Optional[float]:
+    """How long this checkpoint's last boot simulated (the progress bar's total), if it was taken before."""
+    before = Manifest.read(ctx.layout.artifact_dir("checkpoints", ctx.cfg.name))
+    info = before.parts.get("checkpoint", {}).get("info", {}) if before else {}
+    seconds = info.get("sim_seconds")
+    return float(seconds) if isinstance(seconds, (int, float)) and seconds > 0 else None
+
+
 def _boot(ctx: StepContext, boot: BootInputs, manifest: Manifest, tmp: Path) -> None:
     cfg, boot_cfg = ctx.cfg, ctx.cfg.checkpoint
     g = boot.env.gem5()
@@ -158,6 +166,7 @@ def _boot(ctx: StepContext, boot: BootInputs, manifest: Manifest, tmp: Path) -> 
         label="gem5:boot", env_image=g["env_image"], binary=g["binary"], mode="boot",
         kernel=booted, disk=boot.image.disk, kernel_args=boot.want["kernel_args"], board=board(cfg), out=tmp,
         max_sim_seconds=boot_cfg.max_sim_seconds, max_wall_seconds=boot_cfg.max_wall_seconds,
+        expected_sim_seconds=_last_boot_seconds(ctx),
     )
     with log.step(f"gem5 boot ({boot_cfg.boot} boot, {boot_cfg.cpu} CPU, {boot_cfg.memory}, {boot_cfg.cores} core(s)) until the guest's m5 checkpoint"):
         result = gem5run.run(ctx.engine, job, keep_failed=lambda: keep_failed(ctx.layout, "checkpoints", cfg.name, tmp))

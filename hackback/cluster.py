@@ -191,15 +191,19 @@ def wait(ctx: StepContext, batches: Sequence[Batch], done: Sequence[RunResult]) 
     """Follow the arrays until no task is pending or running, showing the counts;
     then every run's summary. A failed task fails the whole, as locally."""
     shown = ""
-    while True:
-        counts, live = _counts(batches)
-        line = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
-        if line != shown:
-            log.info(f"slurm job {' '.join(b.job_id for b in batches)}: {line}")
+    jobs = " ".join(b.job_id for b in batches)
+    with log.progress(f"slurm job {jobs}", sum(len(b.rids) for b in batches), "tasks") as bar:
+        while True:
+            counts, live = _counts(batches)
+            line = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+            if bar.shown:
+                bar.update(counts["done"] + counts["failed"] + counts["lost"], line)
+            elif line != shown:
+                log.info(f"slurm job {jobs}: {line}")
             shown = line
-        if not live:
-            break
-        time.sleep(ctx.cfg.slurm.poll_seconds)
+            if not live:
+                break
+            time.sleep(ctx.cfg.slurm.poll_seconds)
     return _finish(ctx, batches, done)
 
 

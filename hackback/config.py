@@ -130,6 +130,8 @@ class RestoreConfig:
     switch_from: SwitchFrom
     switch_after_insts: int
     warmup_insts: int
+    gem5_config: Optional[Path]
+    gem5_args: tuple[str, ...]
     max_sim_seconds: int
     max_wall_seconds: int
 
@@ -430,6 +432,7 @@ def _validate(kw: Mapping[str, Any]) -> None:
     if res.jobs < 1:
         raise ConfigError("restore.jobs must be at least 1")
     _validate_switch(res)
+    _validate_gem5_config(res)
     _validate_slurm(kw["slurm"], res)
     child = res.save_checkpoint
     if child and (not all(c.isalnum() or c in "-_." for c in child) or child.startswith(".")):
@@ -438,6 +441,22 @@ def _validate(kw: Mapping[str, Any]) -> None:
     _validate_sources(kw)
     _validate_m5(image.m5)
     _validate_user_layer(image)
+
+
+def _validate_gem5_config(res: RestoreConfig) -> None:
+    if res.gem5_config is not None:
+        if not res.gem5_config.is_file():
+            raise ConfigError(f"restore.gem5_config {res.gem5_config} does not exist",
+                              "give your copy of configs/hackback_fs.py, or leave it unset for the shipped one")
+        if res.gem5_config.suffix != ".py":
+            raise ConfigError(f"restore.gem5_config {res.gem5_config} is not a Python file", "gem5 runs a .py config")
+    for arg in res.gem5_args:
+        if arg.split("=")[0] in ("-d", "--outdir", "-r", "--redirect-stdout", "-e", "--redirect-stderr"):
+            raise ConfigError(f"restore.gem5_args {arg!r}: hackback sets gem5's output directory and streams",
+                              "leave it out; the run directory is gem5's --outdir (a --debug-file lands there)")
+        if not arg.startswith("-"):
+            raise ConfigError(f"restore.gem5_args {arg!r} is not a gem5 option",
+                              "give gem5's own options, each whole: --gem5-args=--debug-flags=Exec")
 
 
 def _validate_switch(res: RestoreConfig) -> None:

@@ -129,16 +129,26 @@ class Gem5Job:
     max_sim_seconds: int = 0
     max_wall_seconds: int = 0
     save_child: bool = False  # restore: the guest's hackback-checkpoint saves cpt.<tick> into out and ends the run
+    config: Optional[Path] = None  # a researcher's own run script (a copy of configs/hackback_fs.py); None: ours
+    gem5_args: tuple[str, ...] = ()  # gem5's own options, before the run script (--debug-flags=...)
+    expected_sim_seconds: Optional[float] = None  # the bar's total: the last boot's length, when known
+
+
+USER_CONFIG_MNT = "/hackback/user-config"  # a researcher's run script, with our contract file beside it
 
 
 def config_script() -> Path:
     return resources.configs_dir() / RUN_SCRIPT
 
 
+def _script_in_container(job: Gem5Job) -> str:
+    return f"{USER_CONFIG_MNT}/{job.config.name}" if job.config else f"{CONFIG_MNT}/{RUN_SCRIPT}"
+
+
 def command(job: Gem5Job) -> list[str]:
     cmd = [
-        job.binary, "--outdir", OUT_MNT,
-        f"{CONFIG_MNT}/{RUN_SCRIPT}", job.mode,
+        job.binary, "--outdir", OUT_MNT, *job.gem5_args,
+        _script_in_container(job), job.mode,
         "--kernel", KERNEL_MNT, "--disk", DISK_MNT, "--kernel-args", job.kernel_args,
         *job.board.args(),
         "--max-sim-seconds", str(job.max_sim_seconds), "--max-wall-seconds", str(job.max_wall_seconds),
@@ -158,6 +168,8 @@ def mounts(job: Gem5Job) -> list[Mount]:
     # input is read-only, so a run cannot change what it reads.
     out = [
         Mount(resources.configs_dir(), CONFIG_MNT),
+        *([Mount(job.config.resolve(), f"{USER_CONFIG_MNT}/{job.config.name}"),
+           Mount(resources.configs_dir() / CONTRACT_FILE, f"{USER_CONFIG_MNT}/{CONTRACT_FILE}")] if job.config else []),
         Mount(job.kernel.resolve(), KERNEL_MNT),
         Mount(job.disk.resolve(), DISK_MNT),
         Mount(job.out.resolve(), OUT_MNT, read_only=False),
@@ -185,19 +197,21 @@ def run(engine: Engine, job: Gem5Job, show: Callable[[str], None] = log.info,
         raise Gem5RunFailed(f"{prefix}{e.message}", hint, e.result) from None
 
 
-def run_script_sha256() -> str:
-    """The run script and the contract it keeps: both decide what a run does."""
-    return digest_of([HashCache.sha256_uncached(config_script()), HashCache.sha256_uncached(resources.configs_dir() / CONTRACT_FILE)])
+def run_script_sha256(script: Optional[Path] = None) -> str:
+    """The run script (ours, or a researcher's copy) and the contract it keeps: both decide what a run does."""
+    return digest_of([HashCache.sha256_uncached(script or config_script()),
+                      HashCache.sha256_uncached(resources.configs_dir() / CONTRACT_FILE)])
 
 
 def _run(engine: Engine, job: Gem5Job, show: Callable[[str], None]) -> dict[str, Any]:
     job.out.mkdir(parents=True, exist_ok=True)
     spec = RunSpec(job.env_image, command(job), step=f"gem5-{job.mode}", mounts=mounts(job), workdir=OUT_MNT,
                    kvm=job.board.cpu == "kvm", network="none")
-    printer = _Printer(job.label, show)
     start = time.monotonic()
     try:
-        with open(job.out / "gem5.log", "w") as gem5_log:
+        with open(job.out / "gem5.log", "w") as gem5_log, \
+                log.progress(job.label, job.expected_sim_seconds, "simulated s") as bar:
+            printer = _Printer(job.label, show, bar)
             status = engine.run(spec, phase=job.label, log_file=gem5_log, on_line=printer, check=False)
     finally:
         _keep_console(job.out)
@@ -285,14 +299,17 @@ _GEM5_ERROR = re.compile(r"^(?:\S+:\d+: )?(panic|fatal): ")
 class _Printer:
     """gem5 is chatty; show our progress lines and its fatal/panic lines, keep the rest in gem5.log."""
 
-    def __init__(self, label: str, show: Callable[[str], None]) -> None:
-        self.label, self.show = label, show
+    def __init__(self, label: str, show: Callable[[str], None], bar: Optional[log.Progress] = None) -> None:
+        self.label, self.show, self.bar = label, show, bar
 
     def __call__(self, line: str) -> None:
         if line.startswith(f"{CONTRACT.progress_mark} "):
             try:
                 p = json.loads(line.split(" ", 1)[1])
             except ValueError:
+                return
+            if self.bar is not None and self.bar.shown:
+                self.bar.update(float(p["sim"]), str(p["console"]))
                 return
             self.show(f"[{self.label}] simulated {p['sim']:.3f} s in {log.format_seconds(p['host'])}; "
                       f"console: {p['console']}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from . import checkpoint, clean, cluster, config, env, image, kernel, log, report, restore
+from . import checkpoint, clean, cluster, config, env, export, image, kernel, log, report, restore
 from .artifacts import WouldBuild, dry_run
 from .context import StepContext
 from .engine import label_work_dir
@@ -34,6 +34,7 @@ class Request:
     kernel: Optional[Path] = None  # checked against the checkpoint's, then used
     disk: Optional[Path] = None
     check: Optional[Path | bool] = None  # image --check [PATH]
+    resource_dir: Optional[Path] = None  # export: a gem5 resource directory to seed
 
 
 # A builder takes the context, the request and the results of the steps it needs.
@@ -60,7 +61,7 @@ def _given_checkpoint(ctx: StepContext, req: Request) -> Optional[CheckpointArti
     # `invoke checkpoint --cores 2` uses that 2-core checkpoint.
     if req.checkpoint is not None:
         return CheckpointArtifact.read(req.checkpoint)
-    return checkpoint.existing(ctx.cfg) if req.target == "restore" else None
+    return checkpoint.existing(ctx.cfg) if req.target in ("restore", "export") else None
 
 
 def _restore(ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> Any:
@@ -85,6 +86,8 @@ STEPS: dict[str, Step] = {
                                                       force=_forced(req, "checkpoint")),
              _given_checkpoint),
         Step("restore", ("env", "checkpoint"), _restore),
+        Step("export", ("checkpoint",),
+             lambda ctx, req, deps: export.export(ctx, deps["checkpoint"], req.resource_dir, force=_forced(req, "export"))),
     )
 }
 

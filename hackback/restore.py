@@ -126,7 +126,9 @@ def run_inputs(cfg: Config, cpt: CheckpointArtifact, env: EnvArtifact, script_sh
         "board": {"cpu": run_cfg.cpu, "caches": run_cfg.caches, **({"l1d": run_cfg.l1d, "l1i": run_cfg.l1i, "l2": run_cfg.l2} if run_cfg.caches != "none" else {}),
                   **({"switch_from": run_cfg.switch_from, "switch_after_insts": run_cfg.switch_after_insts,
                       "warmup_insts": run_cfg.warmup_insts} if run_cfg.switch_from else {})},
-        "run_script_sha256": gem5run.run_script_sha256(),
+        "run_script_sha256": gem5run.run_script_sha256(run_cfg.gem5_config),
+        **({"gem5_config": str(run_cfg.gem5_config)} if run_cfg.gem5_config else {}),
+        **({"gem5_args": list(run_cfg.gem5_args)} if run_cfg.gem5_args else {}),
         "limits": {"max_sim_seconds": run_cfg.max_sim_seconds, "max_wall_seconds": run_cfg.max_wall_seconds},
     }
 
@@ -269,14 +271,16 @@ def _run_in_parallel(runs: Restores, plans: Sequence[Plan], jobs: int) -> _Outco
         if not stop.is_set():
             results[i] = _one(dataclasses.replace(runs, ctx=runs.ctx.for_thread()), plans[i], f"gem5:{plans[i].script.stem}")
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool, \
+            log.progress(f"{len(plans)} restores", len(plans), "runs") as bar:
         futures = [pool.submit(one, i) for i in range(len(plans))]
         try:
-            for f in concurrent.futures.as_completed(futures):
+            for n, f in enumerate(concurrent.futures.as_completed(futures), 1):
                 try:
                     f.result()
                 except (Gem5RunFailed, ScriptFailed) as e:
                     failures.append(e)
+                bar.update(n, f"{len(failures)} failed" if failures else "")
         except BaseException:
             # Ctrl-C or a hard error: start nothing new, stop what runs (our containers).
             stop.set()
@@ -335,7 +339,7 @@ def _run_gem5(runs: Restores, plan: Plan, tmp: Path, label: str, keep: tuple[Kin
         label=label, env_image=g["env_image"], binary=g["binary"], mode="restore", kernel=cpt.gem5_kernel(runs.kernel),
         disk=runs.disk, kernel_args=cpt.info["kernel_args"], board=_board(ctx.cfg, cpt), out=tmp, checkpoint=cpt.cpt,
         script=readfile, max_sim_seconds=run_cfg.max_sim_seconds, max_wall_seconds=run_cfg.max_wall_seconds,
-        save_child=bool(run_cfg.save_checkpoint),
+        save_child=bool(run_cfg.save_checkpoint), config=run_cfg.gem5_config, gem5_args=run_cfg.gem5_args,
     )
     caches = f", {run_cfg.caches} caches" if run_cfg.caches != "none" else ""
     cpu = f"{run_cfg.switch_from} then {run_cfg.cpu}" if run_cfg.switch_from else run_cfg.cpu
@@ -354,8 +358,10 @@ def _one(runs: Restores, plan: Plan, label: str) -> RunResult:
     def build(tmp: Path, manifest: Manifest) -> None:
         result, job = _run_gem5(runs, plan, tmp, label, ("runs", plan.rid))
         results = payload_.unpack_results(tmp)
+        traces = [a.split("=", 1)[1] for a in ctx.cfg.restore.gem5_args if a.startswith("--debug-file=")]
         outputs = {name: file_record(tmp / name, ctx.hashes)
-                   for name in ("stats.txt", "config.ini", "config.json", "console.log", _script_copy(plan)) if (tmp / name).is_file()}
+                   for name in ("stats.txt", "config.ini", "config.json", "console.log", _script_copy(plan), *traces)
+                   if (tmp / name).is_file()}
         outputs.update({str(p.relative_to(tmp)): file_record(p, ctx.hashes) for p in results})
         manifest.set_part("run", plan.want, outputs, _info(runs, plan, job, result, runs.env.gem5()))
 

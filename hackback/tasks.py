@@ -56,6 +56,8 @@ OPTIONS: dict[str, Option] = {
     "on": Option("local (default) or slurm: run the restores here, or as one Slurm job array (see [slurm])", "restore.on"),
     "wait": Option("with --on slurm: follow the job array to its end and print every run's summary", "slurm.wait", bool),
     "rerun-failed": Option("with --on slurm: also submit again the runs whose script failed", "slurm.rerun_failed", bool),
+    "gem5-config": Option("FILE: your copy of configs/hackback_fs.py to run instead of the shipped one", "restore.gem5_config"),
+    "gem5-args": Option("gem5's own option, whole (repeatable): --gem5-args=--debug-flags=Exec", "restore.gem5_args", list),
     "caches": Option("classic caches: none (default), l1, l1l2", "restore.caches"),
     "jobs": Option("restores to run at once (default 1)", "restore.jobs", Optional[int]),
     "checkpoint": Option("restore this checkpoint directory instead of building/using checkpoints/<name>"),
@@ -65,7 +67,8 @@ OPTIONS: dict[str, Option] = {
     "of-script": Option("NAME: only the runs of this script (file name or stem)"),
     "of-cpu": Option("only the runs on this CPU model (atomic, timing, o3; a switching run counts for both)"),
     "out": Option("DIR: where the CSV, Markdown and plots go (default <work_dir>/reports/<time>)"),
-    "kind": Option("env, images, kernels, checkpoints or runs"),
+    "resource-dir": Option("DIR: also seed this gem5 resource directory (GEM5_RESOURCE_DIR) with sparse copies"),
+    "kind": Option("env, images, kernels, checkpoints, runs or exports"),
     "images": Option("also remove the env images this work dir's env manifests name (none a container uses)", kind=bool),
     "all-owners": Option("also list, and remove after asking, containers not provably this work dir's leftovers", kind=bool),
     "yes": Option("do not ask before deleting", kind=bool),
@@ -109,7 +112,7 @@ def _request(spec: TaskSpec, given: dict[str, Any]) -> pipeline.Request:
     return pipeline.Request(
         spec.name, flags, given.get("config"), bool(given.get("force")), bool(given.get("dry-run")),
         tuple(given.get("script") or ()), path("checkpoint"), path("kernel"), path("image"),
-        check if check in (None, True) else Path(check),
+        check if check in (None, True) else Path(check), path("resource-dir"),
     )
 
 
@@ -149,9 +152,11 @@ TASKS = (
     TaskSpec("checkpoint", "Boot the image in gem5 and save the checkpoint the guest asks for.",
              ("gem5-src", "gem5-binary", "boot-cpu", "boot", "memory", "cores", *COMMON), _build),
     TaskSpec("restore", "Restore the checkpoint and run scripts in the guest; collect stats and output.",
-             ("script", "payload", "save-checkpoint", "cpu", "switch-from", "switch-after-insts", "warmup-insts", "caches", "jobs", "on", "wait", "rerun-failed", "checkpoint", "kernel", "image", "gem5-src", "gem5-binary", *COMMON), _build),
+             ("script", "payload", "save-checkpoint", "cpu", "switch-from", "switch-after-insts", "warmup-insts", "caches", "gem5-config", "gem5-args", "jobs", "on", "wait", "rerun-failed", "checkpoint", "kernel", "image", "gem5-src", "gem5-binary", *COMMON), _build),
     TaskSpec("checkpoints", "List the checkpoints as a tree: parent and children, tick, how each was made, runs using it.",
              ("work-dir", "config"), _list_task),
+    TaskSpec("export", "Write gem5 resources JSON for the checkpoint, its kernel and disk (obtain_resource, offline).",
+             ("checkpoint", "resource-dir", "gem5-src", "gem5-binary", *COMMON), _build),
     TaskSpec("report", "The runs as a table (terminal, CSV, Markdown) and plots (PNG), read from their stats.txt.",
              ("of-checkpoint", "of-script", "of-cpu", "out", "work-dir", "config"), _report_task),
     TaskSpec("clean", "Reap containers and temp paths killed runs of this work dir left; remove artifacts (asks first).",

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import re
+import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -335,6 +337,100 @@ def test_the_report_tables_and_plots_the_runs_as_their_stats_txt_says(restores, 
                 float(roi["board.cache_hierarchy.l1d-cache-0.overallMissRate::total"]), rel=1e-5)
         else:  # no caches and no ROI: missing, not 0
             assert row["l1d_miss_rate"] == "" and row["roi_insts"] == "", row
+
+
+def test_your_own_gem5_config_runs_under_hackbacks_run_management(env: dict[str, str], checkpoint_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    """A copy of configs/hackback_fs.py whose L2 is 256 KiB, through --gem5-config,
+    with gem5's own debug options passed through: the stats and config show that
+    L2, the trace is in the run directory, the config's digest is a run input."""
+    mine = tmp_path / "my_fs.py"
+    text = (REPO / "configs" / "hackback_fs.py").read_text()
+    assert "l2_size=args.l2)" in text
+    mine.write_text(text.replace("l2_size=args.l2)", 'l2_size="256KiB")'))
+    out = invoke(env, "restore", "--script", str(HELLO), "--caches", "l1l2", "--gem5-config", str(mine),
+                 "--gem5-args=--debug-flags=PseudoInst", "--gem5-args=--debug-file=trace.out", "--force", timeout=1800)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+    m = re.search(r"^run (\S+?)(?: \(|:)", out.stdout, re.M)
+    assert m, out.stdout[-2000:]
+    run = checkpoint_dir.parent.parent / "runs" / m.group(1)
+    ini = (run / "config.ini").read_text()
+    l2 = ini[ini.index("[board.cache_hierarchy.l2-cache-0]"):]
+    assert re.search(r"^size=262144$", l2[:l2.index("\n[", 1)], re.M), "the L2 is the copy's 256 KiB"
+    assert "board.cache_hierarchy.l2-cache-0.overallMissRate::total" in stats_of(run)
+    assert "pseudo_inst::readfile" in (run / "trace.out").read_text()
+    rec = Manifest.read(run).parts["run"]  # type: ignore[union-attr]
+    assert rec["inputs"]["gem5_config"] == str(mine) and "trace.out" in rec["outputs"]
+    from hackback import gem5run
+
+    assert rec["inputs"]["run_script_sha256"] == gem5run.run_script_sha256(mine) != gem5run.run_script_sha256()
+
+
+def test_a_config_outside_hackback_obtains_our_artifacts_through_the_exported_json(env: dict[str, str], checkpoint_dir: Path,
+                                                                                    engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """examples/resources/obtain_and_restore.py, a stdlib config of a researcher's
+    own, in the env image with GEM5_RESOURCE_JSON: it obtains the workload (kernel,
+    disk, checkpoint) and each resource again (the md5 check), restores at the
+    checkpoint's tick and the guest runs the script. Then with the resource
+    directory seeded by the export (sparse): gem5 copies nothing."""
+    from hackback.engine import Mount, RunSpec
+
+    seeded = tmp_path / "seeded"
+    out = invoke(env, "export", "--resource-dir", str(seeded), timeout=1800)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+    exported = checkpoint_dir.parent.parent / "exports" / "default"
+    entries = {e["id"]: e for e in __import__("json").loads((exported / "resources.json").read_text())}
+    assert entries["hackback-default-checkpoint"]["is_tar_archive"] is True
+    assert entries["hackback-default-disk-image"]["root_partition"] == "1"
+    assert all(e["gem5_versions"] == ["24.0"] and e["resource_version"] for e in entries.values())
+    disk = seeded / "hackback-default-disk-image"
+    assert disk.stat().st_blocks * 512 < disk.stat().st_size / 2, "the seeded disk image is sparse"
+    tick = info_of(checkpoint_dir, "checkpoint")["tick"]
+    work = checkpoint_dir.parent.parent.resolve()
+    for label, resources in (("cold", tmp_path / "cold"), ("seeded", seeded)):
+        m5out = tmp_path / f"m5out-{label}"
+        m5out.mkdir()
+        resources.mkdir(exist_ok=True)
+        lines: list[str] = []
+        status = engine.run(RunSpec(
+            info_of(checkpoint_dir, "checkpoint")["gem5"]["env_image"],
+            ["/opt/hackback/bin/gem5.opt", "--outdir", "/m5out", "/ex/resources/obtain_and_restore.py", "--script", "/ex/hello.rcS"],
+            step="t-obtain", network="none", kvm=False,
+            mounts=[Mount(work, str(work)), Mount(REPO / "examples", "/ex"), Mount(m5out, "/m5out", read_only=False),
+                    Mount(resources, "/resources", read_only=False)],
+            environment={"GEM5_RESOURCE_JSON": str(exported / "resources.json"), "GEM5_RESOURCE_DIR": "/resources"}),
+            on_line=lines.append, check=False)
+        text = "\n".join(lines)
+        assert status == 0, text[-3000:]
+        copies = text.count("is being copied")
+        assert copies == (3 if label == "cold" else 0), (label, text[-3000:])  # once each; the second obtain checks the md5
+        assert f"restored at tick {tick}" in text and "m5_exit instruction encountered" in text, text[-2000:]
+        console = (m5out / "board.pc.com_1.device").read_text(errors="replace")
+        assert "HACKBACK-RESTORED" in console and "HACKBACK-SCRIPT-EXIT 0" in console, console[-1500:]
+        if label == "cold":
+            copied = resources / "hackback-default-disk-image"
+            print(f"gem5's own copy of the disk image: {copied.stat().st_blocks * 512 / 2**30:.2f} GiB on disk "
+                  f"(ours {Path(entries['hackback-default-disk-image']['url'][7:]).stat().st_blocks * 512 / 2**30:.2f} GiB)")
+            shutil.rmtree(resources)
+
+
+def test_under_a_pseudo_terminal_restores_show_bars_and_under_ci_plain_lines(env: dict[str, str], checkpoint_dir: Path,
+                                                                               tmp_path: Path) -> None:
+    import shlex
+
+    scripts = []
+    for name in ("bar-a", "bar-b"):
+        scripts += ["--script", str(tmp_path / f"{name}.sh")]
+        (tmp_path / f"{name}.sh").write_text(f"#!/bin/sh\necho {name} {time.time_ns()}\n")
+    cmd = shlex.join([sys.executable, "-m", "invoke", "restore", *scripts, "--jobs", "2"])
+    terminal = {k: v for k, v in env.items() if k != "CI"} | {"TERM": "xterm", "COLUMNS": "150"}
+    out = subprocess.run(["script", "-qec", cmd, "/dev/null"], cwd=REPO, env=terminal, capture_output=True, text=True,
+                         timeout=1800)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "2 restores" in out.stdout and "━" in out.stdout and "2/2 runs" in out.stdout, out.stdout[-3000:]
+    plain = invoke({**env, "CI": "true"}, "restore", *scripts, "--jobs", "2", "--force", timeout=1800)
+    assert plain.returncode == 0 and "━" not in plain.stdout and "\r" not in plain.stdout, plain.stdout[-2000:]
+    assert "[gem5:bar-a] simulated" in plain.stdout or "2 runs:" in plain.stdout
 
 
 @pytest.fixture(scope="module")
