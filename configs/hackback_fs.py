@@ -268,18 +268,37 @@ def main() -> int:
     def work_item(kind):
         def handler():
             while True:
-                dump_reset(kind)
-                if kind == "workbegin" and measure["state"] == "fast" and not args.switch_after_insts:
-                    switch_and_warm()
-                elif kind == "workbegin" and measure["state"] == "plain":
-                    measure["on"] = True
-                elif kind == "workend" and measure["on"] and measure["roi_dump"] is None:
-                    measure["on"], measure["roi_dump"] = False, dumps[0]
-                    if args.switch_from:  # measured: the rest of the script runs fast again
-                        board.get_processor().switch_to("cores")
+                if args.switch_from:
+                    switching_work_item(kind)
+                else:  # a plain run: every marker dumps; the ROI is the first workbegin..workend
+                    dump_reset(kind)
+                    if kind == "workbegin" and measure["state"] == "plain":
+                        measure["on"] = True
+                    elif kind == "workend" and measure["on"] and measure["roi_dump"] is None:
+                        measure["on"], measure["roi_dump"] = False, dumps[0]
                 yield False  # go on simulating
 
         return handler()
+
+    def switching_work_item(kind):
+        """A switching run measures one part: from the switch (and its warm-up) to
+        the first workend, or to the end. A workbegin matters only as the switch
+        point; a workend before the measured part began ends the chance of one."""
+        state = measure["state"]
+        if kind == "workbegin":
+            if state == "fast" and not args.switch_after_insts:
+                dump_reset(kind)
+                switch_and_warm()
+            else:
+                work_items.append({"kind": kind, "tick": m5.curTick(), "dump": None})
+        elif state in ("fast", "warming", "measured"):
+            dump_reset(kind)
+            if measure["on"]:
+                measure["roi_dump"] = dumps[0]
+            measure["on"], measure["state"] = False, "over"
+            board.get_processor().switch_to("cores")  # the rest of the script runs fast again
+        else:
+            work_items.append({"kind": kind, "tick": m5.curTick(), "dump": None})
 
     def insts_reached():
         while True:
@@ -343,10 +362,12 @@ def main() -> int:
             progress = {"sim": sim_s, "host": round(now - wall_start, 1), "console": console.last_line}
             print(f"{MARK['progress']} {json.dumps(progress)}", flush=True)
     console.poll()
-    if args.switch_from and measure["switch"] is None and cause == CAUSE["exit"]:
-        cause = CAUSE["no_switch"]  # all of it ran on the fast CPU: its stats would mislead
     if measure["on"] and measure["roi_dump"] is None and args.switch_from:
         measure["roi_dump"] = dumps[0] + 1  # measured to the end: gem5's final dump
+    if args.switch_from and cause == CAUSE["exit"] and measure["roi_dump"] is None:
+        # All of it on the fast CPU, or the warm-up (or switch count) outlasted the
+        # region of interest: no measured part, and stats that would mislead.
+        cause = CAUSE["no_switch"] if measure["switch"] is None else CAUSE["no_measure"]
     expected = CONTRACT["expected"]["restore_saving" if args.mode == "restore" and args.checkpoint_dir else args.mode]
     result.update(
         cause=cause,

@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import shutil
 import socket
 import sqlite3
@@ -112,6 +113,20 @@ class HashCache:
 
     @staticmethod
     def _open(db_path: Path) -> sqlite3.Connection:
+        # Switching a new database to WAL takes an exclusive lock, and SQLite can
+        # answer "database is locked" at once, without waiting out its busy
+        # timeout, when processes open it together: try again for a while.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                return HashCache._open_once(db_path)
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05 + random.random() * 0.2)
+
+    @staticmethod
+    def _open_once(db_path: Path) -> sqlite3.Connection:
         db = sqlite3.connect(str(db_path), timeout=30, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")  # the first statement that reads the file

@@ -37,6 +37,9 @@ from .records import BaseImage, CheckpointArtifact, EnvArtifact, Gem5Source, Run
 from .resources import package_file
 
 TASKS = "tasks.json"
+# A task's status file written on a node may take a while to show on the
+# submitting side of a network filesystem: wait this long before calling it lost.
+LOST_GRACE = 30.0
 JOB = "job.json"
 SCRIPT = "array.sbatch"
 
@@ -79,7 +82,7 @@ def submit(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts:
     if ctx.cfg.restore.save_checkpoint:
         raise UsageError("--save-checkpoint is one restore, not a job array", "run it locally (without --on slurm)")
     runs, plans = restore.prepare(ctx, env, cpt, scripts, kernel, disk, force)
-    done, todo = _split(ctx, plans, force)
+    done, todo, again = _split(ctx, plans, force)
     live = _live_batches(ctx.layout)
     in_flight = {rid for b in live for rid in b.rids}
     waiting_on = [b for b in live if set(b.rids) & {p.rid for p in todo}]
@@ -93,27 +96,30 @@ def submit(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts:
             would_build(f"a Slurm job array of {len(todo)} task(s)", "listed above")
         return done
     if todo:
-        waiting_on.append(_submit(ctx, runs, todo))
+        waiting_on.append(_submit(ctx, runs, todo, again))
     if ctx.cfg.slurm.wait and waiting_on:
         return wait(ctx, waiting_on, done)
     return _finish(ctx, [], done) if not waiting_on else done
 
 
-def _split(ctx: StepContext, plans: Sequence[restore.Plan], force: bool) -> tuple[list[RunResult], list[restore.Plan]]:
+def _split(ctx: StepContext, plans: Sequence[restore.Plan], force: bool) -> tuple[list[RunResult], list[restore.Plan], set[str]]:
+    """Done runs, runs to submit, and which of those rerun a finished one (its script failed: --rerun-failed)."""
     done: list[RunResult] = []
     todo: list[restore.Plan] = []
+    again: set[str] = set()
     for plan in plans:
         result = None if force else restore.completed(ctx, plan)
         if result is not None and ctx.cfg.slurm.rerun_failed and not result.ok:
+            again.add(plan.rid)
             result = None
         if result is None:
             todo.append(plan)
         else:
             done.append(result)
-    return done, todo
+    return done, todo, again
 
 
-def _submit(ctx: StepContext, runs: restore.Restores, todo: Sequence[restore.Plan]) -> Batch:
+def _submit(ctx: StepContext, runs: restore.Restores, todo: Sequence[restore.Plan], again: set[str]) -> Batch:
     saved = _saved_env_image(ctx, runs.env)
     rids = tuple(p.rid for p in todo)
     directory = ctx.layout.work_dir / "slurm" / f"{time.strftime('%Y%m%d-%H%M%S')}-{digest_of(list(rids))[:8]}"
@@ -127,16 +133,19 @@ def _submit(ctx: StepContext, runs: restore.Restores, todo: Sequence[restore.Pla
         "kernel": str(runs.kernel),
         "disk": str(runs.disk),
         "force": runs.force,
-        "tasks": [{"script": str(p.script.resolve()), "rid": p.rid} for p in todo],
+        "tasks": [{"script": str(p.script.resolve()), "rid": p.rid, "force": p.rid in again} for p in todo],
     }
     _write_json(directory / TASKS, tasks)
     (directory / SCRIPT).write_text(_sbatch_script(ctx.cfg, directory, len(todo)))
+    # Submitted held, recorded, then released: a submitter stopped at any point
+    # leaves either no job or a job this work dir knows about.
     try:
-        job_id = slurm.submit(directory / SCRIPT)
-    except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)  # nothing was submitted: leave no batch behind
+        job_id = slurm.submit(directory / SCRIPT, hold=True)
+    except slurm.NotSubmitted:
+        shutil.rmtree(directory, ignore_errors=True)  # sbatch said no: nothing to keep
         raise
     _write_json(directory / JOB, {"job_id": job_id, "rids": list(rids), "submitted_at": time.time()})
+    slurm.release(job_id)
     log.info(f"submitted Slurm job {job_id}: {len(todo)} task(s), one per run; batch {directory}")
     log.info(f"    follow it: squeue -j {job_id}, or rerun this command with --wait (nothing is submitted twice)")
     return Batch(directory, job_id, rids)
@@ -191,6 +200,7 @@ def wait(ctx: StepContext, batches: Sequence[Batch], done: Sequence[RunResult]) 
     """Follow the arrays until no task is pending or running, showing the counts;
     then every run's summary. A failed task fails the whole, as locally."""
     shown = ""
+    lost_since = time.monotonic()
     jobs = " ".join(b.job_id for b in batches)
     with log.progress(f"slurm job {jobs}", sum(len(b.rids) for b in batches), "tasks") as bar:
         while True:
@@ -201,8 +211,10 @@ def wait(ctx: StepContext, batches: Sequence[Batch], done: Sequence[RunResult]) 
             elif line != shown:
                 log.info(f"slurm job {jobs}: {line}")
             shown = line
-            if not live:
+            if not live and (not counts["lost"] or time.monotonic() > lost_since + LOST_GRACE):
                 break
+            if live or not counts["lost"]:
+                lost_since = time.monotonic()
             time.sleep(ctx.cfg.slurm.poll_seconds)
     return _finish(ctx, batches, done)
 
@@ -216,11 +228,11 @@ def _counts(batches: Sequence[Batch]) -> tuple[dict[str, int], bool]:
             status = b.status(i)
             if status is not None:
                 counts["done" if status["ok"] else "failed"] += 1
-            elif i in states:
+            elif states.get(i) in slurm.RUNNING or states.get(i) in slurm.WAITING:
                 live = True
                 counts["running" if states[i] in slurm.RUNNING else "pending"] += 1
             else:
-                counts["lost"] += 1  # ended without a word: killed, or its node failed
+                counts["lost"] += 1  # ended without a word (so far: see _finish)
     return counts, live
 
 
@@ -237,7 +249,8 @@ def _finish(ctx: StepContext, batches: Sequence[Batch], done: Sequence[RunResult
             if status.get("result"):
                 results.append(_result_of(ctx, rid))
             if not status["ok"]:
-                failures.append(TaskFailed(str(status["message"]), f"its log is {b.log_of(i)}", int(status["exit_code"])))
+                failures.append(TaskFailed(str(status.get("message", f"task {i} failed")), f"its log is {b.log_of(i)}",
+                                           int(status.get("exit_code", 1))))
     if len(results) > 1:
         log.info(f"{len(results)} runs:")
     for r in results:
@@ -276,6 +289,7 @@ def run_task(batch_dir: Path, index: int) -> None:
     task = batch["tasks"][index]
     status_file = batch_dir / "status" / f"task-{index}.json"
     status: dict[str, Any] = {"rid": task["rid"], "ok": False, "exit_code": 1, "result": False,
+                              "message": f"{task['rid']}: the task failed (see its log)",
                               "host": os.uname().nodename, "started_at": time.time()}
     try:
         # Not this node's environment: the config as it was resolved where it was submitted.
@@ -285,11 +299,14 @@ def run_task(batch_dir: Path, index: int) -> None:
         env = _env_here(ctx.engine, batch["env"])
         status["gem5_start"] = time.time()
         results = restore.restore(ctx, env, CheckpointArtifact.read(Path(batch["checkpoint"])), [Path(task["script"])],
-                                  Path(batch["kernel"]), Path(batch["disk"]), force=bool(batch["force"]))
+                                  Path(batch["kernel"]), Path(batch["disk"]), force=bool(batch["force"] or task.get("force")))
         status.update(ok=True, exit_code=0, result=True, summary=results[0].summary())
     except HackbackError as e:
         status.update(exit_code=e.exit_code, message=f"{task['rid']}: {e.message}",
                       result=(Path(batch["config"]["work_dir"]) / "runs" / task["rid"] / "manifest.json").is_file())
+        raise
+    except Exception as e:  # not ours to explain, but the submitting side must hear of it
+        status.update(message=f"{task['rid']}: {type(e).__name__}: {e}")
         raise
     except KeyboardInterrupt:
         status.update(exit_code=130, message=f"{task['rid']}: stopped by Slurm (scancel, or the time limit was near: "

@@ -451,12 +451,18 @@ def _validate_gem5_config(res: RestoreConfig) -> None:
         if res.gem5_config.suffix != ".py":
             raise ConfigError(f"restore.gem5_config {res.gem5_config} is not a Python file", "gem5 runs a .py config")
     for arg in res.gem5_args:
-        if arg.split("=")[0] in ("-d", "--outdir", "-r", "--redirect-stdout", "-e", "--redirect-stderr"):
+        name = arg.split("=")[0]
+        ours = ("--outdir", "--redirect-stdout", "--redirect-stderr", "--stats-file")
+        # gem5 parses with optparse: a long option may be abbreviated, a short one glued to its value.
+        if arg[:2] in ("-d", "-r", "-e") or (name.startswith("--") and len(name) > 3 and any(o.startswith(name) for o in ours)):
             raise ConfigError(f"restore.gem5_args {arg!r}: hackback sets gem5's output directory and streams",
                               "leave it out; the run directory is gem5's --outdir (a --debug-file lands there)")
         if not arg.startswith("-"):
             raise ConfigError(f"restore.gem5_args {arg!r} is not a gem5 option",
                               "give gem5's own options, each whole: --gem5-args=--debug-flags=Exec")
+        if name == "--debug-file" and ("/" in arg.split("=", 1)[-1] or "=" not in arg):
+            raise ConfigError(f"restore.gem5_args {arg!r}: the trace goes into the run directory",
+                              "give a plain file name, whole: --gem5-args=--debug-file=trace.out")
 
 
 def _validate_switch(res: RestoreConfig) -> None:
@@ -477,7 +483,7 @@ def _validate_slurm(sl: SlurmConfig, res: RestoreConfig) -> None:
     except ValueError:
         raise ConfigError(f"slurm.time = {sl.time!r} is not a time sbatch takes",
                           "write it as MM, HH:MM:SS or D-HH:MM:SS, e.g. \"04:00:00\"") from None
-    if res.on == "slurm" and sl.stop_grace_seconds >= limit:
+    if res.on == "slurm" and limit and sl.stop_grace_seconds >= limit:  # 0: no limit
         raise ConfigError(f"slurm.stop_grace_seconds = {sl.stop_grace_seconds} leaves no time of slurm.time = {sl.time!r}",
                           "give each task more time, or a shorter grace")
     if sl.cpus_per_task < 1 or sl.poll_seconds < 1:

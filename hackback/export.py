@@ -23,6 +23,7 @@ that directory itself: sparse copies under the resources' ids, which gem5 finds
 with the right md5 and uses without copying."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -146,6 +147,8 @@ def seed(exported: Exported, resource_dir: Path) -> None:
         if dest.exists():
             continue  # gem5 checks its md5 itself, and replaces a wrong one
         tmp = resource_dir / f".{e['id']}.hackback-tmp"
+        if tmp.is_dir():
+            shutil.rmtree(tmp)  # an interrupted seed's
         if e.get("is_tar_archive"):
             tmp.mkdir()
             with tarfile.open(src) as t:
@@ -165,7 +168,9 @@ def sparse_copy(src: Path, dest: Path) -> None:
         while pos < size:
             try:
                 data = os.lseek(fi.fileno(), pos, os.SEEK_DATA)
-            except OSError:  # no data after pos
+            except OSError as e:
+                if e.errno != errno.ENXIO:  # ENXIO: no data after pos; anything else is an error
+                    raise
                 break
             hole = os.lseek(fi.fileno(), data, os.SEEK_HOLE)
             fi.seek(data)

@@ -240,8 +240,10 @@ def describe_ending(result: dict[str, Any]) -> str:
         _CAUSE["max_wall_seconds"]: f"the wall-clock limit was reached {sim} without the expected ending",
         _CAUSE["interrupted"]: f"gem5 was interrupted {sim}",
         _CAUSE["no_switch"]: f"the guest called m5 exit {sim} but the run never switched to the {result.get('cpu')} CPU",
+        _CAUSE["no_measure"]: f"the guest called m5 exit {sim} but nothing was measured: the warm-up or switch count "
+                              f"outlasted the region of interest",
     }.get(cause, f"gem5 stopped ({result.get('gem5_exit_cause', cause)}) {sim}")
-    if cause != result.get("expected") and cause != _CAUSE["no_switch"]:
+    if cause != result.get("expected") and cause not in (_CAUSE["no_switch"], _CAUSE["no_measure"]):
         wanted = "a checkpoint" if result.get("expected") == _CAUSE["checkpoint"] else "the guest to call m5 exit"
         text += f"; expected {wanted}"
     return text
@@ -255,6 +257,9 @@ def _hint(result: dict[str, Any], job: Gem5Job) -> str:
     if cause == _CAUSE["no_switch"]:
         return ("a switching restore switches at the script's `m5 workbegin`, which never came: add one before "
                 "the region to measure, or switch after a count (restore.switch_after_insts)")
+    if cause == _CAUSE["no_measure"]:
+        return ("lower restore.warmup_insts (or restore.switch_after_insts), or mark a longer region with "
+                "m5 workbegin/workend; the warm-up counts the first core's instructions")
     if cause == _CAUSE["exit"] and job.save_child:
         return "the script ended without calling hackback-checkpoint, so there is no child checkpoint to save"
     if cause in (_CAUSE["max_sim_seconds"], _CAUSE["max_wall_seconds"]):

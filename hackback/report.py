@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 
 from . import log, stats
 from .artifacts import Layout, Manifest, make_dir
-from .errors import UsageError
+from .errors import HackbackError, UsageError
 
 # (column, what it is); the figures' columns are read from stats.txt.
 COLUMNS = (
@@ -62,7 +62,11 @@ def report(layout: Layout, select: Selection, out: Optional[Path] = None) -> Rep
 
 
 def _row(run_dir: Path) -> Optional[dict[str, Any]]:
-    manifest = Manifest.read(run_dir)
+    try:
+        manifest = Manifest.read(run_dir)
+    except HackbackError as e:
+        log.warn(f"{run_dir.name} left out of the report: {e.message}")
+        return None
     if manifest is None or "run" not in manifest.parts:
         return None
     info = manifest.parts["run"]["info"]
@@ -208,7 +212,7 @@ def _sweeps(rows: Sequence[dict[str, Any]], directory: Path) -> list[Path]:
             ax.set_ylabel(metric.replace("roi_", "ROI ").replace("_", " "))
         fig.suptitle(f"{script} on {key[2]} ({key[3]} caches): against {param}")
         fig.tight_layout()
-        path = directory / f"{Path(script).stem}-{key[2].replace('>', '-to-')}-{key[3]}_vs_{param}.png"
+        path = directory / f"{key[0]}-{Path(script).stem}-{key[2].replace('>', '-to-')}-{key[3]}_vs_{param}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         out.append(path)

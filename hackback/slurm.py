@@ -22,26 +22,40 @@ def require() -> None:
                          "run it on a cluster's login node (or install slurm-wlm), or restore locally")
 
 
-def _run(cmd: Sequence[str], what: str) -> str:
+class NotSubmitted(ClusterError):
+    """sbatch refused the job: nothing was queued."""
+
+
+def _run(cmd: Sequence[str], what: str, error: type[ClusterError] = ClusterError) -> str:
     try:
         out = subprocess.run(list(cmd), capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise ClusterError(f"{what}: {cmd[0]} did not run ({e})", "check that Slurm's commands work here (sinfo)") from None
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
-        raise ClusterError(f"{what}: {last}", f"the command was: {' '.join(cmd)}")
+        raise error(f"{what}: {last}", f"the command was: {' '.join(cmd)}")
     return out.stdout
 
 
-def submit(script: Path) -> str:
-    """sbatch the script; the job id."""
-    out = _run(["sbatch", "--parsable", str(script)], "sbatch refused the job array").strip()
+def submit(script: Path, hold: bool = False) -> str:
+    """sbatch the script (held: queued, not started until released); the job id."""
+    out = _run(["sbatch", "--parsable", *(["--hold"] if hold else []), str(script)], "sbatch refused the job array",
+               NotSubmitted).strip()
     return out.split(";")[0]
+
+
+def release(job_id: str) -> None:
+    _run(["scontrol", "release", job_id], "scontrol release failed")
 
 
 def task_states(job_id: str) -> dict[int, str]:
     """The array's tasks that squeue still lists (pending or running), by index."""
-    out = _run(["squeue", "--noheader", "--array", "--jobs", job_id, "--format", "%K %T"], "squeue failed")
+    try:
+        out = _run(["squeue", "--noheader", "--array", "--jobs", job_id, "--format", "%K %T"], "squeue failed")
+    except ClusterError as e:
+        if "Invalid job id" in e.message:  # long gone: Slurm forgot it (MinJobAge)
+            return {}
+        raise
     states: dict[int, str] = {}
     for line in out.splitlines():
         index, _, state = line.strip().partition(" ")

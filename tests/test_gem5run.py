@@ -33,7 +33,7 @@ def test_the_contract_file_has_every_key_and_a_doc_for_each_section() -> None:
         "markers": {"progress", "checkpoint", "result", "script_exit"},
         "files": {"result", "result_tmp", "console", "console_copy"},
         "causes": {"checkpoint", "exit", "fail", "kernel_panic", "kernel_oops", "max_sim_seconds", "max_wall_seconds",
-                   "interrupted", "no_switch", "slice", "unknown"},
+                   "interrupted", "no_switch", "no_measure", "slice", "unknown"},
         "expected": {"boot", "restore", "restore_saving"},
         "exit_status": {"wrong_ending"},
         "cache_defaults": {"l1d", "l1i", "l2"},
@@ -46,7 +46,7 @@ def test_the_contract_file_has_every_key_and_a_doc_for_each_section() -> None:
                                  "result_tmp": "hackback-result.json.tmp", "console": "board.pc.com_1.device",
                                  "console_copy": "console.log"}
     assert set(CAUSES.values()) == {"checkpoint", "exit", "fail", "kernel-panic", "kernel-oops", "max-sim-seconds",
-                                    "max-wall-seconds", "interrupted", "no-switch", "slice", "unknown"}
+                                    "max-wall-seconds", "interrupted", "no-switch", "no-measure", "slice", "unknown"}
     assert {k: v for k, v in CONTRACT["expected"].items() if k != "_doc"} == {"boot": "checkpoint", "restore": "exit",
                                                                            "restore_saving": "checkpoint"}
     assert set(CONTRACT["expected"].values()) - {CONTRACT["expected"]["_doc"]} <= set(CAUSES.values())

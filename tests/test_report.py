@@ -38,6 +38,6 @@ def test_the_report_reads_stats_txt_and_plots_a_sweep(tmp_path: Path) -> None:
     rows = {r["run"]: r for r in csv.DictReader((tmp_path / "out" / "runs.csv").open())}
     assert rows["r1"]["insts"] == "1300" and rows["r1"]["roi_insts"] == "300" and rows["r1"]["roi_ipc"] == "3"
     assert rows["r1"]["roi_l1d_miss_rate"] == "0.5" and rows["r3"]["roi_l1d_miss_rate"] == ""  # missing, not 0
-    assert {p.name for p in rep.files} >= {"runs.csv", "runs.md", "ipc_by_script.png", "chase-o3-l1_vs_l1d.png"}
+    assert {p.name for p in rep.files} >= {"runs.csv", "runs.md", "ipc_by_script.png", "default-chase-o3-l1_vs_l1d.png"}
     only = report.report(Layout(work), report.Selection(script="other"), tmp_path / "out2")
     assert [r["run"] for r in only.rows] == ["r3"]
