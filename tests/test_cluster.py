@@ -98,6 +98,14 @@ def test_three_restores_run_as_a_job_array_and_a_rerun_submits_only_what_is_miss
     batches = _batches(world)
     assert len(batches) == 2 and json.loads(batches[-1].read_text())["rids"] == [a.name]
     assert (a / "manifest.json").is_file()
+    # --rerun-failed: only the failed script's run goes again, and it really runs again on the node.
+    failing = next(r for r in runs if "-fails-" in r.name)
+    before = Manifest.read(failing).parts["run"]["built_at"]  # type: ignore[union-attr]
+    with pytest.raises(cluster.TaskFailed):
+        _submit(world, scripts, slurm__wait=True, slurm__rerun_failed=True)
+    batches = _batches(world)
+    assert len(batches) == 3 and json.loads(batches[-1].read_text())["rids"] == [failing.name]
+    assert Manifest.read(failing).parts["run"]["built_at"] != before  # type: ignore[union-attr]
 
 
 def test_cancelling_the_job_leaves_no_container_running(world: dict[str, Any], tmp_path: Path) -> None:
