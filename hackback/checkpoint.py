@@ -150,6 +150,12 @@ def _strip_symbols(engine: Engine, env: EnvArtifact, kernel: Path, tmp: Path) ->
     return out
 
 
+def _cpt_tick(info: dict[str, Any]) -> Any:
+    """The tick the checkpoint was saved at: its cpt.<tick> name (the run's final tick comes a little after)."""
+    cpt = str(info.get("cpt", ""))
+    return int(cpt.split(".", 1)[1]) if cpt.startswith("cpt.") and cpt[4:].isdigit() else info.get("tick", "?")
+
+
 def _last_boot_seconds(ctx: StepContext) -> Optional[float]:
     """How long this checkpoint's last boot simulated (the progress bar's total), if it was taken before."""
     before = Manifest.read(ctx.layout.artifact_dir("checkpoints", ctx.cfg.name))
@@ -234,7 +240,7 @@ def tree(layout: Layout) -> list[str]:
         how = (f"restore of {Path(made['script']['path']).name} on {cpu}" if made
                else f"boot ({info.get('boot', '?')}, {info.get('board', {}).get('cpu', '?')} CPU)")
         lines.append(f"{'  ' * depth}{'└─ ' if depth else ''}{name:<{max(4, 24 - 2 * depth)}} {info.get('cpt', '?'):<20} "
-                     f"tick {info.get('tick', '?'):<14} {how:<40} runs: {runs.get(name, 0)}")
+                     f"tick {_cpt_tick(info):<14} {how:<40} runs: {runs.get(name, 0)}")
         for child in sorted(children.get(name, [])):
             show(child, depth + 1)
 

@@ -238,7 +238,7 @@ def _coerce(key: str, tp: Any, value: Any, layer: _Layer) -> Any:
         return path if path.is_absolute() else (layer.base_dir / path).resolve()
     if origin is Literal:
         if value not in args:
-            choices = ", ".join(map(str, args))
+            choices = ", ".join('""' if a == "" else str(a) for a in args)
             raise ConfigError(f"{where} is {value!r}", f"choose one of: {choices}")
         return value
     if tp is bool:
@@ -466,9 +466,10 @@ def _validate_gem5_config(res: RestoreConfig) -> None:
 
 
 def _validate_switch(res: RestoreConfig) -> None:
-    if res.switch_from and res.switch_from == res.cpu:
-        raise ConfigError(f"restore.switch_from = {res.switch_from!r} is the run's CPU too",
-                          "switch from a faster CPU than restore.cpu (e.g. atomic to o3), or set switch_from = \"\"")
+    detail = ("atomic", "timing", "o3")  # fast to detailed
+    if res.switch_from and detail.index(res.switch_from) >= detail.index(res.cpu):
+        raise ConfigError(f"restore.switch_from = {res.switch_from!r} is not a faster CPU than restore.cpu = {res.cpu!r}",
+                          "switch from a faster CPU to the measured one: atomic to timing or o3, timing to o3")
     for key in ("switch_after_insts", "warmup_insts"):
         if getattr(res, key) < 0:
             raise ConfigError(f"restore.{key} = {getattr(res, key)} is negative", "give a number of instructions, or 0")

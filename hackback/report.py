@@ -48,7 +48,12 @@ class Report:
 
 
 def report(layout: Layout, select: Selection, out: Optional[Path] = None) -> Report:
-    rows = [r for r in (_row(d) for d in sorted((layout.work_dir / "runs").glob("*/"))) if r is not None and _wanted(r, select)]
+    every = [r for r in (_row(d) for d in sorted((layout.work_dir / "runs").glob("*/"))) if r is not None]
+    for what, asked in (("checkpoint", select.checkpoint), ("cpu", select.cpu)):
+        known = sorted({part for r in every for part in str(r[what]).split(">")})
+        if asked is not None and asked not in known:
+            raise UsageError(f"no run in {layout.work_dir / 'runs'} has {what} {asked!r}", f"known: {', '.join(known) or 'none'}")
+    rows = sorted((r for r in every if _wanted(r, select)), key=lambda r: (str(r["checkpoint"]), r["script"], str(r["cpu"])))
     if not rows:
         raise UsageError(f"no runs in {layout.work_dir / 'runs'} match", "run some with `invoke restore`, or select fewer")
     directory = out or layout.work_dir / "reports" / time.strftime("%Y%m%d-%H%M%S")
@@ -137,11 +142,11 @@ def _show(rows: Sequence[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    shown = ("script", "cpu", "caches", "payload", "status", "sim_seconds", "host_seconds", "insts", "ipc",
-             "l1d_miss_rate", "roi_insts", "roi_ipc", "roi_l1d_miss_rate")
+    shown = ("checkpoint", "script", "cpu", "caches", "payload", "status", "sim_seconds", "host_seconds", "insts", "ipc",
+             "l1d_miss_rate", "l2_miss_rate", "roi_insts", "roi_ipc", "roi_l1d_miss_rate")
     table = Table(title=f"{len(rows)} run(s)")
     for c in shown:
-        table.add_column(c, justify="right" if c not in ("script", "cpu", "caches", "payload") else "left")
+        table.add_column(c, justify="right" if c not in ("checkpoint", "script", "cpu", "caches", "payload") else "left")
     for r in rows:
         table.add_row(*(_text(r[c]) or "-" for c in shown))
     Console(width=200).print(table)
@@ -157,12 +162,17 @@ def _plots(rows: Sequence[dict[str, Any]], directory: Path) -> list[Path]:
 
 
 def _ipc_by_script(rows: Sequence[dict[str, Any]], directory: Path) -> Optional[Path]:
-    """IPC per script, one bar per CPU model (the ROI's where the run has one)."""
+    """IPC per script (and payload input), one bar per CPU model (the ROI's where
+    the run has one; the mean over reruns and checkpoints, said on the plot)."""
     import matplotlib.pyplot as plt
 
+    def what(r: dict[str, Any]) -> str:
+        return f"{r['script']} [{str(r['payload']).split()[-1]}]" if r["payload"] else str(r["script"])
+
+    rows = [{**r, "script": what(r)} for r in rows]
     scripts = sorted({r["script"] for r in rows})
     cpus = sorted({str(r["cpu"]) for r in rows})
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(scripts) * max(1, len(cpus)) / 2), 4))
+    fig, ax = plt.subplots(figsize=(min(16, max(6, 0.6 * len(scripts) * max(1, len(cpus)))), 4.5))
     width = 0.8 / max(1, len(cpus))
     for i, cpu in enumerate(cpus):
         values = [_mean([r["roi_ipc"] if r["roi_ipc"] is not None else r["ipc"] for r in rows
@@ -171,7 +181,7 @@ def _ipc_by_script(rows: Sequence[dict[str, Any]], directory: Path) -> Optional[
         ax.bar(xs, [v for v in values if v is not None], width, label=cpu)
     ax.set_xticks([j + width * (len(cpus) - 1) / 2 for j in range(len(scripts))], scripts, rotation=20, ha="right")
     ax.set_ylabel("IPC (region of interest where marked)")
-    ax.set_title("IPC per script and CPU model")
+    ax.set_title("IPC per script and CPU model (mean over its runs)")
     ax.legend()
     fig.tight_layout()
     path = directory / "ipc_by_script.png"

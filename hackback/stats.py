@@ -71,8 +71,21 @@ def figures(values: dict[str, str]) -> dict[str, Any]:
     insts = out["insts"]
     out["ipc"] = insts / out["numCycles"] if insts is not None and out["numCycles"] else None
     for key, name in CACHES.items():
-        out[key] = _num(values, name)
+        out[key] = _miss_rate(values, name)
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _miss_rate(values: dict[str, str], name: str) -> Optional[float]:
+    """gem5's miss rate; gem5 prints none when there were no misses, so with
+    accesses counted and no misses it is 0 (no accesses: missing)."""
+    rate = _num(values, name)
+    if rate is not None:
+        return rate
+    cache = name.rsplit(".overallMissRate", 1)[0]
+    accesses = _num(values, f"{cache}.overallAccesses::total")
+    if not accesses:
+        return None
+    return (_num(values, f"{cache}.overallMisses::total") or 0.0) / accesses
 
 
 def region(values: dict[str, str]) -> dict[str, Any]:

@@ -209,3 +209,14 @@ class TestConfigFileUnreadable:
         (tmp_path / "conf.d").mkdir()
         with pytest.raises(ConfigError, match="is a directory"):
             config.load(environ={"HACKBACK_CONFIG": str(tmp_path / "conf.d")}, cwd=tmp_path)
+
+
+def test_a_switch_goes_from_a_faster_cpu_to_the_measured_one(tmp_path: Path) -> None:
+    for frm, to in (("timing", "atomic"), ("atomic", "atomic"), ("timing", "timing")):
+        with pytest.raises(ConfigError, match="is not a faster CPU than restore.cpu"):
+            config.load(flags={"restore.switch_from": frm, "restore.cpu": to}, environ={}, cwd=tmp_path)
+    ok = config.load(flags={"restore.switch_from": "timing", "restore.cpu": "o3"}, environ={}, cwd=tmp_path)
+    assert ok.restore.switch_from == "timing"
+    with pytest.raises(ConfigError) as bad:
+        config.load(flags={"restore.switch_from": "o3"}, environ={}, cwd=tmp_path)
+    assert 'choose one of: "", atomic, timing' in bad.value.one_line()

@@ -4,7 +4,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+
 from hackback import report
+from hackback.errors import UsageError
 from hackback.artifacts import Layout, Manifest, write_manifest
 
 STATS = """
@@ -41,3 +44,6 @@ def test_the_report_reads_stats_txt_and_plots_a_sweep(tmp_path: Path) -> None:
     assert {p.name for p in rep.files} >= {"runs.csv", "runs.md", "ipc_by_script.png", "default-chase-o3-l1_vs_l1d.png"}
     only = report.report(Layout(work), report.Selection(script="other"), tmp_path / "out2")
     assert [r["run"] for r in only.rows] == ["r3"]
+    with pytest.raises(UsageError) as unknown:
+        report.report(Layout(work), report.Selection(checkpoint="nope"), tmp_path / "out3")
+    assert "has checkpoint 'nope'" in unknown.value.message and unknown.value.hint == "known: default"

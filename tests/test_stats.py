@@ -64,3 +64,11 @@ def test_missing_stats_are_missing_not_zero(tmp_path: Path) -> None:
     path.write_text("---------- Begin Simulation Statistics ----------\nsimInsts 10 # x\n")
     fig = stats.figures(stats.dumps(path)[0])
     assert fig == {"simInsts": 10.0}
+
+
+def test_a_cache_with_accesses_and_no_misses_has_a_zero_miss_rate_not_a_missing_one() -> None:
+    # gem5 prints no overallMissRate when there were no misses (a warmed-up L1D).
+    l1d = "board.cache_hierarchy.l1d-cache-0"
+    assert stats.figures({f"{l1d}.overallAccesses::total": "15000"})["l1d_miss_rate"] == 0.0
+    assert stats.figures({f"{l1d}.overallAccesses::total": "200", f"{l1d}.overallMisses::total": "50"})["l1d_miss_rate"] == 0.25
+    assert "l1d_miss_rate" not in stats.figures({"simSeconds": "0.1"})  # no cache: missing
