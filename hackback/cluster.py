@@ -179,7 +179,7 @@ def _saved_env_image(ctx: StepContext, env: EnvArtifact) -> Path:
 def _env_record(env: EnvArtifact, saved: Path) -> dict[str, Any]:
     return {"name": env.name, "directory": str(env.directory), "image": env.image, "m5": str(env.m5),
             "tools": dataclasses.asdict(env.tools), "source": {**dataclasses.asdict(env.source), "path": str(env.source.path)},
-            "saved_image": str(saved), "image_id": None}
+            "saved_image": str(saved)}
 
 
 def _live_batches(layout: Layout) -> list[Batch]:
@@ -247,7 +247,7 @@ def _finish(ctx: StepContext, batches: Sequence[Batch], done: Sequence[RunResult
             status = b.status(i) or {"ok": False, "exit_code": 1,
                                       "message": f"task {i} of job {b.job_id} ({rid}) ended without reporting"}
             if status.get("result"):
-                results.append(_result_of(ctx, rid))
+                results.append(restore.result_in(ctx.layout.artifact_dir("runs", rid), rid))
             if not status["ok"]:
                 failures.append(TaskFailed(str(status.get("message", f"task {i} failed")), f"its log is {b.log_of(i)}",
                                            int(status.get("exit_code", 1))))
@@ -267,10 +267,6 @@ def _finish(ctx: StepContext, batches: Sequence[Batch], done: Sequence[RunResult
 def _script_code(result: RunResult) -> int:
     status = result.script_status or ""
     return int(status) if status.isdigit() and 0 < int(status) < 126 else 1
-
-
-def _result_of(ctx: StepContext, rid: str) -> RunResult:
-    return restore.result_in(ctx.layout.artifact_dir("runs", rid), rid)
 
 
 def _write_json(path: Path, data: Any) -> None:

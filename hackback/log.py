@@ -7,13 +7,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import threading
 import time
 from typing import Any, Iterator, Optional, TextIO
 
 _out: TextIO = sys.stdout
 _live: Any = None  # the rich Progress on screen, if any: lines go above it
-_lock = threading.Lock()
 
 
 def _print(msg: str) -> None:
@@ -70,9 +68,7 @@ class Progress:
 @contextlib.contextmanager
 def progress(what: str, total: Optional[float] = None, unit: str = "") -> Iterator[Progress]:
     global _live
-    with _lock:
-        nested = _live is not None
-    if nested or not bars_wanted():
+    if _live is not None or not bars_wanted():  # one bar at a time: inner progress is plain lines
         yield Progress()
         return
     from rich.console import Console

@@ -78,6 +78,7 @@ def _row(run_dir: Path) -> Optional[dict[str, Any]]:
     board = info.get("board", {})
     every = stats.dumps(run_dir / "stats.txt")
     whole = stats.whole_run(every)
+    per_dump = [stats.figures(values) for values in every]  # once, for the rates below
     roi_n = info.get("roi", {}).get("dump")
     roi = stats.region(every[roi_n - 1]) if isinstance(roi_n, int) and 0 < roi_n <= len(every) else {}
     cpu = f"{board['switch_from']}>{board['cpu']}" if board.get("switch_from") else board.get("cpu")
@@ -89,17 +90,17 @@ def _row(run_dir: Path) -> Optional[dict[str, Any]]:
         "payload": " ".join(Path(d).name for d in info.get("payload", {}).get("dirs", [])) or None,
         "status": info.get("script_status"), "sim_seconds": info.get("sim_seconds"), "host_seconds": info.get("host_seconds"),
         "insts": whole.get("insts"), "ipc": whole.get("ipc"),
-        "l1d_miss_rate": _last(every, "l1d_miss_rate"), "l2_miss_rate": _last(every, "l2_miss_rate"),
+        "l1d_miss_rate": _last(per_dump, "l1d_miss_rate"), "l2_miss_rate": _last(per_dump, "l2_miss_rate"),
         **{f"roi_{k}": roi.get(k) for k in ("insts", "ipc", "l1d_miss_rate", "l2_miss_rate")},
         "roi_sim_seconds": roi.get("simSeconds"),
     }
     return row
 
 
-def _last(every: Sequence[dict[str, str]], key: str) -> Optional[float]:
+def _last(per_dump: Sequence[dict[str, Any]], key: str) -> Optional[float]:
     """A rate does not add up over dumps: the last dump's that has it (the run's end)."""
-    for values in reversed(every):
-        v = stats.figures(values).get(key)
+    for figures in reversed(per_dump):
+        v = figures.get(key)
         if v is not None:
             return float(v)
     return None
