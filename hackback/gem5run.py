@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Optional
 
-from . import log, resources
+from . import log, resources, stats
 from .artifacts import HashCache, digest_of
 from .engine import Engine, Mount, RunSpec
 from .errors import ArtifactError, Gem5RunFailed
@@ -224,7 +224,23 @@ def _run(engine: Engine, job: Gem5Job, show: Callable[[str], None]) -> dict[str,
     result["container_wall_seconds"] = round(wall, 1)
     if not result.get("ok"):
         raise Gem5RunFailed(f"{job.label}: {describe_ending(result)}", _hint(result, job), result=result)
+    # The run script writes its result before gem5's exit-time work (the final
+    # stats dump, teardown): an ok result is not yet a finished run.
+    if status != 0:
+        errors = _gem5_errors(job.out)
+        raise Gem5RunFailed(f"{job.label}: gem5 exited {_status_text(status)} after the run ended as expected"
+                            f"{': ' + errors[-1] if errors else ''}; its stats cannot be trusted",
+                            "see gem5.log; run it again", result=result)
+    dumps = result.get("stats_dumps")
+    problem = stats.problem(job.out / "stats.txt", dumps if isinstance(dumps, int) else None)
+    if problem:
+        raise Gem5RunFailed(f"{job.label}: {problem}, though gem5 exited 0", "see gem5.log; run it again", result=result)
     return result
+
+
+def _status_text(status: int) -> str:
+    # Docker reports a container killed by signal N as 128 + N.
+    return f"{status} (killed by signal {status - 128})" if 128 < status < 160 else str(status)
 
 
 def describe_ending(result: dict[str, Any]) -> str:

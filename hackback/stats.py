@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 BEGIN = "---------- Begin Simulation Statistics ----------"
+END = "---------- End Simulation Statistics   ----------"  # gem5's src/base/stats/text.cc spells it so
 # Counts that add up across dumps (each holds what came since the last reset).
 # gem5's simInsts/simOps do not reset (they count from the start of the run):
 # a dump's instructions are its cores' committed ones.
@@ -36,6 +37,24 @@ def dumps(path: Path) -> list[dict[str, str]]:
                 values.setdefault(m.group(1), m.group(2))
         out.append(values)
     return out
+
+
+def problem(path: Path, expected: Optional[int]) -> Optional[str]:
+    """Why stats.txt cannot be trusted as the run's whole record (None: it can):
+    missing, a dump begun and never ended (gem5 killed while writing), or not the
+    number of dumps the run script announced (gem5's final one, made at exit, lost)."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return "gem5 wrote no stats.txt"
+    except OSError as e:
+        return f"stats.txt cannot be read ({e.strerror})"
+    begun, ended = text.count(BEGIN), text.count(END)
+    if begun != ended or (begun and not text.rstrip().endswith(END)):
+        return f"stats.txt is cut short ({begun} dump(s) begun, {ended} complete)"
+    if expected is not None and begun != expected:
+        return f"stats.txt holds {begun} dump(s), the run script made {expected}"
+    return None
 
 
 def _num(values: dict[str, str], name: str) -> Optional[float]:

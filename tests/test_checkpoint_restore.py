@@ -226,6 +226,26 @@ def test_a_gem5_that_crashes_is_reported_with_its_error_line(engine: Engine, too
         checkpoint.ensure(StepContext.open(cfg, engine), env_double(tools, standin_image, tmp_path), image, kernel)
 
 
+@pytest.mark.parametrize("ending,says", [
+    ("exit-after-result", "gem5 exited 1 after the run ended as expected"),
+    ("no-stats", "gem5 wrote no stats.txt"),
+    ("cut-stats", "stats.txt is cut short (1 dump(s) begun, 0 complete)"),
+    ("missing-dump", "stats.txt holds 1 dump(s), the run script made 2"),
+])
+def test_an_ok_result_is_not_a_success_when_gem5_exits_badly_or_its_stats_are_lost(
+        world: dict[str, Any], engine: Engine, tmp_path: Path, ending: str, says: str) -> None:
+    """The run script writes an ok result before gem5's exit-time work (its final
+    stats dump): a gem5 that dies after it, or whose stats are missing, cut short
+    or short of a dump, fails the run in one line; no run is kept as if complete."""
+    s = script(tmp_path, f"{ending}.rcS", f"# standin={ending}\necho ran")
+    with pytest.raises(Gem5RunFailed) as e:
+        restore.restore(StepContext.open(world["cfg"], engine), world["env"], world["cpt"], [s])
+    assert says in e.value.message, e.value.message
+    assert len(e.value.one_line().splitlines()) == 1
+    assert not list((world["layout"].work_dir / "runs").glob(f"*{ending}*"))
+    assert list((world["layout"].work_dir / "failed").glob(f"runs-*{ending}*"))
+
+
 def test_a_checkpoint_taken_during_a_restore_is_an_error_and_no_run_is_kept(world: dict[str, Any], engine: Engine, tmp_path: Path) -> None:
     s = script(tmp_path, "child.rcS", "/sbin/m5 checkpoint")
     with pytest.raises(Gem5RunFailed) as e:

@@ -72,3 +72,14 @@ def test_a_cache_with_accesses_and_no_misses_has_a_zero_miss_rate_not_a_missing_
     assert stats.figures({f"{l1d}.overallAccesses::total": "15000"})["l1d_miss_rate"] == 0.0
     assert stats.figures({f"{l1d}.overallAccesses::total": "200", f"{l1d}.overallMisses::total": "50"})["l1d_miss_rate"] == 0.25
     assert "l1d_miss_rate" not in stats.figures({"simSeconds": "0.1"})  # no cache: missing
+
+
+def test_stats_that_cannot_be_trusted_are_named_and_whole_ones_pass(tmp_path: Path) -> None:
+    one = dict(sec=0.001, insts=1000, cum=1000, cycles=4000, miss=0.01)
+    path = _write(tmp_path, one, one)
+    assert stats.problem(path, 2) is None and stats.problem(path, None) is None
+    assert stats.problem(path, 3) == "stats.txt holds 2 dump(s), the run script made 3"
+    text = path.read_text()
+    path.write_text(text[: text.rindex("---------- End")])  # gem5 killed while writing its last dump
+    assert stats.problem(path, 2) == "stats.txt is cut short (2 dump(s) begun, 1 complete)"
+    assert stats.problem(tmp_path / "none.txt", 1) == "gem5 wrote no stats.txt"

@@ -12,8 +12,12 @@ configs/hackback_fs.py and plays both ends of the method without simulating:
 
 It also tries to write every input mount, and fails loudly if one is writable:
 the tests rely on that to show inputs are mounted read-only. The environment
-variable HACKBACK_STANDIN (passed with the test's RunSpec) can make it end
-differently: "no-checkpoint" (boot ends by m5 exit), "crash" (no result).
+variable HACKBACK_STANDIN (passed with the test's RunSpec), or standin=<how> on
+the kernel command line, can make it end differently: "no-checkpoint" (boot
+ends by m5 exit), "crash" (no result), "exit-after-result" (an ok result, then
+gem5 exits 1, as when it dies in its exit-time work), "no-stats" (an ok result
+and exit 0, but no stats.txt), "cut-stats" (a stats.txt cut off inside a dump),
+"missing-dump" (one dump fewer than the result announces).
 """
 import argparse
 import json
@@ -77,15 +81,13 @@ if args.mode == "boot":
                       checkpoint=f"cpt.{tick}")
 else:
     start = int(args.checkpoint.rsplit(".", 1)[1])
+    if "standin=" in open(args.script, errors="replace").read():  # the script may ask for an ending too
+        behaviour = open(args.script, errors="replace").read().split("standin=", 1)[1].split()[0]
     with open(console, "w") as f:
         f.write("HACKBACK-RESTORED reading the script (m5 readfile)\n")
         f.flush()
         status = subprocess.run(["bash", args.script], stdout=f, stderr=subprocess.STDOUT).returncode
         f.write(f"HACKBACK-SCRIPT-EXIT {status}\n")
-    for name in ("stats.txt",):
-        with open(os.path.join(outdir, name), "w") as f:
-            f.write("\n---------- Begin Simulation Statistics ----------\nsimSeconds 0.001000 # stand-in\n"
-                    "simInsts 12345 # stand-in\n---------- End Simulation Statistics   ----------\n")
     for name in ("config.ini", "config.json"):
         with open(os.path.join(outdir, name), "w") as f:
             f.write("{}\n" if name.endswith("json") else "[root]\n")
@@ -104,7 +106,17 @@ else:
         result.update(cause="checkpoint", expected="exit", ok=False, start_tick=start, final_tick=start + 10**9, sim_seconds=0.001)
     else:
         result.update(cause="exit", expected="exit", ok=True, start_tick=start, final_tick=start + 10**9, sim_seconds=0.001)
+DUMP = ("\n---------- Begin Simulation Statistics ----------\nsimSeconds 0.001000 # stand-in\n"
+        "simInsts 12345 # stand-in\n---------- End Simulation Statistics   ----------\n")
+result["stats_dumps"] = 2 if behaviour == "missing-dump" else 1  # gem5's own dump at exit
 with open(os.path.join(outdir, "hackback-result.json"), "w") as f:
     json.dump(result, f)
 print("HACKBACK-RESULT " + json.dumps(result), flush=True)
+# What gem5 does after the run script's result: its final stats dump (atexit).
+if behaviour != "no-stats":
+    with open(os.path.join(outdir, "stats.txt"), "w") as f:
+        f.write(DUMP[: len(DUMP) // 2] if behaviour == "cut-stats" else DUMP)
+if behaviour == "exit-after-result":
+    print("panic: stand-in told to die after its result", flush=True)
+    sys.exit(1)
 sys.exit(0 if result["ok"] else 3)
