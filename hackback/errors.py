@@ -91,6 +91,12 @@ class Gem5RunFailed(HackbackError):
         self.result = result or {}
 
 
+class ResultsLost(HackbackError):
+    """The script left results in the guest's /root/results and they did not come back whole."""
+
+    exit_code = 16
+
+
 class MismatchError(HackbackError):
     """A restore's inputs do not match the checkpoint (kernel, image, gem5)."""
 

@@ -19,16 +19,17 @@ results/ directory.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import tarfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 from . import log
 from .artifacts import HashCache, digest_of
-from .errors import UsageError
+from .errors import ResultsLost, UsageError
 
 HEADER = Path(__file__).resolve().parent / "guest" / "payload-header.sh"
 SCRIPT_AT = 4096  # the header is padded to this; the script follows
@@ -63,11 +64,25 @@ def collect(dirs: Sequence[Path], limit: int) -> Payload:
                 raise UsageError(f"payload file {name} is in two payload directories ({files[name]} and {path})",
                                  "give each file once")
             files[name] = path
+    _refuse_clashes(files)
     total = sum(st.st_size for p in files.values() if stat.S_ISREG((st := p.lstat()).st_mode))
     if total > limit:
         raise UsageError(f"the payload is {total / 2**20:.1f} MiB, over restore.payload_max_bytes ({limit / 2**20:.0f} MiB)",
                          "bring less, bake large inputs into the image (image.user_scripts), or raise the limit")
     return Payload(tuple(d.resolve() for d in dirs), tuple(sorted(files.items())), total)
+
+
+def _refuse_clashes(files: dict[str, Path]) -> None:
+    """What the guest would merge: a name that is a file or a symlink in one
+    payload directory and a directory above another's file (its unpacking would
+    write through the link, or fail)."""
+    for name, path in files.items():
+        for parent in PurePosixPath(name).parents:
+            other = files.get(str(parent))
+            if other is not None:
+                what = "a symlink" if other.is_symlink() else "a file"
+                raise UsageError(f"payload {other} is {what} in the guest's {GUEST_DIR}/{parent}, where {path} needs a "
+                                 "directory", "give each path once: rename one, or merge the payload directories")
 
 
 def _walk(root: Path) -> list[tuple[str, Path]]:
@@ -78,6 +93,13 @@ def _walk(root: Path) -> list[tuple[str, Path]]:
             path = Path(dirpath) / name
             rel = str(path.relative_to(root))
             mode = path.lstat().st_mode
+            for what, text in (("name", rel), ("symlink target", os.readlink(path) if stat.S_ISLNK(mode) else "")):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    shown = os.fsencode(text).decode("utf-8", "backslashreplace")
+                    raise UsageError(f"payload {what} '{shown}' (in {root}) is not valid UTF-8",
+                                     "rename it to UTF-8 (e.g. convmv -f latin1 -t utf8 --notest)") from None
             if "\t" in rel or "\n" in rel or (stat.S_ISLNK(mode) and any(c in os.readlink(path) for c in "\t\n")):
                 raise UsageError(f"payload name {rel!r} holds a tab or a newline", "rename it: the payload's index is one line per file")
             if stat.S_ISLNK(mode):
@@ -123,7 +145,7 @@ def write_stream(script: Path, payload: Payload, out: Path) -> int:
         raise UsageError(f"script and payload come to {end / 2**30:.2f} GiB; gem5's readfile stops at 2 GiB (a 32-bit offset)",
                          "bring less, or bake large inputs into the image")
     text = HEADER.read_text()
-    for key, value in (("script_bytes", len(body)), ("script_from", SCRIPT_AT + 1), ("index_bytes", len(index)),
+    for key, value in (("stream_bytes", end), ("script_bytes", len(body)), ("script_from", SCRIPT_AT + 1), ("index_bytes", len(index)),
                        ("index_from", index_at + 1), ("script", SCRIPT_AT), ("index", index_at)):
         text = text.replace(f"@{key}@", str(value))
     header = text.encode()
@@ -140,9 +162,24 @@ def write_stream(script: Path, payload: Payload, out: Path) -> int:
     return end
 
 
-def unpack_results(run_dir: Path) -> list[Path]:
-    """hackback-results.tar (if the script left results) into results/; the files, sorted."""
+# hackback-guest's line after sending what the script left in /root/results (none: it left nothing).
+_RESULTS_LINE = re.compile(r"^HACKBACK-RESULTS (sent|failed)(?: bytes=(\d+))?", re.M)
+
+
+def unpack_results(run_dir: Path, console: str = "") -> list[Path]:
+    """hackback-results.tar (if the script left results) into results/; the files,
+    sorted. Raises ResultsLost when the guest's console says results were sent
+    and they did not all arrive, or that sending them failed."""
     tar_path = run_dir / RESULTS_TAR
+    said = _RESULTS_LINE.findall(console)
+    if said:
+        state, size = said[-1]
+        if state == "failed":
+            raise ResultsLost("the guest could not send what the script left in /root/results (HACKBACK-RESULTS failed)")
+        if not tar_path.is_file():
+            raise ResultsLost(f"the guest sent what the script left in /root/results, but no {RESULTS_TAR} arrived")
+        if size and tar_path.stat().st_size != int(size):
+            raise ResultsLost(f"the guest sent {size} bytes of results, {tar_path.stat().st_size} arrived")
     if not tar_path.is_file():
         return []
     dest = run_dir / RESULTS_DIR

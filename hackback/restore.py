@@ -31,7 +31,7 @@ from .context import StepContext
 from .engine import Engine
 from .ownership import owner_label
 from .records import GEM5_KERNEL, CheckpointArtifact, EnvArtifact, RunResult
-from .errors import ArtifactError, Gem5RunFailed, HackbackError, MismatchError, ScriptFailed, UsageError
+from .errors import ArtifactError, Gem5RunFailed, HackbackError, MismatchError, ResultsLost, ScriptFailed, UsageError
 
 SCRIPT_EXIT = gem5run.SCRIPT_EXIT
 MAX_SCRIPT_BYTES = 1 << 20
@@ -248,6 +248,8 @@ def _payload(cfg: Config, cpt: CheckpointArtifact) -> Optional[payload_.Payload]
 
 
 _Outcomes = tuple[list[Optional[RunResult]], list[HackbackError]]
+# One run's failure: the others of a batch still run, and the batch fails after them.
+RUN_FAILURES = (Gem5RunFailed, ScriptFailed, ResultsLost)
 
 
 def _run_serially(runs: Restores, plans: Sequence[Plan]) -> _Outcomes:
@@ -256,7 +258,7 @@ def _run_serially(runs: Restores, plans: Sequence[Plan]) -> _Outcomes:
     for plan in plans:
         try:
             results.append(_one(runs, plan, "gem5:restore"))
-        except (Gem5RunFailed, ScriptFailed) as e:
+        except RUN_FAILURES as e:
             failures.append(e)
     return results, failures
 
@@ -278,7 +280,7 @@ def _run_in_parallel(runs: Restores, plans: Sequence[Plan], jobs: int) -> _Outco
             for n, f in enumerate(concurrent.futures.as_completed(futures), 1):
                 try:
                     f.result()
-                except (Gem5RunFailed, ScriptFailed) as e:
+                except RUN_FAILURES as e:
                     failures.append(e)
                 bar.update(n, f"{len(failures)} failed" if failures else "")
         except BaseException:
@@ -357,7 +359,11 @@ def _one(runs: Restores, plan: Plan, label: str) -> RunResult:
 
     def build(tmp: Path, manifest: Manifest) -> None:
         result, job = _run_gem5(runs, plan, tmp, label, ("runs", plan.rid))
-        results = payload_.unpack_results(tmp)
+        try:
+            results = payload_.unpack_results(tmp, _console(tmp))
+        except ResultsLost as e:
+            raise ResultsLost(f"{plan.rid}: {e.message}",
+                              f"its console and gem5 log are in {keep_failed(ctx.layout, 'runs', plan.rid, tmp)}") from None
         traces = [a.split("=", 1)[1] for a in ctx.cfg.restore.gem5_args if a.startswith("--debug-file=")]
         outputs = {name: file_record(tmp / name, ctx.hashes)
                    for name in ("stats.txt", "config.ini", "config.json", "console.log", _script_copy(plan), *traces)
@@ -425,9 +431,20 @@ def _stats(path: Path, result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _info(runs: Restores, plan: Plan, job: gem5run.Gem5Job, result: dict[str, Any], g: dict[str, Any]) -> dict[str, Any]:
-    console = (job.out / "console.log").read_text(errors="replace") if (job.out / "console.log").is_file() else ""
+def _console(out: Path) -> str:
+    path = out / gem5run.CONSOLE_COPY
+    return path.read_text(errors="replace") if path.is_file() else ""
+
+
+def _script_status(console: str) -> Optional[str]:
+    """The guest's last word on the script; a payload that could not be unpacked
+    (said by hackback-guest, or by the payload's own header on older images,
+    whose rcS then prints the header's exit status) wins."""
     statuses = SCRIPT_EXIT.findall(console)
+    return "payload" if "payload" in statuses else statuses[-1] if statuses else None
+
+
+def _info(runs: Restores, plan: Plan, job: gem5run.Gem5Job, result: dict[str, Any], g: dict[str, Any]) -> dict[str, Any]:
     cpt = runs.cpt
     return {
         "checkpoint": {"name": cpt.name, "directory": str(cpt.directory), "cpt": cpt.cpt.name},
@@ -436,7 +453,7 @@ def _info(runs: Restores, plan: Plan, job: gem5run.Gem5Job, result: dict[str, An
         "gem5_warnings": runs.warnings,
         "board": {**plan.want["board"], "memory": job.board.memory, "cores": job.board.cores},
         "cause": result["cause"],
-        "script_status": statuses[-1] if statuses else None,
+        "script_status": _script_status(_console(job.out)),
         "sim_seconds": result["sim_seconds"],
         "host_seconds": result["host_seconds"],
         # Where the host time went: gem5's start-up and board, loading the

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hackback import payload
-from hackback.errors import UsageError
+from hackback.errors import ResultsLost, UsageError
 
 
 def _tree(root: Path) -> Path:
@@ -111,3 +111,67 @@ def test_results_come_back_into_results_and_an_escaping_member_does_not(tmp_path
     assert not (tmp_path / "evil").exists() and not (run / "evil").exists()
     assert [str(f.relative_to(run)) for f in files] == ["results/deep/r.txt"]
     assert not (run / payload.RESULTS_TAR).exists()
+
+
+def _results_tar(run: Path) -> int:
+    src = run.parent / "src"
+    src.mkdir()
+    (src / "r.txt").write_text("result\n")
+    with tarfile.open(run / payload.RESULTS_TAR, "w") as tar:
+        tar.add(src, arcname=".")
+    return (run / payload.RESULTS_TAR).stat().st_size
+
+
+@pytest.mark.parametrize("console,keep_tar,says", [
+    ("HACKBACK-SCRIPT-EXIT 0\nHACKBACK-RESULTS failed bytes=0\n", True, "could not send"),
+    ("HACKBACK-SCRIPT-EXIT 0\nHACKBACK-RESULTS sent bytes=10240\n", False, "no hackback-results.tar arrived"),
+    ("HACKBACK-SCRIPT-EXIT 0\nHACKBACK-RESULTS sent bytes=99\n", True, "sent 99 bytes of results"),
+])
+def test_results_the_guest_sent_that_did_not_all_arrive_are_a_failure(tmp_path: Path, console: str, keep_tar: bool,
+                                                                       says: str) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    _results_tar(run)
+    if not keep_tar:
+        (run / payload.RESULTS_TAR).unlink()
+    with pytest.raises(ResultsLost, match=says):
+        payload.unpack_results(run, console)
+
+
+def test_results_that_arrived_whole_and_runs_that_sent_none_are_fine(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    size = _results_tar(run)
+    files = payload.unpack_results(run, f"HACKBACK-RESULTS sent bytes={size}\n")
+    assert [f.name for f in files] == ["r.txt"]
+    # Ended by design before the guest sends anything (an instruction count, workend): no line, no results.
+    assert not (run / payload.RESULTS_TAR).exists()
+    assert payload.unpack_results(run, "HACKBACK-RESTORED reading the script\n") == []
+
+
+def test_a_name_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path) -> None:
+    d = tmp_path / "p"
+    d.mkdir()
+    (d / os.fsdecode(b"caf\xe9.txt")).write_text("latin-1 name")
+    with pytest.raises(UsageError, match="is not valid UTF-8") as e:
+        payload.collect([d], 1 << 20)
+    assert "caf\\xe9.txt" in e.value.one_line() and "\n" not in e.value.one_line()
+
+
+@pytest.mark.parametrize("clash", ["file", "symlink"])
+def test_names_the_guest_would_merge_are_refused_before_the_restore(tmp_path: Path, clash: str) -> None:
+    """One payload directory has `data` as a file (or a link), another has data/n.txt:
+    the guest cannot unpack both, so the host refuses before anything runs."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    (a / "elsewhere").mkdir(parents=True)
+    (b / "data").mkdir(parents=True)
+    (b / "data" / "n.txt").write_text("42\n")
+    if clash == "file":
+        (a / "data").write_text("a file\n")
+    else:
+        (a / "data").symlink_to("elsewhere")
+    with pytest.raises(UsageError, match=f"is a {clash} in the guest's /root/payload/data") as e:
+        payload.collect([a, b], 1 << 20)
+    assert "\n" not in e.value.one_line()
+    assert [n for n, _ in payload.collect([b], 1 << 20).files] == ["data/n.txt"]  # each alone is fine
+

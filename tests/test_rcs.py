@@ -146,16 +146,41 @@ def test_a_broken_payload_ends_the_run_without_running_the_script(guest, tmp_pat
     assert calls[-1] == "exit"
 
 
+def test_a_stream_cut_short_inside_the_script_does_not_run_a_cut_script(guest, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from hackback import payload
+
+    data = _stream(tmp_path, "#!/bin/sh\necho never\n" + "# padding\n" * 50)
+    out, calls = guest(data[: payload.SCRIPT_AT + 12])  # the script's first 12 bytes only: "#!/bin/sh\nec"
+    assert "HACKBACK-SCRIPT-EXIT payload" in out.stdout.splitlines() and "cut short" in out.stdout
+    assert calls[-1] == "exit" and "never" not in out.stdout
+
+
+def _header_run(engine, tools, stream: Path) -> tuple[int, list[str]]:  # type: ignore[no-untyped-def]
+    from hackback.engine import Mount, RunSpec
+
+    lines: list[str] = []
+    status = engine.run(RunSpec(tools.ref, ["sh", "/in/stream"], step="t-payload-header", kvm=False, network="none",
+                                as_root=True, mounts=[Mount(stream, "/in/stream")]),
+                        on_line=lines.append, check=False)
+    return status, lines
+
+
+def test_the_header_refuses_a_stream_cut_short_on_a_guest_without_the_helper(tmp_path: Path, engine, tools) -> None:  # type: ignore[no-untyped-def]
+    """dd exits 0 on short input: the header checks the stream's length before
+    unpacking, so an older image never runs the script on cut files."""
+    data = _stream(tmp_path, '#!/bin/bash\necho "script ran: $(cat inputs/n.txt)"\n')
+    cut = tmp_path / "cut"
+    cut.write_bytes(data[: len(data) - 3])  # the last file loses its last bytes
+    status, lines = _header_run(engine, tools, cut)
+    assert status == 125 and "HACKBACK-SCRIPT-EXIT payload" in lines, lines
+    assert not any(ln.startswith("script ran") for ln in lines) and any("cut short" in ln for ln in lines)
+
+
 def test_the_header_unpacks_the_payload_on_a_guest_without_the_helper(tmp_path: Path, engine, tools) -> None:  # type: ignore[no-untyped-def]
     """Images from before hackback-guest save the whole readfile and run it with its
     #! interpreter: the header does what the helper does, from its own file."""
-    from hackback.engine import Mount, RunSpec
-
     _stream(tmp_path, '#!/bin/bash\necho "in $PWD: $(cat inputs/n.txt)"\nexit 5\n')
-    lines: list[str] = []
-    status = engine.run(RunSpec(tools.ref, ["sh", "/in/stream"], step="t-payload-header", kvm=False, network="none",
-                                as_root=True, mounts=[Mount(tmp_path / "stream", "/in/stream")]),
-                        on_line=lines.append, check=False)
+    status, lines = _header_run(engine, tools, tmp_path / "stream")
     assert "in /root/payload: 42" in lines and "HACKBACK-PAYLOAD unpacked into /root/payload" in lines
     assert status == 5
 

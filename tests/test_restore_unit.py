@@ -128,3 +128,12 @@ def test_a_restore_ends_by_default_and_the_limit_message_says_how_to_lift_it(mak
     )
     hint = gem5run._hint({"cause": "max-wall-seconds", "console_last_line": "still looping"}, job)
     assert "restore.max_wall_seconds (now 14400; 0 = no limit)" in hint and "HACKBACK_RESTORE_MAX_WALL_SECONDS" in hint
+
+
+def test_a_payload_the_guest_could_not_unpack_is_the_scripts_status_whatever_came_after() -> None:
+    from hackback import restore
+
+    # An older image: the payload's header says so, then its rcS prints the header's exit status.
+    assert restore._script_status("HACKBACK-SCRIPT-EXIT payload\nHACKBACK-SCRIPT-EXIT 125\n") == "payload"
+    assert restore._script_status("x\nHACKBACK-SCRIPT-EXIT 0\n") == "0"
+    assert restore._script_status("no status line\n") is None

@@ -571,11 +571,12 @@ static int after_restore(const char *state)
     if (has_payload) {
         if (backend == COMMAND)
             command_readfile(copy);
-        int bad = unpack_payload(&p) < 0;
+        /* A stream cut short inside the script would run a cut script. */
+        int bad = size != (long)p.script_bytes || unpack_payload(&p) < 0;
         if (backend == COMMAND)
             unlink(copy);
         if (bad) {
-            say("HACKBACK: unpacking the payload into %s failed", PAYLOAD_DIR);
+            say("HACKBACK: the payload was cut short or could not be unpacked into %s", PAYLOAD_DIR);
             say("HACKBACK-SCRIPT-EXIT payload");
             m5_simple("exit", M5OP_EXIT);
             return 0;

@@ -1,5 +1,5 @@
 #!/bin/sh
-# HACKBACK-PAYLOAD v1 script=@script@ script_bytes=@script_bytes@ index=@index@ index_bytes=@index_bytes@
+# HACKBACK-PAYLOAD v1 script=@script@ script_bytes=@script_bytes@ index=@index@ index_bytes=@index_bytes@ stream_bytes=@stream_bytes@
 # A restore script with a payload, made by hackback (`invoke restore --payload DIR`):
 # the script is bytes @script@..+@script_bytes@ of this file; the index at byte @index@
 # has a line per entry, TYPE<tab>MODE<tab>SIZE<tab>OFFSET<tab>PATH<tab>TARGET
@@ -9,6 +9,13 @@
 # header instead, which does the same from this file ($0) with dd.
 set -e
 root=/root/payload
+# dd exits 0 on short input: a stream cut short would run the script on cut files.
+have=$(wc -c < "$0")
+if [ "$have" -ne @stream_bytes@ ]; then
+    echo "HACKBACK: the payload stream is $have of its @stream_bytes@ bytes: cut short, the script is not run"
+    echo "HACKBACK-SCRIPT-EXIT payload"
+    exit 125
+fi
 mkdir -p "$root" /root/results
 tab=$(printf '\t')
 tail -c +@index_from@ "$0" | head -c @index_bytes@ | while IFS="$tab" read -r type mode size off path target; do
