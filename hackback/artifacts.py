@@ -721,3 +721,18 @@ def require_free(path: Path, need_bytes: int, what: str) -> None:
             f"{what} needs about {need_bytes / 2**30:.1f} GiB free under {probe}, only {free / 2**30:.1f} GiB is",
             "free some space, or point work_dir (HACKBACK_WORK_DIR) at a larger disk",
         )
+
+
+def copy_file(src: Path, dst: Path, what: str) -> None:
+    """shutil.copy2 whose disk filling up is one line: the space is checked first,
+    and a copy that fills the disk anyway leaves no partial file."""
+    size = src.stat().st_size
+    require_free(dst.parent, size + (16 << 20), what)
+    try:
+        shutil.copy2(src, dst)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        dst.unlink(missing_ok=True)
+        raise DiskSpaceError(f"{what}: the disk under {dst.parent} filled up",
+                             f"free at least {size / 2**20:.0f} MiB there, or point work_dir at a larger disk") from None

@@ -345,11 +345,29 @@ def _read_toml(path: Path, origin: str) -> dict[str, Any]:
         raise ConfigError(f"{origin} is not valid TOML: {e}") from None
 
 
+# HACKBACK_* variables that are switches of their own, not config keys: the
+# config layer leaves them alone (what each does, and who reads it).
+NOT_CONFIG = {
+    "CONFIG": "the user config file (instead of ./hackback.toml)",
+    "PLAIN": "plain progress lines instead of bars on a terminal (hackback.log)",
+    "NODE_CACHE": "a Slurm node's own hash-cache directory (hackback.cluster; default /var/tmp/hackback-node-<uid>)",
+    "NO_REAPER": "1: no guard process that removes a killed task's containers (hackback.reaper; for debugging)",
+    # The guest's own, read by hackback-guest and the rcS when the tests run them on a host.
+    "STATE": "guest side: the rcS state directory (tests only)",
+    "GUEST": "guest side: the hackback-guest binary the rcS runs (tests only)",
+    "M5": "guest side: an m5 command instead of the m5 MMIO page (tests only)",
+    "CMDLINE": "guest side: a file read instead of /proc/cmdline (tests only)",
+    "PAYLOAD_DIR": "guest side: where the payload is unpacked (tests only)",
+    "RESULTS_DIR": "guest side: what is sent back as results (tests only)",
+    "CONSOLE": "guest side: the console the .bashrc hook runs on (tests only)",
+}
+
+
 def _env_layer(environ: Mapping[str, str], cwd: Path) -> _Layer:
     data: dict[str, Any] = {}
     wanted = {ENV_PREFIX + k.replace(".", "_").upper(): k for k in _known_keys()}
     for var, value in environ.items():
-        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "CONFIG":
+        if not var.startswith(ENV_PREFIX) or var[len(ENV_PREFIX):] in NOT_CONFIG:
             continue
         if var in wanted:
             data[wanted[var]] = value

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import elf, kernel_config, kernel_patch, kernel_src, log
-from .artifacts import HashCache, Layout, Manifest, Target, build_unless_fresh, file_record, require_free
+from .artifacts import HashCache, Layout, Manifest, Target, build_unless_fresh, copy_file, file_record, require_free
 from .config import Config
 from .context import StepContext
 from .engine import Engine, Mount, RunSpec
@@ -114,7 +114,7 @@ def _contains(path: Path, needle: bytes, chunk: int = 4 << 20) -> bool:
 def _take_prebuilt(source: kernel_src.KernelSource, tmp: Path, hashes: HashCache, want: dict[str, Any], manifest: Manifest) -> None:
     assert source.vmlinux is not None
     check_prebuilt(source.vmlinux, source.origin)
-    shutil.copy2(source.vmlinux, tmp / "vmlinux")
+    copy_file(source.vmlinux, tmp / "vmlinux", "copying the prebuilt vmlinux into the work dir")
     log.warn("a prebuilt vmlinux: its config cannot be checked for what gem5 needs, and there is no QEMU form")
     manifest.set_part("kernel", want, {"vmlinux": file_record(tmp / "vmlinux", hashes)}, {"source": source.identity()})
 

@@ -99,3 +99,17 @@ def test_every_task_gives_the_same_short_flag_for_the_same_option_and_none_is_h(
     for long, shorts in seen.items():
         by_short.setdefault(next(iter(shorts)), set()).add(long)
     assert all(len(longs) == 1 for longs in by_short.values()), by_short
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--list"], ["restore", "--help"]])
+def test_a_reader_that_goes_away_ends_the_command_quietly(args: list[str], tmp_path: Path) -> None:
+    """`hackback --help | head`: the pipe is closed before hackback writes; no
+    BrokenPipeError traceback, exit 0."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first write
+    try:
+        out = subprocess.run([str(Path(sys.executable).parent / "hackback"), *args], stdout=write, stderr=subprocess.PIPE,
+                             text=True, timeout=120, env={**os.environ, "HACKBACK_WORK_DIR": str(tmp_path / "w")})
+    finally:
+        os.close(write)
+    assert out.returncode == 0 and "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,42 @@ def test_a_switch_goes_from_a_faster_cpu_to_the_measured_one(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as bad:
         config.load(flags={"restore.switch_from": "o3"}, environ={}, cwd=tmp_path)
     assert 'choose one of: "", atomic, timing' in bad.value.one_line()
+
+
+def _documented_variables() -> set[str]:
+    """Every HACKBACK_* name the README, the docs, the shipped defaults and the package's own code speak of."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    texts = [root / "README.md", *root.glob("docs/**/*.md"), *(root / "hackback").rglob("*")]
+    names: set[str] = set()
+    for path in texts:
+        if path.is_file() and path.suffix in (".md", ".py", ".toml", ".sh", ".c", ".sbatch", ".rcS", ""):
+            names |= set(re.findall(r"\bHACKBACK_[A-Z0-9_]*[A-Z0-9]", path.read_text(errors="replace")))
+    return names
+
+
+def test_every_documented_variable_is_a_config_key_or_a_known_switch(tmp_path: Path) -> None:
+    keys = {config.ENV_PREFIX + k.replace(".", "_").upper() for k in config._known_keys()}
+    documented = _documented_variables()
+    assert {"HACKBACK_PLAIN", "HACKBACK_NODE_CACHE", "HACKBACK_WORK_DIR"} <= documented  # the scan sees them
+    unknown = {v for v in documented if v not in keys and v[len(config.ENV_PREFIX):] not in config.NOT_CONFIG
+               and not v.startswith("HACKBACK_TEST_")}
+    assert unknown == set(), f"documented but neither a config key nor in config.NOT_CONFIG: {sorted(unknown)}"
+
+
+def test_the_documented_switches_set_together_break_no_task(tmp_path: Path) -> None:
+    """HACKBACK_PLAIN=1, HACKBACK_NODE_CACHE=..., HACKBACK_NO_REAPER=1 and the rest
+    are not config keys: a task run with every one of them set works."""
+    import subprocess
+    import sys
+
+    switches = {config.ENV_PREFIX + name: str(tmp_path / "x") if name.endswith(("CACHE", "DIR")) else "1"
+                for name in config.NOT_CONFIG if name != "CONFIG"}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("HACKBACK_")}, **switches}
+    cfg = config.load(environ=switches, cwd=tmp_path)  # the loader itself
+    assert cfg.name == "default"
+    out = subprocess.run([sys.executable, "-m", "hackback.cli", "checkpoints", "--work-dir", str(tmp_path / "work")],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "no checkpoints in" in out.stdout

@@ -140,6 +140,44 @@ class TestPrebuiltMustBeLinux:
         assert list(layout.tmp_dir.iterdir()) == []
 
 
+class TestPrebuiltOnAFullDisk:
+    """The copy of a prebuilt vmlinux into the work dir: too little space is refused
+    before copying, and a copy that fills the disk anyway is one line, no partial file."""
+
+    URL = "http://example.invalid/vmlinux"
+
+    def _ensure(self, make_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+        from hackback import context
+
+        vmlinux = _elf_exec(tmp_path / "vmlinux", b"\0" * (1 << 20) + b"Linux version 6.1.0 (gcc)")
+        monkeypatch.setattr(context, "ensure_tools", lambda cfg, engine, layout: _ToolsDouble())
+        monkeypatch.setattr(kernel_src, "resolve", lambda *a, **kw: kernel_src.KernelSource(
+            "prebuilt", None, "prebuilt", "a" * 64, self.URL, vmlinux=vmlinux))
+        cfg = make_config(kernel__source="prebuilt", kernel__url=self.URL, kernel__sha256="a" * 64)
+        with pytest.raises(DiskSpaceError) as e:
+            kernel.ensure(StepContext.open(cfg, _EngineDouble()))  # type: ignore[arg-type]
+        layout = Layout(cfg.work_dir)
+        assert not layout.artifact_dir("kernels", cfg.name).exists() and list(layout.tmp_dir.iterdir()) == []
+        line = e.value.one_line()
+        assert "\n" not in line and "prebuilt vmlinux" in line
+        return line
+
+    def test_too_little_space_is_refused_before_copying(self, make_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+        copies: list[object] = []
+        monkeypatch.setattr(shutil, "copy2", lambda *a, **kw: copies.append(a))
+        _no_space(monkeypatch, 4 << 20)
+        assert "needs about" in self._ensure(make_config, tmp_path, monkeypatch) and copies == []
+
+    def test_a_copy_that_fills_the_disk_is_one_line(self, make_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+        import errno
+
+        def fills(src: object, dst: object, **kw: object) -> None:
+            Path(str(dst)).write_bytes(b"part of it")  # what the kernel had room for
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(shutil, "copy2", fills)
+        assert "filled up" in self._ensure(make_config, tmp_path, monkeypatch)
+
 def _no_space(monkeypatch: pytest.MonkeyPatch, free: int) -> None:
     monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(100 << 30, 100 << 30, free))  # type: ignore[attr-defined]
 
