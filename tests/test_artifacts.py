@@ -273,13 +273,20 @@ class TestCorruptHashDatabase:
         err = capsys.readouterr().err
         assert "warning" in err and "moved aside" in err and err.count("\n") == 1
 
-    def test_a_damaged_sqlite_file(self, tmp_path: Path) -> None:
+    def test_a_damaged_sqlite_file(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         db = tmp_path / "h.sqlite"
         HashCache(db)._db.close()  # a real database file to damage
         data = bytearray(db.read_bytes())
         data[16:100] = b"\xff" * 84  # page size and header fields
         db.write_bytes(bytes(data))
-        HashCache(db).sha256(db)  # set aside, started again: no raw sqlite3.DatabaseError
+        (tmp_path / "f").write_bytes(b"x")
+        capsys.readouterr()
+        cache = HashCache(db)  # set aside, started again: no raw sqlite3.DatabaseError
+        assert cache.sha256(tmp_path / "f") == artifacts.sha256_file(tmp_path / "f")
+        aside = [p for p in tmp_path.iterdir() if p.name.startswith("h.sqlite.corrupt-") and not p.name.endswith(("-wal", "-shm"))]
+        assert len(aside) == 1 and aside[0].read_bytes() == bytes(data)  # the damaged file, kept as it was
+        err = capsys.readouterr().err
+        assert "warning" in err and "moved aside" in err and err.count("\n") == 1
 
     def test_a_directory_where_the_database_should_be(self, tmp_path: Path) -> None:
         (tmp_path / "h.sqlite").mkdir()

@@ -160,7 +160,8 @@ def test_one_host_directory_can_be_mounted_twice(engine: Engine, image: str, tmp
 def test_a_killed_task_leaves_no_container_running(engine: Engine, image: str, sig: int) -> None:
     """kill -9 (or a hang-up) of the process that started a container: the guard
     it left (hackback/reaper.py) removes the container well within 60 s."""
-    code = ("import sys; from hackback.engine import Engine, RunSpec; "
+    # Under nohup this test process ignores SIGHUP, and so would its child: set it back to the default there.
+    code = ("import signal, sys; signal.signal(signal.SIGHUP, signal.SIG_DFL); from hackback.engine import Engine, RunSpec; "
             f"Engine.connect().run(RunSpec({image!r}, ['sleep', '300'], step='t-killed', kvm=False), on_line=lambda l: None)")
     proc = subprocess.Popen([sys.executable, "-c", code], env={k: v for k, v in os.environ.items() if k != "HACKBACK_NO_REAPER"})
     owner = f"{socket.gethostname()}:{proc.pid}"

@@ -437,7 +437,11 @@ def test_under_a_pseudo_terminal_restores_show_bars_and_under_ci_plain_lines(env
     assert "2 restores" in out.stdout and "━" in out.stdout and "2/2 runs" in out.stdout, out.stdout[-3000:]
     plain = invoke({**env, "CI": "true"}, "restore", *scripts, "--jobs", "2", "--force", timeout=1800)
     assert plain.returncode == 0 and "━" not in plain.stdout and "\r" not in plain.stdout, plain.stdout[-2000:]
-    assert "[gem5:bar-a] simulated" in plain.stdout or "2 runs:" in plain.stdout
+    # Plain lines: the batch, each run's step opening and closing, and no bar.
+    assert "2 restores, 2 at a time" in plain.stdout, plain.stdout[-2000:]
+    for name in ("bar-a", "bar-b"):
+        assert re.search(rf"^==> restore \S+: {name}\.sh on atomic CPU$", plain.stdout, re.M), plain.stdout[-2000:]
+        assert re.search(rf"^<== restore \S+: {name}\.sh on atomic CPU \(", plain.stdout, re.M), plain.stdout[-2000:]
 
 
 @pytest.fixture(scope="module")
