@@ -1,4 +1,4 @@
-"""`invoke checkpoint`: gem5 boots the image; the guest's `m5 checkpoint`
+"""`hackback checkpoint`: gem5 boots the image; the guest's `m5 checkpoint`
 becomes <work>/checkpoints/<name>/cpt.<tick>.
 
 The kernel and disk image are mounted read-only; gem5's copy-on-write layer
@@ -131,6 +131,27 @@ def existing(cfg: Config) -> Optional[CheckpointArtifact]:
     return CheckpointArtifact.read(directory) if (directory / "manifest.json").is_file() else None
 
 
+def find(layout: Layout, ref: str) -> CheckpointArtifact:
+    """The checkpoint --checkpoint names: a name under <work_dir>/checkpoints/, or a directory."""
+    named = layout.artifact_dir("checkpoints", ref)
+    if "/" not in ref and ref not in (".", "..") and named.is_dir():
+        return CheckpointArtifact.read(named)
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return CheckpointArtifact.read(path)
+    known = sorted(d.name for d in (layout.work_dir / "checkpoints").glob("*") if (d / "manifest.json").is_file())
+    raise UsageError(f"no checkpoint {ref!r}: neither a name under {layout.work_dir / 'checkpoints'} nor a directory",
+                     f"known names: {', '.join(known)}" if known else "take one with `hackback checkpoint`")
+
+
+def name_of(layout: Layout, ref: str) -> str:
+    """A checkpoint's name from a NAME or a DIR (the report selects runs by name)."""
+    path = Path(ref).expanduser()
+    if ("/" in ref or not layout.artifact_dir("checkpoints", ref).is_dir()) and path.is_dir():
+        return CheckpointArtifact.read(path).name
+    return ref
+
+
 def _require_kvm(ctx: StepContext, env: EnvArtifact, image: ImageArtifact) -> None:
     works, why = accel.kvm_runs_guests(ctx.engine, ctx.layout, env.tools.ref, env.tools.versions.get("qemu", ""), image.kernel)
     if not works:
@@ -146,7 +167,7 @@ def _strip_symbols(engine: Engine, env: EnvArtifact, kernel: Path, tmp: Path) ->
                    kvm=False)
     engine.run(spec, phase="strip")
     if not out.is_file():
-        raise ArtifactError(f"objcopy made no stripped copy of {kernel}", "run `invoke checkpoint` again with checkpoint.kernel_symbols = true")
+        raise ArtifactError(f"objcopy made no stripped copy of {kernel}", "run `hackback checkpoint` again with checkpoint.kernel_symbols = true")
     return out
 
 

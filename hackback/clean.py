@@ -1,4 +1,4 @@
-"""`invoke clean`: reap what killed runs of this work dir left (containers, .tmp
+"""`hackback clean`: reap what killed runs of this work dir left (containers, .tmp
 entries), and remove artifacts and env images by kind and name, asking first.
 
 Only what is provably ours is touched without a flag: a container whose owner
@@ -29,7 +29,7 @@ Ask = Callable[[str], bool]
 
 @dataclass(frozen=True)
 class CleanRequest:
-    """What `invoke clean` was asked to remove beyond the leftovers it always reaps."""
+    """What `hackback clean` was asked to remove beyond the leftovers it always reaps."""
 
     kind: Optional[str] = None
     name: Optional[str] = None
@@ -110,7 +110,7 @@ def _other_containers(engine: Engine, layout: Layout, all_owners: bool, ask: Ask
         return
     if not all_owners:
         _leave(report, f"left {len(others)} container(s) not provably this work dir's leftovers (another host or work "
-                       "dir, or no owner label): `invoke clean --all-owners` lists them and asks")
+                       "dir, or no owner label): `hackback clean --all-owners` lists them and asks")
         return
     for c in others:
         log.info(f"    {c.name}: {c.state}, owner {c.owner or '(none)'}, work dir {c.work_dir or '(none)'}")
@@ -142,7 +142,7 @@ def _targets(layout: Layout, kind: Optional[str], name: Optional[str], report: C
                 found.append((k, d))
     if not found and len(report.left) == left:
         raise UsageError(f"no {kind or 'artifact'} named {name or '*'} under {layout.work_dir}",
-                         "`invoke clean` alone reaps leftovers only")
+                         "`hackback clean` alone reaps leftovers only")
     return found
 
 

@@ -1,4 +1,4 @@
-"""`invoke restore --on slurm`: the restores a local `invoke restore` would run,
+"""`hackback restore --on slurm`: the restores a local `hackback restore` would run,
 as one Slurm job array over the one checkpoint.
 
 The submitting side does every check a local restore does (scripts, payload,
@@ -167,7 +167,7 @@ def _saved_env_image(ctx: StepContext, env: EnvArtifact) -> Path:
     """A copy of the env image in the work dir, for nodes that lack it (saved once per image)."""
     image_id = ctx.engine.image_id(str(env.image))
     if image_id is None:
-        raise ArtifactError(f"env image {env.image} is missing from this engine", "rebuild it with `invoke env`")
+        raise ArtifactError(f"env image {env.image} is missing from this engine", "rebuild it with `hackback env`")
     dest = ctx.layout.cache_dir("env-images") / f"{image_id.split(':')[-1][:16]}.tar"
     if not dest.is_file():
         make_dir(dest.parent, "saved env images")
@@ -279,7 +279,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def run_task(batch_dir: Path, index: int) -> None:
-    """Task `index` of the batch: one restore, as `invoke restore` runs it, never
+    """Task `index` of the batch: one restore, as `hackback restore` runs it, never
     building anything; its status file says how it ended."""
     batch = json.loads((batch_dir / TASKS).read_text())
     task = batch["tasks"][index]

@@ -192,6 +192,16 @@ def _known_keys(cls: type = Config, prefix: str = "") -> list[str]:
     return keys
 
 
+def choices(key: str) -> tuple[str, ...]:
+    """The values a Literal-typed key takes (() for any other key)."""
+    cls: Any = Config
+    *sections, leaf = key.split(".")
+    for section in sections:
+        cls = _schema(cls)[section]
+    tp = _schema(cls).get(leaf)
+    return tuple(typing.get_args(tp)) if typing.get_origin(tp) is Literal else ()
+
+
 def _unknown(key: str, origin: str) -> ConfigError:
     close = difflib.get_close_matches(key, _known_keys(), n=1)
     hint = f"did you mean '{close[0]}'?" if close else "see hackback/defaults.toml for the known keys"
@@ -604,7 +614,7 @@ def _validate_m5(m5: Optional[Path]) -> None:
     problem = elf.static_x86_64_problem(m5)
     if problem:
         raise ConfigError(f"the m5 given by --m5 / image.m5, {m5}, {problem}",
-                          "give the static x86-64 m5 that `invoke env` builds (<work_dir>/env/<name>/m5), or leave it unset")
+                          "give the static x86-64 m5 that `hackback env` builds (<work_dir>/env/<name>/m5), or leave it unset")
 
 
 _UNITS = {"": 1, "B": 1, "KIB": 1 << 10, "KB": 1 << 10, "MIB": 1 << 20, "MB": 1 << 20, "GIB": 1 << 30, "GB": 1 << 30}

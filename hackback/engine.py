@@ -475,7 +475,7 @@ class Engine:
         try:
             return fn(*args, **kwargs)
         except docker.errors.ImageNotFound as e:
-            raise DockerFailure(f"image not found: {_first_line(e)}", "build it first; `invoke env` builds the images") from None
+            raise DockerFailure(f"image not found: {_first_line(e)}", "build it first; `hackback env` builds the images") from None
         except docker.errors.APIError as e:
             raise DockerFailure(_first_line(e)) from None
         except requests.exceptions.ConnectionError as e:

@@ -1,4 +1,4 @@
-"""`invoke env`: the env image (tools + one gem5 build) and the x86 m5 utility.
+"""`hackback env`: the env image (tools + one gem5 build) and the x86 m5 utility.
 
 The env artifact, <work>/env/<name>/, holds m5 and manifest.json with two parts,
 brought up to date separately so the image step can have m5 in minutes without
@@ -143,15 +143,15 @@ def refuse_silent_rebuild(cfg: Config, manifest: Optional[Manifest], origin: str
     if info.get("origin") == "brought":
         raise UsageError(f"{where} packages a gem5 brought from {info.get('brought', {}).get('path')}; without --gem5-binary "
                          f"this would compile gem5 from {origin} (hours)",
-                         "pass that --gem5-binary again (or set gem5.binary), or `invoke env --force` to compile")
+                         "pass that --gem5-binary again (or set gem5.binary), or `hackback env --force` to compile")
     old = info.get("gem5_source", {}).get("origin")
     if old and old != origin:
         raise UsageError(f"{where} has gem5 built from {old}; this would rebuild it from {origin} (hours of compiling)",
-                         "pass the same --gem5-src (or set gem5.src in hackback.toml), or `invoke env --force` to rebuild")
+                         "pass the same --gem5-src (or set gem5.src in hackback.toml), or `hackback env --force` to rebuild")
     old_options = info.get("build_options")
     if old_options is not None and old_options != dict(cfg.gem5.build_options):
         raise UsageError(f"{where} was built with gem5.build_options {old_options}, now {dict(cfg.gem5.build_options)}: "
-                         "that rebuilds most of gem5", "restore the options, or `invoke env --force` to rebuild with the new ones")
+                         "that rebuilds most of gem5", "restore the options, or `hackback env --force` to rebuild with the new ones")
 
 
 def _staleness(ctx: _Ctx, part: str, inputs: dict[str, Any]) -> Optional[str]:

@@ -1,4 +1,4 @@
-"""`invoke export`: a checkpoint, its kernel and disk image as gem5 resources,
+"""`hackback export`: a checkpoint, its kernel and disk image as gem5 resources,
 so a researcher's own stdlib script can `obtain_resource(...)` them offline
 with GEM5_RESOURCE_JSON=<export>/resources.json (which replaces every other
 source; GEM5_RESOURCE_JSON_APPEND still asks the online database first).

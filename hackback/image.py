@@ -1,4 +1,4 @@
-"""`invoke image`: the hack-back disk image, in two stages inside the tools image.
+"""`hackback image`: the hack-back disk image, in two stages inside the tools image.
 
 1. Base system: debootstrap from the configured mirror, ext4 built straight from
    the tree (mke2fs -d) and laid into a raw disk with sfdisk + dd (sparse, no loop
@@ -80,7 +80,7 @@ def ensure(ctx: StepContext, m5: Path, force: bool = False) -> ImageArtifact:
     cfg = ctx.cfg
     problem = elf.static_x86_64_problem(m5)  # before anything is touched: it goes into the image as it is
     if problem:
-        raise UsageError(f"m5 binary {m5} {problem}", "build it with `invoke env`, or give a static x86-64 m5 with --m5 PATH")
+        raise UsageError(f"m5 binary {m5} {problem}", "build it with `hackback env`, or give a static x86-64 m5 with --m5 PATH")
     base_want = inputs(cfg, ctx.tools, ctx.hashes.sha256(m5))
 
     def build_base(tmp: Path, manifest: Manifest) -> None:
@@ -484,12 +484,12 @@ def _size_problems(facts: dict[str, str]) -> list[str]:
 
 
 def check_existing(ctx: StepContext, path: Optional[Path], m5: Optional[Path]) -> None:
-    """`invoke image --check [PATH]`: the built image by default."""
+    """`hackback image --check [PATH]`: the built image by default."""
     hashes = ctx.hashes
     directory = ctx.layout.artifact_dir("images", ctx.cfg.name)
     disk = path or directory / DISK
     if not disk.is_file():
-        raise UsageError(f"no image at {disk}", "build one with `invoke image`, or name one: --check PATH")
+        raise UsageError(f"no image at {disk}", "build one with `hackback image`, or name one: --check PATH")
     manifest = Manifest.read(disk.parent)
     helper_sha = None
     if manifest and "base" in manifest.parts:
@@ -503,4 +503,4 @@ def check_existing(ctx: StepContext, path: Optional[Path], m5: Optional[Path]) -
         raise UsageError(f"{disk} has no manifest beside it to say which m5 it should hold", "give the m5 with --m5 PATH")
     problems = check(ctx.engine, ctx.tools, disk, expected_facts(m5_sha, helper_sha256=helper_sha))
     if problems:
-        raise ArtifactError(f"{disk} failed the check: {problems[0]}", f"{len(problems)} problem(s) in all; rebuild with `invoke image --force`")
+        raise ArtifactError(f"{disk} failed the check: {problems[0]}", f"{len(problems)} problem(s) in all; rebuild with `hackback image --force`")

@@ -1,4 +1,4 @@
-"""`invoke kernel`: a vmlinux gem5 x86 can boot, and a bzImage QEMU can.
+"""`hackback kernel`: a vmlinux gem5 x86 can boot, and a bzImage QEMU can.
 
 Linux is built out of tree in the tools image: the source (kernel_src) is
 mounted read-only, the build tree lives in <work>/cache/kernel-build/<name>/

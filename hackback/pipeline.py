@@ -30,7 +30,7 @@ class Request:
     force: bool = False  # reaches only the target step, never its dependencies
     dry_run: bool = False
     scripts: tuple[str, ...] = ()
-    checkpoint: Optional[Path] = None  # restore this one instead of checkpoints/<name>
+    checkpoint: Optional[str] = None  # restore this one (a name or a directory) instead of checkpoints/<name>
     kernel: Optional[Path] = None  # checked against the checkpoint's, then used
     disk: Optional[Path] = None
     check: Optional[Path | bool] = None  # image --check [PATH]
@@ -58,9 +58,9 @@ def _forced(req: Request, step: str) -> bool:
 def _given_checkpoint(ctx: StepContext, req: Request) -> Optional[CheckpointArtifact]:
     # A restore takes the checkpoint as it was made (memory, cores, kernel, image):
     # never re-derived from today's config, so a plain restore after
-    # `invoke checkpoint --cores 2` uses that 2-core checkpoint.
+    # `hackback checkpoint --cores 2` uses that 2-core checkpoint.
     if req.checkpoint is not None:
-        return CheckpointArtifact.read(req.checkpoint)
+        return checkpoint.find(ctx.layout, req.checkpoint)
     return checkpoint.existing(ctx.cfg) if req.target in ("restore", "export") else None
 
 
@@ -75,7 +75,7 @@ def _restore(ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> Any:
 STEPS: dict[str, Step] = {
     s.name: s
     for s in (
-        # An explicit image.m5 (--m5) stands in for the one `invoke env` builds.
+        # An explicit image.m5 (--m5) stands in for the one `hackback env` builds.
         Step("m5", (), lambda ctx, req, deps: env.ensure_m5(ctx, force=_forced(req, "m5")).m5,
              lambda ctx, req: ctx.cfg.image.m5),
         Step("env", (), lambda ctx, req, deps: env.ensure(ctx, force=_forced(req, "env"))),  # builds m5 too
@@ -191,7 +191,7 @@ def perform(req: Request) -> Any:
 def list_checkpoints(flags: Mapping[str, Any], config_file: Optional[str]) -> list[str]:
     ctx = open_context(flags, config_file)
     lines = checkpoint.tree(ctx.layout)
-    for line in lines or [f"no checkpoints in {ctx.layout.work_dir} yet (take one with `invoke checkpoint`)"]:
+    for line in lines or [f"no checkpoints in {ctx.layout.work_dir} yet (take one with `hackback checkpoint`)"]:
         print(line)
     return lines
 
@@ -199,7 +199,9 @@ def list_checkpoints(flags: Mapping[str, Any], config_file: Optional[str]) -> li
 def make_report(flags: Mapping[str, Any], config_file: Optional[str], checkpoint_name: Optional[str], script: Optional[str],
                 cpu: Optional[str], out: Optional[Path]) -> report.Report:
     ctx = open_context(flags, config_file)
-    return report.report(ctx.layout, report.Selection(checkpoint_name, script, cpu), out)
+    # --checkpoint and --script take what they take on restore (a name or a directory; a file), matched by name.
+    return report.report(ctx.layout, report.Selection(checkpoint.name_of(ctx.layout, checkpoint_name) if checkpoint_name else None,
+                                                      Path(script).name if script else None, cpu), out)
 
 
 def clean_up(flags: Mapping[str, Any], config_file: Optional[str], request: clean.CleanRequest) -> Any:

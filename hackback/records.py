@@ -69,7 +69,7 @@ class EnvArtifact:
         """The gem5 inside the env image, as its manifest recorded it."""
         part = self.manifest.part("gem5")
         if part is None or self.image is None:
-            raise ArtifactError(f"env '{self.name}' has no gem5 build", "build it with `invoke env`")
+            raise ArtifactError(f"env '{self.name}' has no gem5 build", "build it with `hackback env`")
         src = part["info"]["gem5_source"]
         return {
             "release": src["release"],
@@ -100,7 +100,7 @@ class ImageArtifact:
         """A built image from its directory, without checking it is up to date."""
         manifest = Manifest.read(directory)
         if manifest is None or "image" not in manifest.parts:
-            raise UsageError(f"{directory} holds no hackback image (no manifest)", "build one with `invoke image`")
+            raise UsageError(f"{directory} holds no hackback image (no manifest)", "build one with `hackback image`")
         return cls.of(manifest.name, directory, manifest)
 
     @classmethod
@@ -170,18 +170,18 @@ class CheckpointArtifact:
         """A checkpoint from its directory (the built one, or one named with --checkpoint)."""
         if not directory.is_dir():
             raise UsageError(f"checkpoint {directory} does not exist",
-                             "give a directory under <work_dir>/checkpoints/, or take one with `invoke checkpoint`")
+                             "give a directory under <work_dir>/checkpoints/, or take one with `hackback checkpoint`")
         manifest = Manifest.read(directory)
         if manifest is None or "checkpoint" not in manifest.parts:
-            raise UsageError(f"{directory} holds no hackback checkpoint (no manifest)", "take one with `invoke checkpoint`")
+            raise UsageError(f"{directory} holds no hackback checkpoint (no manifest)", "take one with `hackback checkpoint`")
         name = manifest.parts["checkpoint"]["info"].get("cpt")
         if not isinstance(name, str) or not name.startswith("cpt.") or "/" in name:
             # A manifest that does not say which cpt.<tick> is the checkpoint (damaged, or hand-edited).
             raise ArtifactError(f"{directory / 'manifest.json'} names no checkpoint (its info has no cpt.<tick>: {name!r})",
-                                "take the checkpoint again with `invoke checkpoint --force`")
+                                "take the checkpoint again with `hackback checkpoint --force`")
         cpt = directory / name
         if not (cpt / "m5.cpt").is_file():
-            raise ArtifactError(f"{cpt} is missing or incomplete", "take the checkpoint again with `invoke checkpoint --force`")
+            raise ArtifactError(f"{cpt} is missing or incomplete", "take the checkpoint again with `hackback checkpoint --force`")
         return cls(manifest.name, directory, cpt, manifest)
 
 

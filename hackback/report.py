@@ -1,4 +1,4 @@
-"""`invoke report`: the runs in a work dir as one table (terminal, CSV,
+"""`hackback report`: the runs in a work dir as one table (terminal, CSV,
 Markdown) and plots (PNG).
 
 Each run's figures are read again from its own stats.txt, every dump by name
@@ -55,7 +55,7 @@ def report(layout: Layout, select: Selection, out: Optional[Path] = None) -> Rep
             raise UsageError(f"no run in {layout.work_dir / 'runs'} has {what} {asked!r}", f"known: {', '.join(known) or 'none'}")
     rows = sorted((r for r in every if _wanted(r, select)), key=lambda r: (str(r["checkpoint"]), r["script"], str(r["cpu"])))
     if not rows:
-        raise UsageError(f"no runs in {layout.work_dir / 'runs'} match", "run some with `invoke restore`, or select fewer")
+        raise UsageError(f"no runs in {layout.work_dir / 'runs'} match", "run some with `hackback restore`, or select fewer")
     directory = out or layout.work_dir / "reports" / time.strftime("%Y%m%d-%H%M%S")
     make_dir(directory, "the report")
     files = [_write_csv(rows, directory / "runs.csv"), _write_markdown(rows, directory / "runs.md")]

@@ -1,4 +1,4 @@
-"""`invoke restore --script FILE`: restore the checkpoint, hand the script to
+"""`hackback restore --script FILE`: restore the checkpoint, hand the script to
 the guest through `m5 readfile`, collect what the run produced.
 
 Each run gets <work>/runs/<run-id>/ (stats.txt, config.ini, config.json, the
@@ -68,7 +68,7 @@ def check_script(p: Path) -> None:
         raise UsageError(f"script {p} is empty", "the guest would have nothing to run; write the commands to run in it")
     if len(data) > MAX_SCRIPT_BYTES:
         raise UsageError(f"script {p} is {len(data) / 2**20:.2f} MiB, over the {MAX_SCRIPT_BYTES >> 20} MiB limit for a restore script",
-                         "keep the script small and put large files and data in the image (invoke image)")
+                         "keep the script small and put large files and data in the image (hackback image)")
     if b"\0" in data:
         raise UsageError(f"script {p} is not a text script (binary data)", "give a shell script; copy binaries into the image instead")
     try:
@@ -91,7 +91,7 @@ def verify(cpt: CheckpointArtifact, env: EnvArtifact, kernel: Path, disk: Path, 
             raise MismatchError(
                 f"the {what} {path} (sha256 {got[:12]}…) is not the one checkpoint '{cpt.name}' was taken with ({want[:12]}…)",
                 f"the {what} was rebuilt or replaced since (a changed user layer, say): restore with the one it was "
-                f"taken with, or take a new checkpoint with `invoke checkpoint`",
+                f"taken with, or take a new checkpoint with `hackback checkpoint`",
             )
     have, took = env.gem5(), info["gem5"]
     if have["release"] != took["release"]:
@@ -143,7 +143,7 @@ def run_id(cfg: Config, cpt: CheckpointArtifact, script: Path, inputs: dict[str,
 
 @dataclass(frozen=True)
 class Restores:
-    """What every run of one `invoke restore` shares."""
+    """What every run of one `hackback restore` shares."""
 
     ctx: StepContext
     env: EnvArtifact

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 from invoke import Collection, Task
 
 from . import clean as _clean
-from . import pipeline
+from . import config, pipeline
 from .edge import guarded
 
 
@@ -22,62 +22,90 @@ class Option:
     help: str
     key: Optional[str] = None  # the config key it sets; None: a field of the request
     kind: Any = Optional[str]  # what invoke parses: Optional[str], Optional[int], bool, list
+    # What the value is, shown in --help: FILE, DIR, PATH, NAME, INT, SIZE, NAME|DIR;
+    # "" for a switch, or for a choice of a config key (its choices are shown: a|b|c).
+    metavar: str = ""
 
 
 GEM5_BINARY = ("a gem5.opt (or .fast) built elsewhere from --gem5-src's source: checked, then packaged "
                "instead of compiling gem5")
 OPTIONS: dict[str, Option] = {
-    "script": Option("FILE or DIR (repeatable): a script for the restored guest to run; several, or a directory of "
-                     "them, give several runs", kind=list),
-    "payload": Option("DIR (repeatable): its files are in the guest's /root/payload, the script's working directory, "
-                      "before the script starts (through m5 readfile: image and checkpoint unchanged)", "restore.payload", list),
-    "gem5-src": Option("a gem5 checkout or tarball to build instead of cloning the pinned release", "gem5.src"),
-    "gem5-binary": Option(GEM5_BINARY, "gem5.binary"),
-    "m5": Option("install this m5 binary instead of building one", "image.m5"),
+    "script": Option("a script for the restored guest to run; a DIR of *.rcS/*.sh gives one run each",
+                     kind=list, metavar="FILE"),
+    "payload": Option("its files are in the guest's /root/payload, the script's working directory, before the script "
+                      "starts (through m5 readfile: image and checkpoint unchanged)", "restore.payload", list,
+                      metavar="DIR"),
+    "gem5-src": Option("a gem5 checkout or tarball to build instead of cloning the pinned release", "gem5.src",
+                       metavar="PATH"),
+    "gem5-binary": Option(GEM5_BINARY, "gem5.binary", metavar="FILE"),
+    "m5": Option("install this m5 binary instead of building one", "image.m5", metavar="FILE"),
     "accel": Option("auto (default: KVM only where it really runs a guest), kvm or tcg", "image.accel"),
-    "check": Option("check an existing image (the built one, or PATH) instead of building", kind=Any),
+    "check": Option("check an existing image (the built one, or PATH) instead of building", kind=Any, metavar="PATH"),
     "base-config": Option("make target (x86_64_defconfig, tinyconfig) or .config file the fragment is merged over",
-                          "kernel.base_config"),
-    "fragment": Option("a config fragment to merge instead of the shipped hackback/linux/gem5.config", "kernel.fragment"),
+                          "kernel.base_config", metavar="TARGET|FILE"),
+    "fragment": Option("a config fragment to merge instead of the shipped hackback/linux/gem5.config", "kernel.fragment",
+                       metavar="FILE"),
     "boot-cpu": Option("CPU that boots Linux: atomic (default), timing, or kvm (hosts where KVM runs guests)",
-                       "checkpoint.cpu"),
+                       "checkpoint.cpu", metavar="CPU"),
     "boot": Option("fast (default: no init system, straight to the root login) or full (systemd)", "checkpoint.boot"),
-    "memory": Option("simulated memory, e.g. 2GiB (at most 3GiB); restores inherit it", "checkpoint.memory"),
-    "cores": Option("simulated cores; restores inherit it", "checkpoint.cores", Optional[int]),
-    "cpu": Option("CPU model for the restored run: atomic (default), timing or o3", "restore.cpu"),
-    "save-checkpoint": Option("NAME: keep the checkpoint the script takes with hackback-checkpoint as checkpoints/NAME "
-                              "(a child of the one restored); the run ends there", "restore.save_checkpoint"),
-    "switch-from": Option("atomic or timing: start the restore on it and switch to --cpu at the script's m5 workbegin "
-                          "(or after --switch-after-insts)", "restore.switch_from"),
-    "switch-after-insts": Option("N: switch once the first core has committed N instructions (0: at m5 workbegin)",
-                                 "restore.switch_after_insts", Optional[int]),
-    "warmup-insts": Option("N: instructions on the new CPU before the measured part's stats start",
-                           "restore.warmup_insts", Optional[int]),
+    "memory": Option("simulated memory, e.g. 2GiB (at most 3GiB); restores inherit it", "checkpoint.memory", metavar="SIZE"),
+    "cores": Option("simulated cores; restores inherit it", "checkpoint.cores", Optional[int], metavar="INT"),
+    "cpu": Option("CPU model for the restored run: atomic (default), timing or o3", "restore.cpu", metavar="CPU"),
+    "save-checkpoint": Option("keep the checkpoint the script takes with hackback-checkpoint as checkpoints/NAME "
+                              "(a child of the one restored); the run ends there", "restore.save_checkpoint",
+                              metavar="NAME"),
+    "switch-from": Option("atomic or timing: start the restore on this fast CPU and switch to --cpu at the script's m5 workbegin "
+                          "(or after --switch-after-insts)", "restore.switch_from", metavar="CPU"),
+    "switch-after-insts": Option("switch once the first core has committed INT instructions (0: at m5 workbegin)",
+                                 "restore.switch_after_insts", Optional[int], metavar="INT"),
+    "warmup-insts": Option("instructions on the new CPU before the measured part's stats start",
+                           "restore.warmup_insts", Optional[int], metavar="INT"),
     "on": Option("local (default) or slurm: run the restores here, or as one Slurm job array (see [slurm])", "restore.on"),
     "wait": Option("with --on slurm: follow the job array to its end and print every run's summary", "slurm.wait", bool),
     "rerun-failed": Option("with --on slurm: also submit again the runs whose script failed", "slurm.rerun_failed", bool),
-    "gem5-config": Option("FILE: your copy of configs/hackback_fs.py to run instead of the shipped one", "restore.gem5_config"),
-    "gem5-args": Option("gem5's own option, whole (repeatable): --gem5-args=--debug-flags=Exec", "restore.gem5_args", list),
-    "caches": Option("classic caches: none (default), l1, l1l2", "restore.caches"),
-    "jobs": Option("restores to run at once (default 1)", "restore.jobs", Optional[int]),
-    "checkpoint": Option("DIR: this checkpoint directory instead of checkpoints/<name> (--name NAME picks another by name)"),
-    "kernel": Option("check and use this vmlinux instead of the checkpoint's (must be the same file)"),
-    "image": Option("check and use this disk image instead of the checkpoint's (must be the same file)"),
-    "of-checkpoint": Option("NAME: only the runs restored from this checkpoint (its name, as `invoke checkpoints` lists it)"),
-    "of-script": Option("NAME: only the runs of this script (file name or stem)"),
-    "of-cpu": Option("only the runs on this CPU model (atomic, timing, o3; a switching run counts for both)"),
-    "out": Option("DIR: where the CSV, Markdown and plots go (default <work_dir>/reports/<time>)"),
-    "resource-dir": Option("DIR: also seed this gem5 resource directory (GEM5_RESOURCE_DIR) with sparse copies"),
-    "kind": Option("env, images, kernels, checkpoints, runs or exports"),
+    "gem5-config": Option("your copy of configs/hackback_fs.py to run instead of the shipped one", "restore.gem5_config",
+                          metavar="FILE"),
+    "gem5-args": Option("gem5's own option, whole: --gem5-args=--debug-flags=Exec", "restore.gem5_args", list,
+                        metavar="OPT"),
+    "caches": Option("classic caches: none (default), l1 (private L1s), l1l2 (private L1s and L2)", "restore.caches"),
+    "l1d": Option("L1 data cache size with --caches l1 or l1l2 (a power of two, e.g. 32KiB)", "restore.l1d", metavar="SIZE"),
+    "l1i": Option("L1 instruction cache size with --caches l1 or l1l2", "restore.l1i", metavar="SIZE"),
+    "l2": Option("L2 cache size with --caches l1l2 (e.g. 512KiB)", "restore.l2", metavar="SIZE"),
+    "jobs": Option("restores to run at once (default 1)", "restore.jobs", Optional[int], metavar="INT"),
+    "checkpoint": Option("the checkpoint to use: a NAME under <work_dir>/checkpoints/ (as `hackback checkpoints` lists "
+                         "them) or its DIR (default: the one of --name)", metavar="NAME|DIR"),
+    "kernel": Option("check and use this vmlinux instead of the checkpoint's (must be the same file)", metavar="FILE"),
+    "image": Option("check and use this disk image instead of the checkpoint's (must be the same file)", metavar="FILE"),
+    "of-checkpoint": Option("only the runs restored from this checkpoint: a NAME (as `hackback checkpoints` lists it) "
+                            "or its DIR", metavar="NAME|DIR"),
+    "of-script": Option("only the runs of this script (its FILE, or the file's name or stem)", metavar="FILE"),
+    "of-cpu": Option("only the runs on this CPU model: atomic, timing or o3 (a switching run counts for both)",
+                     metavar="CPU"),
+    "out": Option("where the CSV, Markdown and plots go (default <work_dir>/reports/<time>)", metavar="DIR"),
+    "resource-dir": Option("also seed this gem5 resource directory (GEM5_RESOURCE_DIR) with sparse copies", metavar="DIR"),
+    "kind": Option("the kind of artifact to remove", metavar="env|images|kernels|checkpoints|runs|exports"),
     "images": Option("also remove the env images this work dir's env manifests name (none a container uses)", kind=bool),
     "all-owners": Option("also list, and remove after asking, containers not provably this work dir's leftovers", kind=bool),
     "yes": Option("do not ask before deleting", kind=bool),
-    "name": Option("artifact name (default: config `name`, 'default')", "name"),
-    "work-dir": Option("where artifacts and build trees live (default: config `work_dir`, ~/hackback-work)", "work_dir"),
-    "config": Option("a TOML file layered over the shipped defaults (default: ./hackback.toml if present)"),
+    "name": Option("artifact name: env, image, kernel and checkpoint of this name (default: config `name`, 'default')",
+                   "name", metavar="NAME"),
+    "work-dir": Option("where artifacts and build trees live (default: config `work_dir`, ~/hackback-work)", "work_dir",
+                       metavar="DIR"),
+    "config": Option("a TOML file layered over the shipped defaults (default: ./hackback.toml if present)", metavar="FILE"),
     "force": Option("rebuild this step even if its manifest says it is up to date", kind=bool),
     "dry-run": Option("say what would be built (or run) and why, and build nothing", kind=bool),
 }
+
+
+def metavar(option: str) -> str:
+    """What --help shows for the option's value: its own metavar, or its config key's choices."""
+    o = OPTIONS[option]
+    if o.metavar or o.kind is bool:
+        return o.metavar
+    choices = config.choices(o.key) if o.key else ()
+    return "|".join(c for c in choices if c) if choices else "TEXT"  # "" (unset) is the default, not a choice
+
+
 COMMON = ("name", "work-dir", "config", "force", "dry-run")
 # The option a task shows as --cpu: the checkpoint's boot CPU on `checkpoint`, the run's CPU on `restore`.
 FLAG_NAMES = {"boot-cpu": "cpu", "of-checkpoint": "checkpoint", "of-script": "script", "of-cpu": "cpu"}
@@ -111,7 +139,7 @@ def _request(spec: TaskSpec, given: dict[str, Any]) -> pipeline.Request:
     check = given.get("check")
     return pipeline.Request(
         spec.name, flags, given.get("config"), bool(given.get("force")), bool(given.get("dry-run")),
-        tuple(given.get("script") or ()), path("checkpoint"), path("kernel"), path("image"),
+        tuple(given.get("script") or ()), given.get("checkpoint"), path("kernel"), path("image"),
         check if check in (None, True) else Path(check), path("resource-dir"),
     )
 
@@ -152,7 +180,7 @@ TASKS = (
     TaskSpec("checkpoint", "Boot the image in gem5 and save the checkpoint the guest asks for.",
              ("gem5-src", "gem5-binary", "boot-cpu", "boot", "memory", "cores", *COMMON), _build),
     TaskSpec("restore", "Restore the checkpoint and run scripts in the guest; collect stats and output.",
-             ("script", "payload", "save-checkpoint", "cpu", "switch-from", "switch-after-insts", "warmup-insts", "caches", "gem5-config", "gem5-args", "jobs", "on", "wait", "rerun-failed", "checkpoint", "kernel", "image", "gem5-src", "gem5-binary", *COMMON), _build),
+             ("script", "payload", "save-checkpoint", "cpu", "switch-from", "switch-after-insts", "warmup-insts", "caches", "l1d", "l1i", "l2", "gem5-config", "gem5-args", "jobs", "on", "wait", "rerun-failed", "checkpoint", "kernel", "image", "gem5-src", "gem5-binary", *COMMON), _build),
     TaskSpec("checkpoints", "List the checkpoints as a tree: parent and children, tick, how each was made, runs using it.",
              ("work-dir", "config"), _list_task),
     TaskSpec("export", "Write gem5 resources JSON for the checkpoint, its kernel and disk (obtain_resource, offline).",
@@ -162,6 +190,24 @@ TASKS = (
     TaskSpec("clean", "Reap containers and temp paths killed runs of this work dir left; remove artifacts (asks first).",
              ("kind", "name", "images", "all-owners", "yes", "work-dir", "config"), _clean_task),
 )
+
+
+def help_rows(task: str) -> list[tuple[str, str]]:
+    """`hackback TASK --help`'s option lines, from the table: each flag with what
+    its value is (FILE, DIR, INT, SIZE, a|b|c), repeatable ones said so."""
+    spec = next(t for t in TASKS if t.name == task)
+    rows = []
+    for option in sorted(spec.options, key=_flag):
+        o, flag, value = OPTIONS[option], _flag(option), metavar(option)
+        short = SHORT_FLAGS.get(flag)
+        if o.kind is bool:
+            names = f"-{short}, --{flag}" if short else f"--{flag}"
+        elif o.kind is Any:  # a value that may be left off: --check [PATH]
+            names = f"--{flag}[={value}]"
+        else:
+            names = f"-{short}, --{flag}={value}" if short else f"--{flag}={value}"
+        rows.append((names, o.help + (" (repeatable)" if o.kind is list else "")))
+    return [*rows, ("-h, --help", "show this help")]
 
 
 class HackbackTask(Task):  # type: ignore[misc]

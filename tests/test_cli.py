@@ -113,3 +113,83 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(args: list[str], tmp_p
     finally:
         os.close(write)
     assert out.returncode == 0 and "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
+
+
+def test_every_option_says_what_its_value_is_and_repeatable_ones_say_so() -> None:
+    """The flag conventions (docs/reference/conventions.md), checked over the one task table."""
+    from hackback import tasks
+
+    for spec in tasks.TASKS:
+        rows = dict(tasks.help_rows(spec.name))
+        for option in spec.options:
+            o, flag = tasks.OPTIONS[option], tasks._flag(option)
+            shown = next(k for k in rows if k.endswith(f"--{flag}") or f"--{flag}=" in k or f"--{flag}[=" in k)
+            if o.kind is bool:
+                assert "=" not in shown, (spec.name, shown)
+            else:
+                value = tasks.metavar(option)
+                assert value and value != "TEXT" and "STRING" not in shown and value in shown, (spec.name, shown)
+            assert (o.kind is list) == rows[shown].endswith("(repeatable)"), (spec.name, shown)
+
+
+def test_one_flag_name_means_one_kind_of_value_on_every_task() -> None:
+    from hackback import tasks
+
+    seen: dict[str, set[str]] = {}
+    for spec in tasks.TASKS:
+        for option in spec.options:
+            seen.setdefault(tasks._flag(option), set()).add(tasks.metavar(option))
+    assert {flag: kinds for flag, kinds in seen.items() if len(kinds) > 1} == {}
+    assert seen["checkpoint"] == {"NAME|DIR"} and seen["script"] == {"FILE"}
+
+
+def test_hackback_help_shows_the_tables_flags_not_invokes(tmp_path: Path) -> None:
+    out = run(["hackback", "restore", "--help"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "STRING" not in out.stdout and "--l1d=SIZE" in out.stdout and "-j, --jobs=INT" in out.stdout
+    assert "--payload=DIR" in out.stdout and "(repeatable)" in out.stdout
+    core = run(["hackback", "--help"], tmp_path)
+    for clash in ("--dry", "--warn-only", "--pty", "--echo", "--debug", "--command-timeout"):
+        assert clash not in core.stdout, clash
+
+
+@pytest.mark.parametrize("argv,want", [
+    (["-w", "/w", "checkpoints"], ["checkpoints", "-w", "/w"]),
+    (["--work-dir=/w", "--config", "x.toml", "report", "--cpu", "o3"], ["report", "--work-dir=/w", "--config", "x.toml", "--cpu", "o3"]),
+    (["--help", "restore"], ["--help", "restore"]),
+    (["-V"], ["-V"]),
+])
+def test_a_tasks_option_given_before_the_task_name_is_taken_as_the_tasks(argv: list[str], want: list[str]) -> None:
+    from hackback import cli
+
+    assert cli.reorder(argv) == want
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["-R", "checkpoints"], "-R is not an option of hackback itself"),  # invoke's --dry: hackback has none
+    (["-p", "checkpoints"], "-p is not an option of hackback itself"),  # invoke's --pty; -p is --cpu, not a flag of this task
+    (["--config", "missing.toml", "checkpoints"], "config file"),  # taken as the task's --config: one line, no traceback
+])
+def test_an_option_before_the_task_name_that_is_not_the_tasks_is_one_line(argv: list[str], says: str, tmp_path: Path) -> None:
+    out = run(["hackback", *argv], tmp_path)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and says in lines[0] and "Traceback" not in out.stderr, out.stderr
+
+
+def test_the_checkpoint_is_a_name_or_a_directory_and_an_unknown_one_lists_the_known(tmp_path: Path) -> None:
+    from hackback import checkpoint
+    from hackback.artifacts import Layout, Manifest, write_manifest
+    from hackback.errors import UsageError
+
+    layout = Layout(tmp_path / "work")
+    d = layout.artifact_dir("checkpoints", "roi")
+    (d / "cpt.42").mkdir(parents=True)
+    (d / "cpt.42" / "m5.cpt").write_text("[root]\n")
+    m = Manifest("checkpoints", "roi")
+    m.set_part("checkpoint", {}, {}, {"cpt": "cpt.42"})
+    write_manifest(d, m)
+    assert checkpoint.find(layout, "roi").directory == d == checkpoint.find(layout, str(d)).directory
+    assert checkpoint.name_of(layout, str(d)) == "roi" == checkpoint.name_of(layout, "roi")
+    with pytest.raises(UsageError, match="no checkpoint 'nope'") as e:
+        checkpoint.find(layout, "nope")
+    assert "known names: roi" in e.value.one_line()

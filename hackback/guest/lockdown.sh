@@ -1,5 +1,5 @@
 #!/bin/bash
-# The last provisioning step of `invoke image`, after the user layer (if any):
+# The last provisioning step of `hackback image`, after the user layer (if any):
 # what the finished hack-back image must not have. Run by Packer as root.
 set -euo pipefail
 step() { echo "HACKBACK-STEP $*"; }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # HACKBACK-PAYLOAD v1 script=@script@ script_bytes=@script_bytes@ index=@index@ index_bytes=@index_bytes@ stream_bytes=@stream_bytes@
-# A restore script with a payload, made by hackback (`invoke restore --payload DIR`):
+# A restore script with a payload, made by hackback (`hackback restore --payload DIR`):
 # the script is bytes @script@..+@script_bytes@ of this file; the index at byte @index@
 # has a line per entry, TYPE<tab>MODE<tab>SIZE<tab>OFFSET<tab>PATH<tab>TARGET
 # (f: a file whose SIZE bytes are at OFFSET; d: a directory; l: a symlink to

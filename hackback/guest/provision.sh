@@ -1,5 +1,5 @@
 #!/bin/bash
-# Stage 2 of `invoke image`, the base: run by Packer's shell provisioner as root
+# Stage 2 of `hackback image`, the base: run by Packer's shell provisioner as root
 # in the booted image. Files arrive in /tmp/hackback. The base stays
 # provisionable (sshd, networkd, root's password): a user layer is provisioned
 # on a copy of it, and lockdown.sh runs last, after the layer.

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Stage 1 of `invoke image`, run as root in the tools image (needs CAP_SYS_ADMIN
+# Stage 1 of `hackback image`, run as root in the tools image (needs CAP_SYS_ADMIN
 # for debootstrap's chroot mounts; no loop devices, no --privileged):
 # bootstrap a root filesystem, make it bootable under QEMU for provisioning,
 # and lay it into a raw disk with one ext4 partition, first on the disk.
