@@ -228,7 +228,9 @@ def test_image_boots_logs_in_and_checkpoints_once(built, engine: Engine, tools, 
     sha_before = HashCache.sha256_uncached(art.disk)
     met, lines = qemu.boot(
         engine, tools.ref,
-        qemu.QemuBoot(art.disk, art.kernel, initrd=art.initrd, append=f"root=PARTUUID={art.partuuid} console=ttyS0", timeout=900),
+        # hackback.m5=command: hackback-guest calls the image's m5 (the stand-in, which records each call).
+        qemu.QemuBoot(art.disk, art.kernel, initrd=art.initrd,
+                      append=f"root=PARTUUID={art.partuuid} console=ttyS0 hackback.m5=command", timeout=900),
         until=lambda ln: ln.startswith("HACKBACK-AGAIN"),
     )
     text = "\n".join(lines)

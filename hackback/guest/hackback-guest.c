@@ -37,7 +37,9 @@
  * Backends: the m5 MMIO page (in gem5); HACKBACK_M5=<command> runs that m5
  * command instead (the tests' recording double); `hackback.m5=off` on the
  * kernel command line (read from HACKBACK_CMDLINE, default /proc/cmdline)
- * makes no call at all and prints `HACKBACK-MARK m5 <op>` lines (QEMU).
+ * makes no call at all and prints `HACKBACK-MARK m5 <op>` lines (QEMU);
+ * `hackback.m5=command` runs /sbin/m5 for each call (an image whose m5 is a
+ * test double, booted under QEMU).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -247,12 +249,15 @@ static void command_readfile(const char *copy)
     readfile_copy = copy;
 }
 
-static int m5_off(void)
+/* The hackback.m5= kernel parameter (read from HACKBACK_CMDLINE, default
+ * /proc/cmdline) into `value` (empty: not given). */
+static void m5_param(char *value, size_t size)
 {
     const char *path = getenv("HACKBACK_CMDLINE");
     FILE *f = fopen(path ? path : "/proc/cmdline", "r");
+    value[0] = '\0';
     if (!f)
-        return 0;
+        return;
     char line[4096] = " ";
     size_t n = fread(line + 1, 1, sizeof(line) - 3, f);
     fclose(f);
@@ -260,8 +265,15 @@ static int m5_off(void)
     for (char *c = line; *c; c++)
         if (*c == '\n' || *c == '\t')
             *c = ' ';
-    strcat(line, " ");
-    return strstr(line, " hackback.m5=off ") != NULL;
+    char *at = strstr(line, " hackback.m5=");
+    if (!at)
+        return;
+    at += strlen(" hackback.m5=");
+    size_t len = strcspn(at, " ");
+    if (len >= size)
+        len = size - 1;
+    memcpy(value, at, len);
+    value[len] = '\0';
 }
 
 /* A simulated boot gathers almost no entropy, so the kernel's RNG stays
@@ -609,10 +621,16 @@ int main(int argc, char **argv)
         PAYLOAD_DIR = getenv("HACKBACK_PAYLOAD_DIR");
     if (getenv("HACKBACK_RESULTS_DIR"))
         RESULTS_DIR = getenv("HACKBACK_RESULTS_DIR");
-    if (m5_off())
+    char param[64];
+    m5_param(param, sizeof(param));
+    if (strcmp(param, "off") == 0)
         backend = MARKS;
-    else if (m5_command && *m5_command)
+    else if (strcmp(param, "command") == 0 || (m5_command && *m5_command)) {
+        /* hackback.m5=command: the image's m5 utility (a test double under QEMU) makes each call. */
+        if (!(m5_command && *m5_command))
+            m5_command = "/sbin/m5";
         backend = COMMAND;
+    }
     else if (map_m5() < 0)
         return 1;
     else
