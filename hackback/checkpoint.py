@@ -21,8 +21,9 @@ from .artifacts import Layout, Manifest, Target, build_unless_fresh, file_record
 from .config import Config
 from .context import StepContext
 from .engine import Engine, Mount, RunSpec
-from .errors import ArtifactError, UsageError
-from .records import FASTINIT, GEM5_KERNEL, CheckpointArtifact, EnvArtifact, ImageArtifact, KernelArtifact
+from .errors import ArtifactError, HackbackError, UsageError
+from .records import (FASTINIT, GEM5_KERNEL, Board, BootBoard, CheckpointArtifact, CheckpointInfo, EnvArtifact, FileRef, Gem5Build,
+                      Gem5Result, ImageArtifact, ImageRef, KernelArtifact, RunRecord, Timing, checkpoint_info)
 
 BASE_KERNEL_ARGS = "earlyprintk=ttyS0 console=ttyS0"
 BOARD_CLOCK_HZ = 3_000_000_000  # configs/hackback_fs.py's X86Board clk_freq
@@ -44,33 +45,32 @@ class KernelTiming:
     def of(cls, kernel: KernelArtifact) -> "KernelTiming":
         config = kernel.config
         hz = kernel_config.hz(config.read_text()) if config is not None and config.is_file() else None
-        return cls(hz, any("lapic_timer_period" in p.get("name", "") for p in kernel.patches))
+        return cls(hz, any("lapic_timer_period" in name for name in kernel.patch_names))
 
 
-def timing(cfg: Config, kernel: KernelTiming) -> dict[str, Any]:
+def timing(cfg: Config, kernel: KernelTiming) -> Timing:
     """The boot's timing constants, and what they were derived from. x86 udelay
     spins loops_per_jiffy x HZ TSC cycles a second (arch/x86/lib/delay.c), and
     gem5's TSC counts the core clock. Without the kernel's HZ (a prebuilt
     vmlinux) X86Board's lpj is kept."""
     if cfg.checkpoint.timing == "x86board" or kernel.hz is None:
-        return {"mode": "x86board", "lpj": X86BOARD_LPJ, "args": [f"lpj={X86BOARD_LPJ}"], "kernel_hz": kernel.hz,
-                "clock_hz": BOARD_CLOCK_HZ}
+        return Timing("x86board", X86BOARD_LPJ, (f"lpj={X86BOARD_LPJ}",), BOARD_CLOCK_HZ, kernel.hz)
     lpj = BOARD_CLOCK_HZ // kernel.hz
     # tsc_early_khz skips the PIT calibration of the TSC; no_timer_check the
     # ~40M-cycle busy wait that checks the timer interrupt through the IO-APIC.
     args = [f"lpj={lpj}", f"tsc_early_khz={BOARD_CLOCK_HZ // 1000}", "no_timer_check"]
-    out: dict[str, Any] = {"mode": "derived", "lpj": lpj, "kernel_hz": kernel.hz, "clock_hz": BOARD_CLOCK_HZ}
+    period = None
     if kernel.lapic_param:
         # LAPIC input-clock ticks per jiffy: skips 2 x 100 ms of busy calibration.
-        out["lapic_timer_period"] = BOARD_CLOCK_HZ // LAPIC_DIVIDER // kernel.hz
-        args.append(f"lapic_timer_period={out['lapic_timer_period']}")
-    return {**out, "args": args}
+        period = BOARD_CLOCK_HZ // LAPIC_DIVIDER // kernel.hz
+        args.append(f"lapic_timer_period={period}")
+    return Timing("derived", lpj, tuple(args), BOARD_CLOCK_HZ, kernel.hz, period)
 
 
 def kernel_args(cfg: Config, image: ImageArtifact, kernel: KernelTiming = KernelTiming(None)) -> str:
     # gem5's X86Board default names /dev/hda, which a 6.x kernel does not have;
     # the partition UUID finds the root disk whatever it is called.
-    args = [BASE_KERNEL_ARGS, *timing(cfg, kernel)["args"], f"root=PARTUUID={image.partuuid}", "rw"]
+    args = [BASE_KERNEL_ARGS, *timing(cfg, kernel).args, f"root=PARTUUID={image.partuuid}", "rw"]
     if cfg.checkpoint.boot == "fast":
         args.append(f"init={FASTINIT}")
     if cfg.checkpoint.kernel_args:
@@ -78,9 +78,9 @@ def kernel_args(cfg: Config, image: ImageArtifact, kernel: KernelTiming = Kernel
     return " ".join(args)
 
 
-def board(cfg: Config) -> gem5run.Board:
+def board(cfg: Config) -> BootBoard:
     boot_cfg = cfg.checkpoint
-    return gem5run.Board(memory=boot_cfg.memory, cores=boot_cfg.cores, cpu=boot_cfg.cpu)
+    return BootBoard(memory=boot_cfg.memory, cores=boot_cfg.cores, cpu=boot_cfg.cpu)
 
 
 def inputs(cfg: Config, env: EnvArtifact, image: ImageArtifact, kernel: KernelArtifact) -> dict[str, Any]:
@@ -88,10 +88,10 @@ def inputs(cfg: Config, env: EnvArtifact, image: ImageArtifact, kernel: KernelAr
     boot_cfg = cfg.checkpoint
     return {
         # Release and tags, not the tree: a modified gem5 restores this checkpoint.
-        "gem5": {"release": g["release"], "version_tags": g["version_tags"]},
+        "gem5": {"release": g.release, "version_tags": list(g.version_tags)},
         "kernel_sha256": kernel.vmlinux_sha256,
         "image_sha256": image.disk_sha256,
-        "board": {"memory": boot_cfg.memory, "cores": boot_cfg.cores, "cpu": boot_cfg.cpu},
+        "board": board(cfg).to_json(),
         "boot": boot_cfg.boot,
         "kernel_args": kernel_args(cfg, image, KernelTiming.of(kernel)),
         "kernel_symbols": boot_cfg.kernel_symbols,
@@ -171,18 +171,16 @@ def _strip_symbols(engine: Engine, env: EnvArtifact, kernel: Path, tmp: Path) ->
     return out
 
 
-def _cpt_tick(info: dict[str, Any]) -> Any:
+def _cpt_tick(info: CheckpointInfo) -> int:
     """The tick the checkpoint was saved at: its cpt.<tick> name (the run's final tick comes a little after)."""
-    cpt = str(info.get("cpt", ""))
-    return int(cpt.split(".", 1)[1]) if cpt.startswith("cpt.") and cpt[4:].isdigit() else info.get("tick", "?")
+    return int(info.cpt[4:]) if info.cpt.startswith("cpt.") and info.cpt[4:].isdigit() else info.tick
 
 
 def _last_boot_seconds(ctx: StepContext) -> Optional[float]:
     """How long this checkpoint's last boot simulated (the progress bar's total), if it was taken before."""
-    before = Manifest.read(ctx.layout.artifact_dir("checkpoints", ctx.cfg.name))
-    info = before.parts.get("checkpoint", {}).get("info", {}) if before else {}
-    seconds = info.get("sim_seconds")
-    return float(seconds) if isinstance(seconds, (int, float)) and seconds > 0 else None
+    before = _readable(ctx.layout.artifact_dir("checkpoints", ctx.cfg.name))
+    info = checkpoint_info(before) if before else None
+    return info.sim_seconds if info is not None and info.sim_seconds > 0 else None
 
 
 def _boot(ctx: StepContext, boot: BootInputs, manifest: Manifest, tmp: Path) -> None:
@@ -190,81 +188,85 @@ def _boot(ctx: StepContext, boot: BootInputs, manifest: Manifest, tmp: Path) -> 
     g = boot.env.gem5()
     booted = boot.kernel.vmlinux if boot_cfg.kernel_symbols else _strip_symbols(ctx.engine, boot.env, boot.kernel.vmlinux, tmp)
     job = gem5run.Gem5Job(
-        label="gem5:boot", env_image=g["env_image"], binary=g["binary"], mode="boot",
-        kernel=booted, disk=boot.image.disk, kernel_args=boot.want["kernel_args"], board=board(cfg), out=tmp,
+        label="gem5:boot", env_image=g.env_image, binary=g.binary, mode="boot",
+        kernel=booted, disk=boot.image.disk, kernel_args=boot.want["kernel_args"], board=Board.for_boot(board(cfg)), out=tmp,
         max_sim_seconds=boot_cfg.max_sim_seconds, max_wall_seconds=boot_cfg.max_wall_seconds,
         expected_sim_seconds=_last_boot_seconds(ctx),
     )
     with log.step(f"gem5 boot ({boot_cfg.boot} boot, {boot_cfg.cpu} CPU, {boot_cfg.memory}, {boot_cfg.cores} core(s)) until the guest's m5 checkpoint"):
         result = gem5run.run(ctx.engine, job, keep_failed=lambda: keep_failed(ctx.layout, "checkpoints", cfg.name, tmp))
-    cpt = tmp / str(result["checkpoint"])
-    if not (cpt / "m5.cpt").is_file():
+    cpt = tmp / str(result.checkpoint)
+    if not result.checkpoint or not (cpt / "m5.cpt").is_file():
         raise ArtifactError(f"gem5 reported a checkpoint but {cpt.name}/m5.cpt is missing", f"see {tmp / 'gem5.log'}")
     (tmp / gem5run.CONSOLE).unlink(missing_ok=True)  # kept as console.log
     for stale in tmp.glob("readfile_*"):
         stale.unlink()
     files = sorted(p for p in cpt.rglob("*") if p.is_file()) + ([booted] if booted.parent == tmp else [])
     manifest.set_part("checkpoint", boot.want, {str(p.relative_to(tmp)): file_record(p, ctx.hashes) for p in files},
-                      _info(cfg, boot, result, g, stripped=booted.parent == tmp, console=tmp / gem5run.CONSOLE_COPY))
+                      _info(cfg, boot, result, g, stripped=booted.parent == tmp, console=tmp / gem5run.CONSOLE_COPY).to_json())
     size = sum(p.stat().st_blocks * 512 for p in files)
-    log.info(f"checkpoint {cpt.name}: {result['sim_seconds']:.3f} simulated s in {log.format_seconds(result['host_seconds'])} "
+    log.info(f"checkpoint {cpt.name}: {result.sim_seconds:.3f} simulated s in {log.format_seconds(result.host_seconds)} "
              f"host; {size / 2**20:.0f} MiB on disk")
 
 
-def _info(cfg: Config, boot: BootInputs, result: dict[str, Any], g: dict[str, Any], stripped: bool,
-          console: Path) -> dict[str, Any]:
+def _info(cfg: Config, boot: BootInputs, result: Gem5Result, g: Gem5Build, stripped: bool, console: Path) -> CheckpointInfo:
     want = boot.want
-    return {
-        "cpt": str(result["checkpoint"]),
-        "tick": int(result["final_tick"]),
-        "sim_seconds": result["sim_seconds"],
-        "host_seconds": result["host_seconds"],
-        "phases": result.get("phases", {}),
-        "gem5": g,
-        "kernel": {"path": str(boot.kernel.vmlinux), "sha256": want["kernel_sha256"]},
-        **({"gem5_kernel": GEM5_KERNEL} if stripped else {}),
-        "image": {"path": str(boot.image.disk), "sha256": want["image_sha256"], "partuuid": boot.image.partuuid},
-        "board": want["board"],
-        "boot": cfg.checkpoint.boot,
-        "kernel_args": want["kernel_args"],
-        "timing": timing(cfg, KernelTiming.of(boot.kernel)),
-        "console_last_line": result.get("console_last_line", ""),
+    return CheckpointInfo(
+        cpt=str(result.checkpoint), tick=result.final_tick, sim_seconds=result.sim_seconds, host_seconds=result.host_seconds,
+        phases=result.phases, gem5=g, kernel=FileRef(boot.kernel.vmlinux, want["kernel_sha256"]),
+        gem5_kernel=GEM5_KERNEL if stripped else None,
+        image=ImageRef(boot.image.disk, want["image_sha256"], boot.image.partuuid), board=board(cfg),
+        boot=cfg.checkpoint.boot, kernel_args=want["kernel_args"], timing=timing(cfg, KernelTiming.of(boot.kernel)),
+        console_last_line=result.console_last_line,
         # What the guest could hold when it was checkpointed (hackback-guest's line): payloads are checked against it.
-        **({"guest": guest} if (guest := gem5run.guest_room(console)) else {}),
-    }
-
+        guest=gem5run.guest_room(console))
 
 
 def tree(layout: Layout) -> list[str]:
     """The work dir's checkpoints as a tree (children under their parent): name,
     cpt, tick, how it was made, how many runs used it."""
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, CheckpointInfo] = {}
     for directory in sorted((layout.work_dir / "checkpoints").glob("*")):
-        manifest = Manifest.read(directory)
-        if manifest is not None and "checkpoint" in manifest.parts:
-            found[directory.name] = manifest.parts["checkpoint"]["info"]
+        manifest = _readable(directory)
+        info = checkpoint_info(manifest) if manifest is not None else None
+        if info is not None:
+            found[directory.name] = info
     runs: dict[str, int] = {}
     for directory in (layout.work_dir / "runs").glob("*"):
-        manifest = Manifest.read(directory)
-        if manifest is not None and "run" in manifest.parts:
-            name = manifest.parts["run"]["info"].get("checkpoint", {}).get("name", "")
-            runs[name] = runs.get(name, 0) + 1
+        run = _readable_run(directory)
+        if run is not None:
+            runs[run.info.checkpoint.name] = runs.get(run.info.checkpoint.name, 0) + 1
     children: dict[str, list[str]] = {}
     for name, info in found.items():
-        children.setdefault(info.get("parent", {}).get("name", ""), []).append(name)
+        children.setdefault(info.parent.name if info.parent else "", []).append(name)
     lines: list[str] = []
 
     def show(name: str, depth: int) -> None:
         info = found[name]
-        made = info.get("made_by")
-        cpu = f"{made['switch_from']} then {made.get('cpu')}" if made and made.get("switch_from") else (made or {}).get("cpu")
-        how = (f"restore of {Path(made['script']['path']).name} on {cpu}" if made
-               else f"boot ({info.get('boot', '?')}, {info.get('board', {}).get('cpu', '?')} CPU)")
-        lines.append(f"{'  ' * depth}{'└─ ' if depth else ''}{name:<{max(4, 24 - 2 * depth)}} {info.get('cpt', '?'):<20} "
+        made = info.made_by
+        how = (f"restore of {made.script.path.name} on {made.board.cpu_label}" if made
+               else f"boot ({info.boot}, {info.board.cpu} CPU)")
+        lines.append(f"{'  ' * depth}{'└─ ' if depth else ''}{name:<{max(4, 24 - 2 * depth)}} {info.cpt:<20} "
                      f"tick {_cpt_tick(info):<14} {how:<40} runs: {runs.get(name, 0)}")
         for child in sorted(children.get(name, [])):
             show(child, depth + 1)
 
-    for root in sorted(n for n, i in found.items() if i.get("parent", {}).get("name") not in found):
+    for root in sorted(n for n, i in found.items() if not i.parent or i.parent.name not in found):
         show(root, 0)
     return lines
+
+
+def _readable(directory: Path) -> Optional[Manifest]:
+    try:
+        return Manifest.read(directory)
+    except HackbackError as e:
+        log.warn(f"{directory} left out: {e.message}")
+        return None
+
+
+def _readable_run(directory: Path) -> Optional[RunRecord]:
+    try:
+        return RunRecord.read(directory)
+    except HackbackError as e:
+        log.warn(f"{directory} left out: {e.message}")
+        return None

@@ -23,6 +23,7 @@ from .artifacts import KINDS, Kind, Layout, Manifest, abandoned_tmp, lock, tmp_n
 from .config import Config
 from .engine import LABEL, Engine
 from .errors import ArtifactError, DockerFailure, LockBusy, UsageError
+from .records import RunInfo
 
 Ask = Callable[[str], bool]
 
@@ -167,9 +168,11 @@ def _wanted(kind: Kind, d: Path, name: Optional[str], report: CleanReport) -> bo
 
 
 def _run_checkpoint(manifest: Manifest) -> Optional[str]:
-    info: dict[str, Any] = (manifest.part("run") or {}).get("info") or {}
-    checkpoint = info.get("checkpoint")
-    return str(checkpoint.get("name")) if isinstance(checkpoint, dict) else None
+    part = manifest.part("run")
+    try:
+        return RunInfo.from_json(part["info"]).checkpoint.name if part is not None else None
+    except ArtifactError:
+        return None  # not a run this hackback can read: not matched by name
 
 
 def _delete(layout: Layout, targets: list[tuple[Kind, Path]], ask: Ask, report: CleanReport) -> None:

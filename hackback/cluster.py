@@ -18,7 +18,6 @@ writes status/task-<i>.json when it ends; `--wait` follows the array with
 squeue and those files."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -33,7 +32,7 @@ from .artifacts import Layout, Manifest, digest_of, dry_running, make_dir, would
 from .context import StepContext
 from .engine import Engine, label_work_dir
 from .errors import ArtifactError, ClusterError, HackbackError, UsageError
-from .records import BaseImage, CheckpointArtifact, EnvArtifact, Gem5Source, RunResult, ToolsImage
+from .records import CheckpointArtifact, EnvArtifact, RunResult
 from .resources import package_file
 
 TASKS = "tasks.json"
@@ -128,7 +127,7 @@ def _submit(ctx: StepContext, runs: restore.Restores, todo: Sequence[restore.Pla
     flags = {**config.as_flags(ctx.cfg), "restore.on": "local", "slurm.wait": False}
     tasks = {
         "config": flags,
-        "env": _env_record(runs.env, saved),
+        "env": runs.env.to_json(saved),
         "checkpoint": str(runs.cpt.directory),
         "kernel": str(runs.kernel),
         "disk": str(runs.disk),
@@ -174,12 +173,6 @@ def _saved_env_image(ctx: StepContext, env: EnvArtifact) -> Path:
         with log.step(f"saving env image {env.image} for the nodes ({dest})"):
             ctx.engine.save_image(str(env.image), dest)
     return dest
-
-
-def _env_record(env: EnvArtifact, saved: Path) -> dict[str, Any]:
-    return {"name": env.name, "directory": str(env.directory), "image": env.image, "m5": str(env.m5),
-            "tools": dataclasses.asdict(env.tools), "source": {**dataclasses.asdict(env.source), "path": str(env.source.path)},
-            "saved_image": str(saved)}
 
 
 def _live_batches(layout: Layout) -> list[Batch]:
@@ -239,8 +232,8 @@ def _counts(batches: Sequence[Batch]) -> tuple[dict[str, int], bool]:
 def _finish(ctx: StepContext, batches: Sequence[Batch], done: Sequence[RunResult]) -> list[RunResult]:
     """Every run's summary; a failure (a task's, or a done run's script) raised as a local restore raises it."""
     results = list(done)
-    failures: list[HackbackError] = [TaskFailed(f"{r.run_id}: its script exited {r.script_status} in the guest",
-                                                f"its output is in {r.directory / 'console.log'}", _script_code(r))
+    failures: list[HackbackError] = [TaskFailed(f"{r.run_id}: its script exited {r.status} in the guest",
+                                                f"its output is in {r.directory / 'console.log'}", r.status.exit_code)
                                      for r in done if not r.ok]
     for b in batches:
         for i, rid in enumerate(b.rids):
@@ -262,11 +255,6 @@ def _finish(ctx: StepContext, batches: Sequence[Batch], done: Sequence[RunResult
         total = len(done) + sum(len(b.rids) for b in batches)
         raise TaskFailed(f"{len(failures)} of {total} runs failed; first: {first.message}", first.hint, first.exit_code)
     return results
-
-
-def _script_code(result: RunResult) -> int:
-    status = result.script_status or ""
-    return int(status) if status.isdigit() and 0 < int(status) < 126 else 1
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -333,7 +321,4 @@ def _env_here(engine: Engine, rec: dict[str, Any]) -> EnvArtifact:
     manifest = Manifest.read(Path(rec["directory"]))
     if manifest is None:
         raise ArtifactError(f"env {rec['directory']} has no manifest on this node", "is the work dir shared at the same path?")
-    tools = rec["tools"]
-    source = {**rec["source"], "path": Path(rec["source"]["path"]), "version_tags": tuple(rec["source"]["version_tags"])}
-    return EnvArtifact(rec["name"], Path(rec["directory"]), rec["image"], Path(rec["m5"]), manifest,
-                       ToolsImage(tools["ref"], tools["id"], BaseImage(**tools["base"]), tools["versions"]), Gem5Source(**source))
+    return EnvArtifact.from_json(rec, manifest)

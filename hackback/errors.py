@@ -86,9 +86,9 @@ class Gem5RunFailed(HackbackError):
 
     exit_code = 13
 
-    def __init__(self, message: str, hint: str = "", result: "dict[str, object] | None" = None) -> None:
+    def __init__(self, message: str, hint: str = "", result: object = None) -> None:
         super().__init__(message, hint)
-        self.result = result or {}
+        self.result = result  # the run script's result (records.Gem5Result), when it wrote one
 
 
 class ResultsLost(HackbackError):

@@ -50,10 +50,10 @@ class Exported:
 
 
 def export(ctx: StepContext, cpt: CheckpointArtifact, resource_dir: Optional[Path] = None, force: bool = False) -> Exported:
-    kernel = cpt.gem5_kernel(Path(cpt.info["kernel"]["path"]))
-    disk = Path(cpt.info["image"]["path"])
+    kernel = cpt.gem5_kernel(cpt.info.kernel.path)
+    disk = cpt.info.image.path
     ids = {k: f"hackback-{cpt.name}-{k.replace('_', '-')}" for k in ("kernel", "disk_image", "checkpoint", "workload")}
-    release = str(cpt.info["gem5"]["release"])
+    release = cpt.info.gem5.release
     want = {"checkpoint": cpt.identity_digest(), "kernel_sha256": ctx.hashes.sha256(kernel),
             "disk_sha256": ctx.hashes.sha256(disk), "format": 1}
 
@@ -95,7 +95,7 @@ def _entries(ids: dict[str, str], release: str, cpt: CheckpointArtifact, kernel:
         {**common, "id": ids["workload"], "category": "workload", "description": f"restore checkpoint '{cpt.name}'",
          "function": "set_kernel_disk_workload",
          "resources": {k: {"id": ids[k], "resource_version": VERSION} for k in ("kernel", "disk_image", "checkpoint")},
-         "additional_params": {"kernel_args": str(cpt.info["kernel_args"]).split()}},
+         "additional_params": {"kernel_args": cpt.info.kernel_args.split()}},
     ]
 
 

@@ -10,6 +10,7 @@ configs/hackback_contract.json, which both read.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -17,12 +18,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 from . import log, resources, stats
 from .artifacts import HashCache, digest_of
 from .engine import Engine, Mount, RunSpec
 from .errors import ArtifactError, Gem5RunFailed
+from .records import Board, Gem5Result, GuestRoom
 
 CONFIG_MNT = "/hackback/configs"
 OUT_MNT = "/hackback/out"
@@ -86,31 +88,6 @@ RESULT_FILE = CONTRACT.result_file
 SCRIPT_EXIT: re.Pattern[str] = re.compile(re.escape(CONTRACT.script_exit_mark) + r" (\S+)")
 _CAUSE = CONTRACT.causes
 _CAUSE_NAME = {cause: name for name, cause in _CAUSE.items()}
-
-
-@dataclass(frozen=True)
-class Board:
-    """What the checkpoint fixes (memory, cores) and what a run chooses (cpu, caches)."""
-
-    memory: str
-    cores: int
-    cpu: str
-    caches: str = "none"
-    l1d: str = CONTRACT.l1d
-    l1i: str = CONTRACT.l1i
-    l2: str = CONTRACT.l2
-    switch_from: str = ""  # a restore that starts on this CPU and switches to `cpu` ("": no switch)
-    switch_after_insts: int = 0  # 0: at the guest's m5 workbegin
-    warmup_insts: int = 0
-
-    def args(self) -> list[str]:
-        out = ["--memory", self.memory, "--cores", str(self.cores), "--cpu", self.cpu, "--caches", self.caches]
-        if self.caches != "none":
-            out += ["--l1d", self.l1d, "--l1i", self.l1i, "--l2", self.l2]
-        if self.switch_from:
-            out += ["--switch-from", self.switch_from, "--switch-after-insts", str(self.switch_after_insts),
-                    "--warmup-insts", str(self.warmup_insts)]
-        return out
 
 
 @dataclass(frozen=True)
@@ -182,7 +159,7 @@ def mounts(job: Gem5Job) -> list[Mount]:
 
 
 def run(engine: Engine, job: Gem5Job, show: Callable[[str], None] = log.info,
-        keep_failed: Optional[Callable[[], Path]] = None, prefix: str = "") -> dict[str, Any]:
+        keep_failed: Optional[Callable[[], Path]] = None, prefix: str = "") -> Gem5Result:
     """Run gem5 to its end; the result record. Raises Gem5RunFailed for any
     ending but the expected one (checkpoint for a boot, m5 exit for a restore):
     the message starts with `prefix`, its hint says what to do and, with
@@ -203,7 +180,7 @@ def run_script_sha256(script: Optional[Path] = None) -> str:
                       HashCache.sha256_uncached(resources.configs_dir() / CONTRACT_FILE)])
 
 
-def _run(engine: Engine, job: Gem5Job, show: Callable[[str], None]) -> dict[str, Any]:
+def _run(engine: Engine, job: Gem5Job, show: Callable[[str], None]) -> Gem5Result:
     job.out.mkdir(parents=True, exist_ok=True)
     spec = RunSpec(job.env_image, command(job), step=f"gem5-{job.mode}", mounts=mounts(job), workdir=OUT_MNT,
                    kvm=job.board.cpu == "kvm", network="none")
@@ -221,8 +198,8 @@ def _run(engine: Engine, job: Gem5Job, show: Callable[[str], None]) -> dict[str,
         errors = _gem5_errors(job.out)
         why = errors[-1] if errors else f"gem5 exited {status} without a result"
         raise Gem5RunFailed(f"{job.label}: gem5 stopped before the run ended: {why}")
-    result["container_wall_seconds"] = round(wall, 1)
-    if not result.get("ok"):
+    result = dataclasses.replace(result, container_wall_seconds=round(wall, 1))
+    if not result.ok:
         raise Gem5RunFailed(f"{job.label}: {describe_ending(result)}", _hint(result, job), result=result)
     # The run script writes its result before gem5's exit-time work (the final
     # stats dump, teardown): an ok result is not yet a finished run.
@@ -231,8 +208,7 @@ def _run(engine: Engine, job: Gem5Job, show: Callable[[str], None]) -> dict[str,
         raise Gem5RunFailed(f"{job.label}: gem5 exited {_status_text(status)} after the run ended as expected"
                             f"{': ' + errors[-1] if errors else ''}; its stats cannot be trusted",
                             "see gem5.log; run it again", result=result)
-    dumps = result.get("stats_dumps")
-    problem = stats.problem(job.out / "stats.txt", dumps if isinstance(dumps, int) else None)
+    problem = stats.problem(job.out / "stats.txt", result.stats_dumps)
     if problem:
         raise Gem5RunFailed(f"{job.label}: {problem}, though gem5 exited 0", "see gem5.log; run it again", result=result)
     return result
@@ -243,30 +219,30 @@ def _status_text(status: int) -> str:
     return f"{status} (killed by signal {status - 128})" if 128 < status < 160 else str(status)
 
 
-def describe_ending(result: dict[str, Any]) -> str:
-    cause = result.get("cause", _CAUSE["unknown"])
-    sim = f"after {result.get('sim_seconds', 0):.3f} simulated s ({result.get('host_seconds', 0):.0f} host s)"
+def describe_ending(result: Gem5Result) -> str:
+    cause = result.cause
+    sim = f"after {result.sim_seconds:.3f} simulated s ({result.host_seconds:.0f} host s)"
     text = {
         _CAUSE["checkpoint"]: f"the guest asked for a checkpoint {sim}",
         _CAUSE["exit"]: f"the guest called m5 exit {sim}",
         _CAUSE["fail"]: f"the guest called m5 fail {sim}",
-        _CAUSE["kernel_panic"]: f"the guest kernel panicked {sim}: {result.get('panic_line') or result.get('console_last_line', '')}",
+        _CAUSE["kernel_panic"]: f"the guest kernel panicked {sim}: {result.panic_line or result.console_last_line}",
         _CAUSE["kernel_oops"]: f"the guest kernel oopsed {sim}",
         _CAUSE["max_sim_seconds"]: f"the simulated-time limit was reached {sim} without the expected ending",
         _CAUSE["max_wall_seconds"]: f"the wall-clock limit was reached {sim} without the expected ending",
         _CAUSE["interrupted"]: f"gem5 was interrupted {sim}",
-        _CAUSE["no_switch"]: f"the guest called m5 exit {sim} but the run never switched to the {result.get('cpu')} CPU",
+        _CAUSE["no_switch"]: f"the guest called m5 exit {sim} but the run never switched to the {result.cpu} CPU",
         _CAUSE["no_measure"]: f"the guest called m5 exit {sim} but nothing was measured: the warm-up or switch count "
                               f"outlasted the region of interest",
-    }.get(cause, f"gem5 stopped ({result.get('gem5_exit_cause', cause)}) {sim}")
-    if cause != result.get("expected") and cause not in (_CAUSE["no_switch"], _CAUSE["no_measure"]):
-        wanted = "a checkpoint" if result.get("expected") == _CAUSE["checkpoint"] else "the guest to call m5 exit"
+    }.get(cause, f"gem5 stopped ({result.gem5_exit_cause or cause}) {sim}")
+    if cause != result.expected and cause not in (_CAUSE["no_switch"], _CAUSE["no_measure"]):
+        wanted = "a checkpoint" if result.expected == _CAUSE["checkpoint"] else "the guest to call m5 exit"
         text += f"; expected {wanted}"
     return text
 
 
-def _hint(result: dict[str, Any], job: Gem5Job) -> str:
-    cause = result.get("cause")
+def _hint(result: Gem5Result, job: Gem5Job) -> str:
+    cause = result.cause
     if cause == _CAUSE["checkpoint"] and job.mode == "restore" and not job.save_child:
         return ("the script asked for a checkpoint (hackback-checkpoint or m5 checkpoint): to keep it as a child "
                 "checkpoint, restore with --save-checkpoint NAME")
@@ -281,21 +257,23 @@ def _hint(result: dict[str, Any], job: Gem5Job) -> str:
     if cause in (_CAUSE["max_sim_seconds"], _CAUSE["max_wall_seconds"]):
         name = _CAUSE_NAME[cause]  # the Gem5Job field, and the config key
         key = f"{'checkpoint' if job.mode == 'boot' else 'restore'}.{name}"
-        return (f"last console line: {result.get('console_last_line', '')!r}; if the guest was still working, raise "
+        return (f"last console line: {result.console_last_line!r}; if the guest was still working, raise "
                 f"{key} (now {getattr(job, name)}; 0 = no limit) in hackback.toml or as "
                 f"HACKBACK_{key.replace('.', '_').upper()}")
     return ""
 
 
-def _read_result(out: Path) -> Optional[dict[str, Any]]:
+def _read_result(out: Path) -> Optional[Gem5Result]:
     path = out / RESULT_FILE
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
-        return data
+        return Gem5Result.from_json(json.loads(path.read_text()))
     except FileNotFoundError:
         return None
     except ValueError as e:
         raise ArtifactError(f"{path} is unreadable ({e})") from None
+    except ArtifactError as e:
+        raise ArtifactError(f"{path} is not a result this hackback's run script writes: {e.message}",
+                            "a copy of configs/hackback_fs.py from another hackback? copy it again") from None
 
 
 def _keep_console(out: Path) -> None:
@@ -340,14 +318,15 @@ class _Printer:
             self.show(f"[{self.label}] {line}")
 
 
-def guest_room(console: Path) -> dict[str, int]:
-    """What the guest could hold when it was checkpointed: `HACKBACK-GUEST mem_available_kib=N root_free_kib=M` from a boot's console, as numbers."""
+def guest_room(console: Path) -> Optional[GuestRoom]:
+    """What the guest could hold when it was checkpointed: `HACKBACK-GUEST mem_available_kib=N root_free_kib=M` from a boot's console."""
     try:
         text = console.read_text(errors="replace")
     except OSError:
-        return {}
+        return None
     lines = [ln for ln in text.splitlines() if ln.startswith("HACKBACK-GUEST ")]
     if not lines:
-        return {}
-    pairs = (kv.split("=", 1) for kv in lines[-1].split()[1:] if "=" in kv)
-    return {k: int(v) for k, v in pairs if v.lstrip("-").isdigit()}
+        return None
+    pairs = dict(kv.split("=", 1) for kv in lines[-1].split()[1:] if "=" in kv)
+    known = {k: int(v) for k, v in pairs.items() if k in ("mem_available_kib", "root_free_kib") and v.lstrip("-").isdigit()}
+    return GuestRoom(**known)

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import log, stats
-from .artifacts import Layout, Manifest, make_dir
+from .artifacts import Layout, make_dir
 from .errors import HackbackError, UsageError
+from .records import CPU_JOIN, RunRecord
 
 # (column, what it is); the figures' columns are read from stats.txt.
 COLUMNS = (
@@ -50,7 +51,7 @@ class Report:
 def report(layout: Layout, select: Selection, out: Optional[Path] = None) -> Report:
     every = [r for r in (_row(d) for d in sorted((layout.work_dir / "runs").glob("*/"))) if r is not None]
     for what, asked in (("checkpoint", select.checkpoint), ("cpu", select.cpu)):
-        known = sorted({part for r in every for part in str(r[what]).split(">")})
+        known = sorted({part for r in every for part in str(r[what]).split(CPU_JOIN)})
         if asked is not None and asked not in known:
             raise UsageError(f"no run in {layout.work_dir / 'runs'} has {what} {asked!r}", f"known: {', '.join(known) or 'none'}")
     rows = sorted((r for r in every if _wanted(r, select)), key=lambda r: (str(r["checkpoint"]), r["script"], str(r["cpu"])))
@@ -68,27 +69,23 @@ def report(layout: Layout, select: Selection, out: Optional[Path] = None) -> Rep
 
 def _row(run_dir: Path) -> Optional[dict[str, Any]]:
     try:
-        manifest = Manifest.read(run_dir)
+        run = RunRecord.read(run_dir)
     except HackbackError as e:
         log.warn(f"{run_dir.name} left out of the report: {e.message}")
         return None
-    if manifest is None or "run" not in manifest.parts:
+    if run is None:
         return None
-    info = manifest.parts["run"]["info"]
-    board = info.get("board", {})
+    info, board = run.info, run.info.board
     every = stats.dumps(run_dir / "stats.txt")
     whole = stats.whole_run(every)
     per_dump = [stats.figures(values) for values in every]  # once, for the rates below
-    roi_n = info.get("roi", {}).get("dump")
-    roi = stats.region(every[roi_n - 1]) if isinstance(roi_n, int) and 0 < roi_n <= len(every) else {}
-    cpu = f"{board['switch_from']}>{board['cpu']}" if board.get("switch_from") else board.get("cpu")
-    caches = board.get("caches", "none")
+    roi_n = info.measured.roi.dump if info.measured.roi else None
+    roi = stats.region(every[roi_n - 1]) if roi_n is not None and 0 < roi_n <= len(every) else {}
     row: dict[str, Any] = {
-        "run": run_dir.name, "checkpoint": info.get("checkpoint", {}).get("name"), "script": Path(info["script"]["path"]).name,
-        "cpu": cpu, "caches": caches, "l1d": board.get("l1d") if caches != "none" else None,
-        "l2": board.get("l2") if caches == "l1l2" else None,
-        "payload": " ".join(Path(d).name for d in info.get("payload", {}).get("dirs", [])) or None,
-        "status": info.get("script_status"), "sim_seconds": info.get("sim_seconds"), "host_seconds": info.get("host_seconds"),
+        "run": run_dir.name, "checkpoint": info.checkpoint.name, "script": info.script.path.name,
+        "cpu": board.cpu_label, "caches": board.caches, "l1d": board.l1d or None, "l2": board.l2 or None,
+        "payload": " ".join(d.name for d in info.payload.dirs) if info.payload and info.payload.dirs else None,
+        "status": info.script_status, "sim_seconds": info.sim_seconds, "host_seconds": info.host_seconds,
         "insts": whole.get("insts"), "ipc": whole.get("ipc"),
         "l1d_miss_rate": _last(per_dump, "l1d_miss_rate"), "l2_miss_rate": _last(per_dump, "l2_miss_rate"),
         **{f"roi_{k}": roi.get(k) for k in ("insts", "ipc", "l1d_miss_rate", "l2_miss_rate")},
@@ -109,7 +106,7 @@ def _last(per_dump: Sequence[dict[str, Any]], key: str) -> Optional[float]:
 def _wanted(row: dict[str, Any], s: Selection) -> bool:
     return ((s.checkpoint is None or row["checkpoint"] == s.checkpoint)
             and (s.script is None or s.script in (row["script"], Path(row["script"]).stem))
-            and (s.cpu is None or s.cpu in str(row["cpu"]).split(">")))
+            and (s.cpu is None or s.cpu in str(row["cpu"]).split(CPU_JOIN)))
 
 
 def _text(value: Any) -> str:
@@ -223,7 +220,7 @@ def _sweeps(rows: Sequence[dict[str, Any]], directory: Path) -> list[Path]:
             ax.set_ylabel(metric.replace("roi_", "ROI ").replace("_", " "))
         fig.suptitle(f"{script} on {key[2]} ({key[3]} caches): against {param}")
         fig.tight_layout()
-        path = directory / f"{key[0]}-{Path(script).stem}-{key[2].replace('>', '-to-')}-{key[3]}_vs_{param}.png"
+        path = directory / f"{key[0]}-{Path(script).stem}-{key[2]}-{key[3]}_vs_{param}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         out.append(path)

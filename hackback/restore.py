@@ -20,7 +20,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 from . import gem5run, log, stats
 from . import payload as payload_
@@ -30,7 +30,8 @@ from .config import Config
 from .context import StepContext
 from .engine import Engine
 from .ownership import owner_label
-from .records import GEM5_KERNEL, CheckpointArtifact, EnvArtifact, RunResult
+from .records import (GEM5_KERNEL, Board, CheckpointArtifact, CheckpointInfo, EnvArtifact, FileRef, Gem5Result, MadeBy, Parent,
+                      PayloadRef, RunInfo, RunRecord, RunResult, ScriptEnd, ScriptStatus)
 from .errors import ArtifactError, Gem5RunFailed, HackbackError, MismatchError, ResultsLost, ScriptFailed, UsageError
 
 SCRIPT_EXIT = gem5run.SCRIPT_EXIT
@@ -83,49 +84,53 @@ def check_script(p: Path) -> None:
 def verify(cpt: CheckpointArtifact, env: EnvArtifact, kernel: Path, disk: Path, hashes: HashCache) -> list[str]:
     """Refuse inputs that differ from the checkpoint's; return warnings for allowed differences."""
     info = cpt.info
-    for what, path, took in (("kernel", kernel, info["kernel"]), ("disk image", disk, info["image"])):
+    for what, path, took in (("kernel", kernel, info.kernel), ("disk image", disk, info.image)):
         if not path.is_file():
-            raise UsageError(f"{what} {path} does not exist", f"checkpoint '{cpt.name}' was taken with {took['path']}")
-        got, want = hashes.sha256(path), took["sha256"]
-        if got != want:
+            raise UsageError(f"{what} {path} does not exist", f"checkpoint '{cpt.name}' was taken with {took.path}")
+        got = hashes.sha256(path)
+        if got != took.sha256:
             raise MismatchError(
-                f"the {what} {path} (sha256 {got[:12]}…) is not the one checkpoint '{cpt.name}' was taken with ({want[:12]}…)",
+                f"the {what} {path} (sha256 {got[:12]}…) is not the one checkpoint '{cpt.name}' was taken with ({took.sha256[:12]}…)",
                 f"the {what} was rebuilt or replaced since (a changed user layer, say): restore with the one it was "
                 f"taken with, or take a new checkpoint with `hackback checkpoint`",
             )
-    have, took = env.gem5(), info["gem5"]
-    if have["release"] != took["release"]:
+    have, took_gem5 = env.gem5(), info.gem5
+    if have.release != took_gem5.release:
         raise MismatchError(
-            f"env gem5 is release {have['release']}, checkpoint '{cpt.name}' was taken with {took['release']}",
+            f"env gem5 is release {have.release}, checkpoint '{cpt.name}' was taken with {took_gem5.release}",
             "checkpoints do not carry across gem5 releases; take a new one with this gem5",
         )
-    if have["version_tags"] != took["version_tags"]:
-        extra = sorted(set(have["version_tags"]) ^ set(took["version_tags"]))
+    if have.version_tags != took_gem5.version_tags:
+        extra = sorted(set(have.version_tags) ^ set(took_gem5.version_tags))
         raise MismatchError(
             f"env gem5's checkpoint version tags differ from checkpoint '{cpt.name}' ({', '.join(extra[:3])})",
             "take a new checkpoint with this gem5",
         )
     warnings = []
-    if have["tree_sha256"] != took["tree_sha256"] or have["binary_sha256"] != took["binary_sha256"]:
+    if have.differs_from(took_gem5):
         warnings.append(
-            f"env gem5 was built from a different {took['release']} tree than the one that took checkpoint "
+            f"env gem5 was built from a different {took_gem5.release} tree than the one that took checkpoint "
             f"'{cpt.name}' (a modified gem5, same release and version tags): allowed, and recorded in the run's manifest"
         )
     return warnings
 
 
-def run_inputs(cfg: Config, cpt: CheckpointArtifact, env: EnvArtifact, script_sha: str,
+def board_of(cfg: Config, cpt: CheckpointArtifact) -> Board:
+    """The board a restore of `cpt` simulates: the checkpoint's memory and cores, the config's CPU and caches."""
+    r = cfg.restore
+    return Board(memory=cpt.info.board.memory, cores=cpt.info.board.cores, cpu=r.cpu, caches=r.caches, l1d=r.l1d, l1i=r.l1i,
+                 l2=r.l2, switch_from=r.switch_from, switch_after_insts=r.switch_after_insts, warmup_insts=r.warmup_insts)
+
+
+def run_inputs(cfg: Config, cpt: CheckpointArtifact, env: EnvArtifact, board: Board, script_sha: str,
                payload_sha: Optional[str] = None) -> dict[str, Any]:
     run_cfg = cfg.restore
-    g = env.gem5()
     return {
         **({"payload_sha256": payload_sha} if payload_sha else {}),
         "checkpoint": cpt.identity_digest(),
         "script_sha256": script_sha,
-        "gem5_binary_sha256": g["binary_sha256"],
-        "board": {"cpu": run_cfg.cpu, "caches": run_cfg.caches, **({"l1d": run_cfg.l1d, "l1i": run_cfg.l1i, "l2": run_cfg.l2} if run_cfg.caches != "none" else {}),
-                  **({"switch_from": run_cfg.switch_from, "switch_after_insts": run_cfg.switch_after_insts,
-                      "warmup_insts": run_cfg.warmup_insts} if run_cfg.switch_from else {})},
+        "gem5_binary_sha256": env.gem5().binary_sha256,
+        "board": board.inputs(),
         "run_script_sha256": gem5run.run_script_sha256(run_cfg.gem5_config),
         **({"gem5_config": str(run_cfg.gem5_config)} if run_cfg.gem5_config else {}),
         **({"gem5_args": list(run_cfg.gem5_args)} if run_cfg.gem5_args else {}),
@@ -133,12 +138,10 @@ def run_inputs(cfg: Config, cpt: CheckpointArtifact, env: EnvArtifact, script_sh
     }
 
 
-def run_id(cfg: Config, cpt: CheckpointArtifact, script: Path, inputs: dict[str, Any]) -> str:
+def run_id(cpt: CheckpointArtifact, script: Path, board: Board, inputs: dict[str, Any]) -> str:
     """Named by what it ran, with a digest of every input: the same inputs are the same run."""
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", script.stem)[:40] or "script"
-    cache = f"-{cfg.restore.caches}" if cfg.restore.caches != "none" else ""
-    cpu = f"{cfg.restore.switch_from}-to-{cfg.restore.cpu}" if cfg.restore.switch_from else cfg.restore.cpu
-    return f"{cpt.name}-{stem}-{cpu}{cache}-{digest_of(inputs)[:8]}"
+    return f"{cpt.name}-{stem}-{board.id_part()}-{digest_of(inputs)[:8]}"
 
 
 @dataclass(frozen=True)
@@ -150,36 +153,56 @@ class Restores:
     cpt: CheckpointArtifact
     kernel: Path
     disk: Path
+    board: Board
     warnings: list[str]
     force: bool
-    payload: Optional[payload_.Payload] = None
 
 
 @dataclass(frozen=True)
 class Plan:
+    """One run: its script and payload, its inputs and its id."""
+
     script: Path
     want: dict[str, Any]
     rid: str
+    payload: Optional[payload_.Payload] = None
 
 
-def prepare(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts: Sequence[Path],
+@dataclass(frozen=True)
+class OwnPayload:
+    """A script that brings its own payload (a suite member and its binary), not restore.payload's."""
+
+    script: Path
+    payload: Optional[payload_.Payload]
+
+
+Scripts = Union[Sequence[Path], Sequence[OwnPayload]]
+
+
+def prepare(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts: Scripts,
             kernel: Optional[Path] = None, disk: Optional[Path] = None, force: bool = False) -> tuple["Restores", list["Plan"]]:
     """Everything checked before a run starts (scripts, the checkpoint's kernel,
-    image and gem5, the payload), and each script's run: its inputs and run id."""
-    for s in scripts:
-        check_script(s)
-    kernel = kernel or Path(cpt.info["kernel"]["path"])
-    disk = disk or Path(cpt.info["image"]["path"])
+    image and gem5, the payloads), and each script's run: its inputs and run id.
+    A plain script gets the config's payload (restore.payload)."""
+    given = [s if isinstance(s, OwnPayload) else None for s in scripts]
+    paths = [s.script if isinstance(s, OwnPayload) else s for s in scripts]
+    for path in paths:
+        check_script(path)
+    kernel = kernel or cpt.info.kernel.path
+    disk = disk or cpt.info.image.path
     warnings = verify(cpt, env, kernel, disk, ctx.hashes)
     for w in warnings:
         log.warn(w)
-    brought = _payload(ctx.cfg, cpt)
-    runs = Restores(ctx, env, cpt, kernel, disk, warnings, force, brought)
-    payload_sha = brought.sha256(ctx.hashes) if brought else None
+    board = board_of(ctx.cfg, cpt)
+    runs = Restores(ctx, env, cpt, kernel, disk, board, warnings, force)
+    shared = check_payload(ctx.cfg) if None in given else None
     plans = []
-    for s in scripts:
-        want = run_inputs(ctx.cfg, cpt, env, ctx.hashes.sha256(s), payload_sha)
-        plans.append(Plan(s, want, run_id(ctx.cfg, cpt, s, want)))
+    for s, own in zip(paths, given):
+        brought = own.payload if own is not None else shared
+        if brought is not None:
+            _fits(brought, cpt)
+        want = run_inputs(ctx.cfg, cpt, env, board, ctx.hashes.sha256(s), brought.sha256(ctx.hashes) if brought else None)
+        plans.append(Plan(s, want, run_id(cpt, s, board, want), brought))
     return runs, plans
 
 
@@ -189,18 +212,18 @@ def completed(ctx: StepContext, plan: "Plan") -> Optional[RunResult]:
     manifest = Manifest.read(directory)
     if manifest is None or manifest.staleness("run", plan.want, directory, ctx.hashes) is not None:
         return None
-    return _result(plan.rid, directory, manifest, reused=True)
+    return result_in(directory, plan.rid, reused=True)
 
 
 def result_in(directory: Path, rid: str, reused: bool = False) -> RunResult:
     """The result a finished run's manifest records."""
-    manifest = Manifest.read(directory)
-    if manifest is None or "run" not in manifest.parts:
+    run = RunRecord.read(directory)
+    if run is None:
         raise ArtifactError(f"run {rid} has no manifest in {directory}", "its task did not finish; submit it again")
-    return _result(rid, directory, manifest, reused=reused)
+    return RunResult.of(rid, run, reused)
 
 
-def restore(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts: Sequence[Path],
+def restore(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts: Scripts,
             kernel: Optional[Path] = None, disk: Optional[Path] = None, force: bool = False) -> list[RunResult]:
     runs, plans = prepare(ctx, env, cpt, scripts, kernel, disk, force)
     if dry_running():
@@ -212,7 +235,12 @@ def restore(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts
         return [_save_child(runs, plans[0], child)]
     jobs = max(1, min(ctx.cfg.restore.jobs, len(plans)))
     results, failures = _run_serially(runs, plans) if jobs == 1 else _run_in_parallel(runs, plans, jobs)
-    done = [r for r in results if r is not None]
+    return finish([r for r in results if r is not None], failures, len(plans))
+
+
+def finish(done: Sequence[RunResult], failures: Sequence[HackbackError], total: int) -> list[RunResult]:
+    """The one ending of a batch of runs, however they ran: every run's summary,
+    then the failure (one), or how many failed and the first."""
     if len(done) > 1:
         log.info(f"{len(done)} runs:")
     for r in done:
@@ -221,8 +249,8 @@ def restore(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts
         if len(failures) == 1:
             raise failures[0]
         first = failures[0]
-        raise type(first)(f"{len(failures)} of {len(plans)} runs failed; first: {first.message}", first.hint)
-    return done
+        raise type(first)(f"{len(failures)} of {total} runs failed; first: {first.message}", first.hint)
+    return list(done)
 
 
 def check_payload(cfg: Config) -> Optional[payload_.Payload]:
@@ -233,18 +261,15 @@ def check_payload(cfg: Config) -> Optional[payload_.Payload]:
     return payload_.collect([Path(d).expanduser() for d in cfg.restore.payload], cfg.restore.payload_max_bytes)
 
 
-def _payload(cfg: Config, cpt: CheckpointArtifact) -> Optional[payload_.Payload]:
-    """The payload, and that the guest has room for it (its free disk, recorded with the checkpoint)."""
-    brought = check_payload(cfg)
-    if brought is None:
-        return None
-    free_kib = cpt.info.get("guest", {}).get("root_free_kib")
-    if isinstance(free_kib, int) and free_kib >= 0 and brought.bytes > (free_kib - 64 * 1024) * 1024:
+def _fits(brought: payload_.Payload, cpt: CheckpointArtifact) -> None:
+    """The guest has room for the payload (its free disk, recorded with the checkpoint)."""
+    room = cpt.info.guest
+    free_kib = room.root_free_kib if room is not None else -1
+    if free_kib >= 0 and brought.bytes > (free_kib - 64 * 1024) * 1024:
         raise UsageError(f"the payload is {brought.bytes / 2**20:.0f} MiB; the guest of checkpoint '{cpt.name}' has "
                          f"{free_kib / 1024:.0f} MiB free on its root filesystem (less 64 MiB kept free)",
                          "bring less, or build the image larger (image.size_mib) and take a new checkpoint")
     log.info(f"payload: {payload_.describe(brought)}")
-    return brought
 
 
 _Outcomes = tuple[list[Optional[RunResult]], list[HackbackError]]
@@ -314,38 +339,28 @@ def _stop_our_containers(engine: Engine) -> None:
             engine.remove_container(cid)
 
 
-def _board(cfg: Config, cpt: CheckpointArtifact) -> gem5run.Board:
-    run_cfg = cfg.restore
-    return gem5run.Board(memory=cpt.info["board"]["memory"], cores=int(cpt.info["board"]["cores"]), cpu=run_cfg.cpu,
-                         caches=run_cfg.caches, l1d=run_cfg.l1d, l1i=run_cfg.l1i, l2=run_cfg.l2,
-                         switch_from=run_cfg.switch_from, switch_after_insts=run_cfg.switch_after_insts,
-                         warmup_insts=run_cfg.warmup_insts)
-
-
 def _script_copy(plan: Plan) -> str:
     return f"script{plan.script.suffix or '.rcS'}"
 
 
-def _run_gem5(runs: Restores, plan: Plan, tmp: Path, label: str, keep: tuple[Kind, str]) -> tuple[dict[str, Any], gem5run.Gem5Job]:
+def _run_gem5(runs: Restores, plan: Plan, tmp: Path, label: str, keep: tuple[Kind, str]) -> tuple[Gem5Result, gem5run.Gem5Job]:
     """One restored run of plan.script in `tmp` (with its payload, saving a child
     checkpoint when the restore saves one); its result and job. A failed run's
     logs are kept as <work>/failed/<keep kind>-<keep name>."""
     ctx, cpt, run_cfg = runs.ctx, runs.cpt, runs.ctx.cfg.restore
     shutil.copy2(plan.script, tmp / _script_copy(plan))
     readfile = tmp / _script_copy(plan)
-    if runs.payload is not None:
+    if plan.payload is not None:
         readfile = tmp / READFILE  # header + script + index + files; removed after the run (the payload's digest is kept)
-        payload_.write_stream(plan.script, runs.payload, readfile)
+        payload_.write_stream(plan.script, plan.payload, readfile)
     g = runs.env.gem5()
     job = gem5run.Gem5Job(
-        label=label, env_image=g["env_image"], binary=g["binary"], mode="restore", kernel=cpt.gem5_kernel(runs.kernel),
-        disk=runs.disk, kernel_args=cpt.info["kernel_args"], board=_board(ctx.cfg, cpt), out=tmp, checkpoint=cpt.cpt,
+        label=label, env_image=g.env_image, binary=g.binary, mode="restore", kernel=cpt.gem5_kernel(runs.kernel),
+        disk=runs.disk, kernel_args=cpt.info.kernel_args, board=runs.board, out=tmp, checkpoint=cpt.cpt,
         script=readfile, max_sim_seconds=run_cfg.max_sim_seconds, max_wall_seconds=run_cfg.max_wall_seconds,
         save_child=bool(run_cfg.save_checkpoint), config=run_cfg.gem5_config, gem5_args=run_cfg.gem5_args,
     )
-    caches = f", {run_cfg.caches} caches" if run_cfg.caches != "none" else ""
-    cpu = f"{run_cfg.switch_from} then {run_cfg.cpu}" if run_cfg.switch_from else run_cfg.cpu
-    with log.step(f"restore {plan.rid}: {plan.script.name} on {cpu} CPU{caches}"):
+    with log.step(f"restore {plan.rid}: {plan.script.name} on {runs.board.label()}"):
         # Artifact directories only ever hold complete ones; what a failed run printed is kept aside.
         result = gem5run.run(ctx.engine, job, keep_failed=lambda: keep_failed(ctx.layout, keep[0], keep[1], tmp),
                              prefix=f"{plan.rid}: ")
@@ -369,13 +384,10 @@ def _one(runs: Restores, plan: Plan, label: str) -> RunResult:
                    for name in ("stats.txt", "config.ini", "config.json", "console.log", _script_copy(plan), *traces)
                    if (tmp / name).is_file()}
         outputs.update({str(p.relative_to(tmp)): file_record(p, ctx.hashes) for p in results})
-        manifest.set_part("run", plan.want, outputs, _info(runs, plan, job, result, runs.env.gem5()))
+        manifest.set_part("run", plan.want, outputs, _info(runs, plan, job, result).to_json())
 
     done = build_unless_fresh(ctx.layout, Target("runs", plan.rid, "run", f"run {plan.rid}"), plan.want, runs.force, build)
-    return _finish(_result(plan.rid, done.directory, done.manifest, reused=not done.built), plan.script)
-
-
-INHERITED = ("gem5", "kernel", "image", "board", "boot", "kernel_args", "timing")  # a child is its parent's system
+    return _finish(result_in(done.directory, plan.rid, reused=not done.built), plan.script)
 
 
 def _save_child(runs: Restores, plan: Plan, name: str) -> RunResult:
@@ -387,48 +399,39 @@ def _save_child(runs: Restores, plan: Plan, name: str) -> RunResult:
 
     def build(tmp: Path, manifest: Manifest) -> None:
         result, job = _run_gem5(runs, plan, tmp, "gem5:child", ("checkpoints", name))
-        cpt = tmp / str(result["checkpoint"])
-        if not (cpt / "m5.cpt").is_file():
+        cpt = tmp / str(result.checkpoint)
+        if not result.checkpoint or not (cpt / "m5.cpt").is_file():
             raise ArtifactError(f"gem5 reported a child checkpoint but {cpt.name}/m5.cpt is missing", f"see {tmp / 'gem5.log'}")
         files = sorted(p for p in cpt.rglob("*") if p.is_file())
-        if parent.info.get("gem5_kernel"):  # the stripped kernel it was booted with, beside it as beside its parent
+        if parent.info.gem5_kernel:  # the stripped kernel it was booted with, beside it as beside its parent
             os.link(parent.directory / GEM5_KERNEL, tmp / GEM5_KERNEL)
             ctx.hashes.linked(parent.directory / GEM5_KERNEL, tmp / GEM5_KERNEL)
             files.append(tmp / GEM5_KERNEL)
-        info = {k: parent.info[k] for k in (*INHERITED, "gem5_kernel") if k in parent.info}
-        info.update(_stats(tmp / "stats.txt", result), cpt=cpt.name, tick=int(result["final_tick"]),
-                    sim_seconds=result["sim_seconds"], host_seconds=result["host_seconds"],
-                    console_last_line=result.get("console_last_line", ""),
-                    parent={"name": parent.name, "directory": str(parent.directory), "cpt": parent.cpt.name,
-                            "identity": parent.identity_digest()},
-                    made_by={"script": {"path": str(plan.script.resolve()), "sha256": plan.want["script_sha256"]},
-                             "payload_sha256": plan.want.get("payload_sha256"), **job.board.__dict__})
-        if room := gem5run.guest_room(tmp / gem5run.CONSOLE_COPY):
-            info["guest"] = room
-        manifest.set_part("checkpoint", want, {str(p.relative_to(tmp)): file_record(p, ctx.hashes) for p in files}, info)
+        info = child_info(parent, cpt.name, result, tmp,
+                          MadeBy(FileRef(plan.script.resolve(), plan.want["script_sha256"]), job.board,
+                                 plan.want.get("payload_sha256")))
+        manifest.set_part("checkpoint", want, {str(p.relative_to(tmp)): file_record(p, ctx.hashes) for p in files},
+                          info.to_json())
 
     done = build_unless_fresh(ctx.layout, Target("checkpoints", name, "checkpoint", f"checkpoint '{name}'"), want,
                               runs.force, build)
-    info = done.manifest.parts["checkpoint"]["info"]
-    log.info(f"child checkpoint '{name}': {info['cpt']} at tick {info['tick']}, a child of '{parent.name}' "
-             f"({done.directory}); restore it with --checkpoint {done.directory}")
-    return RunResult(name, done.directory, "checkpoint", None, float(info["sim_seconds"]), float(info["host_seconds"]),
-                     dict(info.get("stats", {})), not done.built, dict(info.get("roi", {})))
+    child = CheckpointArtifact.read(done.directory)
+    info = child.info
+    log.info(f"child checkpoint '{name}': {info.cpt} at tick {info.tick}, a child of '{parent.name}' "
+             f"({done.directory}); restore it with --checkpoint {name}")
+    measured = info.measured
+    return RunResult(name, done.directory, "checkpoint", ScriptStatus.parse(None), info.sim_seconds, info.host_seconds,
+                     measured.stats if measured else {}, not done.built, measured.roi if measured else None)
 
 
-def _stats(path: Path, result: dict[str, Any]) -> dict[str, Any]:
-    """The whole run's figures (all its stats dumps) and, when the script marked
-    one with m5 workbegin/workend, the region of interest's apart."""
-    every = stats.dumps(path)
-    out: dict[str, Any] = {"stats": stats.whole_run(every), "stats_dumps": len(every)}
-    roi = stats.roi_dump(result)
-    if roi is not None and roi < len(every):
-        out["roi"] = {**stats.region(every[roi]), "dump": roi + 1}
-    if len(every) > 1:
-        out["parts"] = stats.parts(every, result)
-    if result.get("switch"):
-        out["switch"] = result["switch"]
-    return out
+def child_info(parent: CheckpointArtifact, cpt: str, result: Gem5Result, out: Path, made_by: MadeBy) -> CheckpointInfo:
+    """A child checkpoint's info: its parent's system (gem5, kernel, image, board,
+    boot, kernel arguments, timing), where and how it was saved, what ran up to it."""
+    return dataclasses.replace(
+        parent.info, cpt=cpt, tick=result.final_tick, sim_seconds=result.sim_seconds, host_seconds=result.host_seconds,
+        phases=result.phases, console_last_line=result.console_last_line,
+        guest=gem5run.guest_room(out / gem5run.CONSOLE_COPY), measured=stats.measured(out / "stats.txt", result),
+        parent=Parent(parent.name, parent.directory, parent.cpt.name, parent.identity_digest()), made_by=made_by)
 
 
 def _console(out: Path) -> str:
@@ -444,46 +447,31 @@ def _script_status(console: str) -> Optional[str]:
     return "payload" if "payload" in statuses else statuses[-1] if statuses else None
 
 
-def _info(runs: Restores, plan: Plan, job: gem5run.Gem5Job, result: dict[str, Any], g: dict[str, Any]) -> dict[str, Any]:
-    cpt = runs.cpt
-    return {
-        "checkpoint": {"name": cpt.name, "directory": str(cpt.directory), "cpt": cpt.cpt.name},
-        "script": {"path": str(plan.script.resolve()), "sha256": plan.want["script_sha256"]},
-        "gem5": g,
-        "gem5_warnings": runs.warnings,
-        "board": {**plan.want["board"], "memory": job.board.memory, "cores": job.board.cores},
-        "cause": result["cause"],
-        "script_status": _script_status(_console(job.out)),
-        "sim_seconds": result["sim_seconds"],
-        "host_seconds": result["host_seconds"],
+def _info(runs: Restores, plan: Plan, job: gem5run.Gem5Job, result: Gem5Result) -> RunInfo:
+    brought = plan.payload
+    return RunInfo(
+        checkpoint=runs.cpt.ref(), script=FileRef(plan.script.resolve(), plan.want["script_sha256"]), gem5=runs.env.gem5(),
+        gem5_warnings=tuple(runs.warnings), board=job.board, cause=result.cause, script_status=_script_status(_console(job.out)),
+        sim_seconds=result.sim_seconds, host_seconds=result.host_seconds,
         # Where the host time went: gem5's start-up and board, loading the
         # checkpoint, simulating; the container's whole life around them.
-        "phases": result.get("phases", {}),
-        "container_wall_seconds": result.get("container_wall_seconds"),
-        **_stats(job.out / "stats.txt", result),
-        **({"payload": {"dirs": [str(d) for d in runs.payload.dirs], "files": len(runs.payload.files),
-                        "bytes": runs.payload.bytes, "sha256": plan.want["payload_sha256"]}} if runs.payload else {}),
-    }
-
-
-def _result(rid: str, directory: Path, manifest: Manifest, reused: bool = False) -> RunResult:
-    info = manifest.parts["run"]["info"]
-    return RunResult(rid, directory, info["cause"], info["script_status"], float(info["sim_seconds"]),
-                     float(info["host_seconds"]), dict(info["stats"]), reused, dict(info.get("roi", {})))
+        phases=result.phases, container_wall_seconds=result.container_wall_seconds,
+        measured=stats.measured(job.out / "stats.txt", result),
+        payload=PayloadRef(brought.dirs, len(brought.files), brought.bytes, plan.want["payload_sha256"]) if brought else None)
 
 
 def _finish(result: RunResult, script: Path) -> RunResult:
-    status = result.script_status
-    if status is None and result.cause == "exit":
+    status = result.status
+    if status.end is ScriptEnd.UNREPORTED and result.cause == "exit":
         # The script called m5 exit itself (the seed method's convention and
         # gem5-resources' run scripts): a normal ending, before the rcS could
         # print the status line.
         return result
-    if status is None or status == "empty" or status != "0":
+    if status.end is not ScriptEnd.EXITED or status.code != 0:
         log.info(result.summary())
-        code = int(status) if status and status.isdigit() else 1
-        what = {"payload": "did not run: its payload could not be unpacked", "empty": "reached the guest empty"}.get(
-            status or "", f"exited {status}" if status and status.isdigit() else "reported no exit status")
+        what = {ScriptEnd.PAYLOAD: "did not run: its payload could not be unpacked",
+                ScriptEnd.EMPTY: "reached the guest empty", ScriptEnd.EXITED: f"exited {status}"}.get(
+            status.end, "reported no exit status")
         raise ScriptFailed(f"script {script.name} {what} in the guest", f"its output is in {result.directory / 'console.log'}",
-                           exit_status=code, result=result)
+                           exit_status=status.exit_code, result=result)
     return result

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
+
+from .errors import ArtifactError
+from .records import Gem5Result, Measured, Part, Roi
 
 BEGIN = "---------- Begin Simulation Statistics ----------"
 END = "---------- End Simulation Statistics   ----------"  # gem5's src/base/stats/text.cc spells it so
@@ -80,15 +83,14 @@ def _insts(values: dict[str, str]) -> Optional[float]:
         return None
 
 
-def figures(values: dict[str, str]) -> dict[str, Any]:
+def figures(values: dict[str, str]) -> dict[str, float]:
     """The figures a run reports from one dump (missing stats are left out, never 0):
     insts (every core's committed instructions), numCycles (the busiest core's), IPC
     from those, cache miss rates, and gem5's own simInsts (counted from the run's start)."""
-    out: dict[str, Any] = {k: _num(values, k) for k in (*COUNTS, *CUMULATIVE, "hostInstRate")}
-    out["numCycles"] = _cycles(values)
-    out["insts"] = _insts(values)
-    insts = out["insts"]
-    out["ipc"] = insts / out["numCycles"] if insts is not None and out["numCycles"] else None
+    out: dict[str, Optional[float]] = {k: _num(values, k) for k in (*COUNTS, *CUMULATIVE, "hostInstRate")}
+    out["numCycles"] = cycles = _cycles(values)
+    out["insts"] = insts = _insts(values)
+    out["ipc"] = insts / cycles if insts is not None and cycles else None
     for key, name in CACHES.items():
         out[key] = _miss_rate(values, name)
     return {k: v for k, v in out.items() if v is not None}
@@ -107,19 +109,19 @@ def _miss_rate(values: dict[str, str], name: str) -> Optional[float]:
     return (_num(values, f"{cache}.overallMisses::total") or 0.0) / accesses
 
 
-def region(values: dict[str, str]) -> dict[str, Any]:
+def region(values: dict[str, str]) -> dict[str, float]:
     """One dump's own figures: without gem5's counts from the run's start."""
     return {k: v for k, v in figures(values).items() if k not in (*CUMULATIVE, "hostInstRate")}
 
 
-def whole_run(all_dumps: Sequence[dict[str, str]]) -> dict[str, Any]:
+def whole_run(all_dumps: Sequence[dict[str, str]]) -> dict[str, float]:
     """The run from restore to exit: counts added over its dumps, IPC over the sum."""
     parts = [figures(d) for d in all_dumps]
     if not parts:
         return {}
     if len(parts) == 1:
         return parts[0]
-    out: dict[str, Any] = {}
+    out: dict[str, float] = {}
     for key in (*COUNTS, "numCycles", "insts"):
         vals = [p[key] for p in parts if key in p]
         if vals:
@@ -145,32 +147,48 @@ def core_insts(values: dict[str, str]) -> dict[str, float]:
     return out
 
 
-def parts(all_dumps: Sequence[dict[str, str]], result: dict[str, Any]) -> list[dict[str, Any]]:
+def parts(all_dumps: Sequence[dict[str, str]], result: Gem5Result) -> tuple[Part, ...]:
     """Every dump's own figures, with what ended it (the work item the run script
     dumped at, or the run's end) and the CPU it ran on: a switching run's fast and
     measured parts side by side."""
-    ended = {int(i["dump"]): i for i in result.get("work_items", []) if isinstance(i.get("dump"), int)}
-    last = {"kind": "end", **({"cpu": result["cpu_at_end"]} if "cpu_at_end" in result else {})}
+    ended = {i.dump: i for i in result.work_items if i.dump is not None}
     out = []
     for n, values in enumerate(all_dumps, 1):
-        item = ended.get(n, last if n == len(all_dumps) else {})
-        out.append({"dump": n, "ended_by": item.get("kind", "end"), **({"cpu": item["cpu"]} if "cpu" in item else {}),
-                    **region(values), "core_insts": core_insts(values)})
-    return out
+        item = ended.get(n)
+        if item is not None:
+            kind, cpu = item.kind, item.cpu
+        else:
+            kind, cpu = "end", (result.cpu_at_end or None) if n == len(all_dumps) else None
+        out.append(Part(n, kind, region(values), core_insts(values), cpu))
+    return tuple(out)
 
 
-def roi_dump(result: dict[str, Any]) -> Optional[int]:
+def roi_dump(result: Gem5Result) -> Optional[int]:
     """Which dump (0-based) holds the region of interest. The run script names it
     (roi_dump, 1-based: in a switching run the measured part, after the switch and
     its warm-up); a result without it (an older run script, a user's copy): the
     dump made at the first workend after a workbegin. None if the run had none."""
-    if "roi_dump" in result:
-        n = result["roi_dump"]
-        return n - 1 if isinstance(n, int) and n > 0 else None
+    if result.roi_named:
+        n = result.roi_dump
+        return n - 1 if n is not None and n > 0 else None
     begun = False
-    for item in result.get("work_items", []):
-        if item.get("kind") == "workbegin":
+    for item in result.work_items:
+        if item.kind == "workbegin":
             begun = True
-        elif item.get("kind") == "workend" and begun and isinstance(item.get("dump"), int):
-            return int(item["dump"]) - 1
+        elif item.kind == "workend" and begun and item.dump is not None:
+            return item.dump - 1
     return None
+
+
+def measured(path: Path, result: Gem5Result) -> Measured:
+    """What a run measured: the whole run's figures (all its stats dumps) and,
+    when the script marked one (m5 workbegin/workend), the region of interest's
+    apart; each dump's own when there are several; the switch."""
+    every = dumps(path)
+    roi = roi_dump(result)
+    if roi is not None and roi >= len(every):
+        raise ArtifactError(f"the run script names stats dump {roi + 1} as the region of interest; {path} has {len(every)}",
+                            "see gem5.log; run it again")
+    return Measured(stats=whole_run(every), stats_dumps=len(every),
+                    roi=Roi(roi + 1, region(every[roi])) if roi is not None else None,
+                    parts=parts(every, result) if len(every) > 1 else (), switch=result.switch)

@@ -232,3 +232,34 @@ def fake_gem5_tree(tmp_path: Path) -> Path:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text)
     return root
+
+
+GEM5_BUILD_JSON = {"release": "24.0.0.1", "version_tags": ["t"], "tree_sha256": "t" * 64, "binary_sha256": "b" * 64,
+                   "env_image": "hackback-env:test", "binary": "/opt/hackback/bin/gem5.opt"}
+
+
+def checkpoint_info_json(cpt: str = "cpt.100", **more: object) -> dict[str, object]:
+    """A whole checkpoint info as hackback writes it (records.CheckpointInfo), for tests that make manifests by hand."""
+    return {"cpt": cpt, "tick": int(cpt.split(".")[-1]) if cpt.split(".")[-1].isdigit() else 1, "sim_seconds": 0.5,
+            "host_seconds": 9.0, "gem5": GEM5_BUILD_JSON, "kernel": {"path": "/k/vmlinux", "sha256": "k" * 64},
+            "image": {"path": "/d/disk.img", "sha256": "d" * 64, "partuuid": "abcd1234-01"},
+            "board": {"memory": "2GiB", "cores": 1, "cpu": "atomic"}, "boot": "fast", "kernel_args": "console=ttyS0",
+            **more}
+
+
+def run_info_json(checkpoint: str = "default", script: str = "/x/script.sh", **more: object) -> dict[str, object]:
+    """A whole run info as hackback writes it (records.RunInfo), for tests that make manifests by hand."""
+    board = {"memory": "2GiB", "cores": 1, "cpu": "atomic", "caches": "none"}
+    board.update(more.pop("board", {}))  # type: ignore[call-overload]
+    return {"checkpoint": {"name": checkpoint, "directory": f"/w/checkpoints/{checkpoint}", "cpt": "cpt.100"},
+            "script": {"path": script, "sha256": "s" * 64}, "gem5": GEM5_BUILD_JSON, "board": board, "cause": "exit",
+            "script_status": "0", "sim_seconds": 0.001, "host_seconds": 1.0, "stats": {}, **more}
+
+
+def result_of(**fields: object) -> "Gem5Result":
+    """A run script's result with these fields (the rest as a plain restore's)."""
+    base: dict[str, object] = {"mode": "restore", "cause": "exit", "expected": "exit", "ok": True, "sim_seconds": 1.5,
+                            "host_seconds": 3600.0, "final_tick": 1}
+    from hackback.records import Gem5Result
+
+    return Gem5Result.from_json({**base, **fields})

@@ -124,5 +124,24 @@ class TestCheckpointManifestWithoutItsInfo:
         with pytest.raises(ArtifactError, match="has no 'info' object"):
             CheckpointArtifact.read(d)
 
+    GOOD = {"cpt": "cpt.100", "tick": 100, "sim_seconds": 0.5, "host_seconds": 9.0,
+            "gem5": {"release": "24.0.0.1", "version_tags": ["t"], "tree_sha256": "t", "binary_sha256": "b",
+                     "env_image": "e", "binary": "/g"},
+            "kernel": {"path": "/k", "sha256": "k"}, "image": {"path": "/d", "sha256": "d", "partuuid": "p-01"},
+            "board": {"memory": "2GiB", "cores": 1, "cpu": "atomic"}, "boot": "fast", "kernel_args": "console=ttyS0"}
+
     def test_the_good_one_loads(self, tmp_path: Path) -> None:
-        assert CheckpointArtifact.read(self._dir(tmp_path, {"cpt": "cpt.100"})).cpt.name == "cpt.100"
+        cpt = CheckpointArtifact.read(self._dir(tmp_path, self.GOOD))
+        assert cpt.cpt.name == "cpt.100" and cpt.info.board.memory == "2GiB" and cpt.info.image.partuuid == "p-01"
+
+    @pytest.mark.parametrize("damage", [("tick", None), ("board", {"memory": "2GiB"}), ("sim_seconds", "soon")])
+    def test_a_manifest_missing_or_misspelling_a_field_is_one_line_naming_it(self, tmp_path: Path, damage) -> None:  # type: ignore[no-untyped-def]
+        key, value = damage
+        info = {k: v for k, v in self.GOOD.items() if k != key}
+        if value is not None:
+            info[key] = value
+        d = self._dir(tmp_path, info)
+        with pytest.raises(ArtifactError) as e:
+            CheckpointArtifact.read(d)
+        line = e.value.one_line()
+        assert str(d / "manifest.json") in line and "\n" not in line and ("tick" in line or "cores" in line or "soon" in line)

@@ -105,7 +105,7 @@ def snapshot(paths: list[Path]) -> dict[str, tuple[str, int]]:
 def test_checkpoint_records_what_a_restore_must_match_and_rerun_is_a_no_op(world: dict[str, Any], engine: Engine) -> None:
     cpt, image, kernel = world["cpt"], world["image"], world["kernel"]
     assert cpt.cpt.name.startswith("cpt.") and (cpt.cpt / "m5.cpt").is_file()
-    info = cpt.info
+    info = cpt.manifest.parts["checkpoint"]["info"]  # as written on disk
     assert info["gem5"]["release"] == "24.0.0.1" and info["gem5"]["version_tags"] == sorted(TAGS)
     assert info["image"]["sha256"] == image.manifest.parts["image"]["outputs"]["disk.img"]["sha256"]
     assert info["kernel"]["sha256"] == kernel.manifest.parts["kernel"]["outputs"]["vmlinux"]["sha256"]
@@ -115,7 +115,7 @@ def test_checkpoint_records_what_a_restore_must_match_and_rerun_is_a_no_op(world
     assert not list(cpt.directory.glob("board.pc.com_1.device"))
     # gem5 booted a copy without the symbol table (checkpoint.kernel_symbols = false), recorded with its digest.
     stripped = cpt.directory / info["gem5_kernel"]
-    assert cpt.record["outputs"][info["gem5_kernel"]]["sha256"] == HashCache.sha256_uncached(stripped)
+    assert cpt.outputs[info["gem5_kernel"]]["sha256"] == HashCache.sha256_uncached(stripped)
     assert elf.read(stripped).x86_64 and stripped.stat().st_size < kernel.vmlinux.stat().st_size
     assert cpt.gem5_kernel(kernel.vmlinux) == stripped
     start = time.monotonic()
@@ -133,7 +133,7 @@ def test_restore_runs_the_script_and_keeps_its_outputs_and_inputs_untouched(worl
     results = restore.restore(StepContext.open(world["cfg"], engine), world["env"], cpt, [hello])
     assert len(results) == 1
     run = results[0]
-    assert run.script_status == "0" and run.cause == "exit" and not run.reused
+    assert str(run.status) == "0" and run.cause == "exit" and not run.reused
     d = run.directory
     assert d.parent == world["layout"].work_dir / "runs"
     for name in ("stats.txt", "config.ini", "config.json", "console.log", "script.rcS", "hackback-result.json", "gem5.log", "manifest.json"):
@@ -166,7 +166,7 @@ def test_several_scripts_run_in_parallel_each_in_its_own_run(world: dict[str, An
     scripts = [script(tmp_path, f"s{i}.rcS", f"sleep 2; echo run {i}") for i in range(3)]
     start = time.monotonic()
     results = restore.restore(StepContext.open(cfg, engine), world["env"], world["cpt"], scripts)
-    assert sorted(r.script_status for r in results) == ["0", "0", "0"]
+    assert sorted(str(r.status) for r in results) == ["0", "0", "0"]
     assert len({r.directory for r in results}) == 3
     for i, r in enumerate(results):
         assert f"run {i}" in (r.directory / "console.log").read_text()
@@ -286,7 +286,7 @@ def test_a_restore_takes_the_checkpoint_as_it_was_made_not_as_the_config_says_no
     plain = make_config()
     assert plain.checkpoint.cores == 1
     found = checkpoint.existing(plain)
-    assert found is not None and found.cpt == taken.cpt and found.info["board"]["cores"] == 2
+    assert found is not None and found.cpt == taken.cpt and found.info.board.cores == 2
     runs = restore.restore(StepContext.open(plain, engine), env, found, [script(tmp_path, "hi.rcS", "echo hi")])
     assert Manifest.read(runs[0].directory).parts["run"]["info"]["board"]["cores"] == 2  # type: ignore[union-attr]
     again = checkpoint.existing(plain)
@@ -302,18 +302,19 @@ def test_a_restore_can_save_the_child_checkpoint_its_script_asks_for(world: dict
     [made] = restore.restore(ctx, world["env"], world["cpt"], [setup])
     child = CheckpointArtifact.read(made.directory)
     assert child.directory == world["layout"].artifact_dir("checkpoints", "roi") and made.cause == "checkpoint"
-    info = child.info
+    info = child.manifest.parts["checkpoint"]["info"]  # as written on disk
     parent = world["cpt"]
+    parent_info = parent.manifest.parts["checkpoint"]["info"]
     assert info["parent"] == {"name": "default", "directory": str(parent.directory), "cpt": parent.cpt.name,
                               "identity": parent.identity_digest()}
     assert info["made_by"]["script"]["sha256"] == HashCache.sha256_uncached(setup) and info["made_by"]["cpu"] == "atomic"
-    assert info["image"] == parent.info["image"] and info["kernel"] == parent.info["kernel"] and info["tick"] > parent.info["tick"]
+    assert info["image"] == parent_info["image"] and info["kernel"] == parent_info["kernel"] and info["tick"] > parent_info["tick"]
     assert (child.cpt / "m5.cpt").is_file()
-    if parent.info.get("gem5_kernel"):  # the stripped kernel, linked from the parent
+    if parent_info.get("gem5_kernel"):  # the stripped kernel, linked from the parent
         assert (child.directory / "vmlinux").stat().st_ino == (parent.directory / "vmlinux").stat().st_ino
     # The same again is a no-op; a restore of the child runs from it.
     assert restore.restore(ctx, world["env"], world["cpt"], [setup])[0].reused
     runs = restore.restore(StepContext.open(world["cfg"], engine), world["env"], child, [script(tmp_path, "next.rcS", "echo next")])
-    assert runs[0].run_id.startswith("roi-") and runs[0].script_status == "0"
+    assert runs[0].run_id.startswith("roi-") and str(runs[0].status) == "0"
     with pytest.raises(UsageError, match="takes one script"):
         restore.restore(ctx, world["env"], world["cpt"], [setup, script(tmp_path, "other.rcS", "true")])

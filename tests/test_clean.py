@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
+from conftest import run_info_json
 from hackback import artifacts, clean, config, edge, engine as engine_mod, log
 from hackback.artifacts import Layout, Manifest, lock, staged, write_manifest
 from hackback.clean import CleanRequest
@@ -46,6 +47,8 @@ def artifact(work: Path, kind: str, name: str, **info: Any) -> Path:
     d.mkdir(parents=True)
     (d / "payload").write_text(name)
     m = Manifest(kind, name)
+    if kind == "runs":  # a whole run info, as hackback writes it, with the test's fields
+        info = run_info_json(str(info.pop("checkpoint", {}).get("name", "default")), **info)
     m.set_part("run" if kind == "runs" else kind, {}, {}, info)
     write_manifest(d, m)
     return d

@@ -177,6 +177,7 @@ def test_an_option_before_the_task_name_that_is_not_the_tasks_is_one_line(argv: 
 
 
 def test_the_checkpoint_is_a_name_or_a_directory_and_an_unknown_one_lists_the_known(tmp_path: Path) -> None:
+    from conftest import checkpoint_info_json
     from hackback import checkpoint
     from hackback.artifacts import Layout, Manifest, write_manifest
     from hackback.errors import UsageError
@@ -186,7 +187,7 @@ def test_the_checkpoint_is_a_name_or_a_directory_and_an_unknown_one_lists_the_kn
     (d / "cpt.42").mkdir(parents=True)
     (d / "cpt.42" / "m5.cpt").write_text("[root]\n")
     m = Manifest("checkpoints", "roi")
-    m.set_part("checkpoint", {}, {}, {"cpt": "cpt.42"})
+    m.set_part("checkpoint", {}, {}, checkpoint_info_json("cpt.42"))
     write_manifest(d, m)
     assert checkpoint.find(layout, "roi").directory == d == checkpoint.find(layout, str(d)).directory
     assert checkpoint.name_of(layout, str(d)) == "roi" == checkpoint.name_of(layout, "roi")

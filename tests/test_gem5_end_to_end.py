@@ -285,7 +285,7 @@ def test_a_restore_runs_on_atomic_until_the_guests_marker_then_on_o3(restores) -
     for tag in ("", "-warm"):
         out, run = restores[f"chase-switch{tag}"]
         assert out.returncode == 0 and run is not None, out.stdout[-3000:] + out.stderr
-        assert "on atomic then o3 CPU" in out.stdout and "AtomicSimpleCPU" in (run / "config.ini").read_text()
+        assert "on atomic-to-o3 CPU" in out.stdout and "AtomicSimpleCPU" in (run / "config.ini").read_text()
         info = info_of(run, "run")
         kinds = [p["ended_by"] for p in info["parts"]]
         assert kinds == ["workbegin", *(["warmup-end"] if tag else []), "workend", "end"], kinds

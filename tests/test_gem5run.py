@@ -16,6 +16,8 @@ from unittest import mock
 import pytest
 
 from hackback import gem5run, log, resources
+from conftest import result_of
+from hackback.records import Board
 
 CONFIGS = resources.configs_dir()
 RUN_SCRIPT = CONFIGS / gem5run.RUN_SCRIPT
@@ -64,8 +66,13 @@ def test_gem5run_reads_the_same_values() -> None:
     assert dict(c.causes) == CAUSES
     assert dict(c.expected) == {k: v for k, v in CONTRACT["expected"].items() if k != "_doc"}
     assert c.wrong_ending_status == CONTRACT["exit_status"]["wrong_ending"]
-    board = gem5run.Board("2GiB", 1, "atomic", caches="l1l2")
-    args = board.args()
+    # The shipped config's cache sizes are the run script's defaults, and reach it as arguments.
+    from hackback import config
+    from hackback.records import Board
+
+    r = config.load(environ={}).restore
+    assert (r.l1d, r.l1i, r.l2) == tuple(CONTRACT["cache_defaults"][k] for k in ("l1d", "l1i", "l2"))
+    args = Board("2GiB", 1, "atomic", caches="l1l2", l1d=r.l1d, l1i=r.l1i, l2=r.l2).args()
     assert [args[args.index(f"--{k}") + 1] for k in ("l1d", "l1i", "l2")] == [
         CONTRACT["cache_defaults"][k] for k in ("l1d", "l1i", "l2")]
     exits = gem5run.SCRIPT_EXIT.findall(f"hi\n{m['script_exit']} 0\nx {m['script_exit']} empty\n{m['script_exit']}\n")
@@ -74,12 +81,12 @@ def test_gem5run_reads_the_same_values() -> None:
 
 def test_gem5run_describes_every_final_cause_and_names_the_limit_to_raise(tmp_path: Path) -> None:
     for name, cause in CAUSES.items():
-        text = gem5run.describe_ending({"cause": cause, "expected": cause, "gem5_exit_cause": "gem5 said so"})
+        text = gem5run.describe_ending(result_of(cause=cause, expected=cause, gem5_exit_cause="gem5 said so"))
         generic = text.startswith("gem5 stopped (gem5 said so)")
         assert generic == (name in ("slice", "unknown")), (cause, text)  # slice is never final; unknown is generic
     job = gem5run.Gem5Job(label="t", env_image="e", binary="g", mode="boot", kernel=tmp_path, disk=tmp_path,
-                          kernel_args="", board=gem5run.Board("2GiB", 1, "atomic"), out=tmp_path, max_sim_seconds=7)
-    hint = gem5run._hint({"cause": CAUSES["max_sim_seconds"]}, job)
+                          kernel_args="", board=Board("2GiB", 1, "atomic"), out=tmp_path, max_sim_seconds=7)
+    hint = gem5run._hint(result_of(cause=CAUSES["max_sim_seconds"]), job)
     assert "checkpoint.max_sim_seconds (now 7;" in hint and "HACKBACK_CHECKPOINT_MAX_SIM_SECONDS" in hint
 
 
@@ -199,9 +206,10 @@ def test_a_boot_run_speaks_the_contract_hackback_reads(monkeypatch: pytest.Monke
     assert shown == [f"[boot] simulated 0.050 s in {log.format_seconds(0.0)}; console: ", f"[boot] saving {seen['saved']}"]
     result = gem5run._read_result(out)
     assert result is not None and not (out / gem5run.CONTRACT.result_tmp).exists()
-    assert (result["cause"], result["expected"], result["ok"]) == (CAUSES["checkpoint"], gem5run.CONTRACT.expected["boot"], True)
-    assert result["checkpoint"] == seen["saved"].name
-    assert lines[-1] == f"{gem5run.CONTRACT.result_mark} {json.dumps(result, sort_keys=True)}"
+    assert (result.cause, result.expected, result.ok) == (CAUSES["checkpoint"], gem5run.CONTRACT.expected["boot"], True)
+    assert result.checkpoint == seen["saved"].name
+    raw = json.loads((out / gem5run.RESULT_FILE).read_text())
+    assert lines[-1] == f"{gem5run.CONTRACT.result_mark} {json.dumps(raw, sort_keys=True)}"
 
 
 def test_a_wrong_ending_exits_with_the_contracts_status(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
@@ -212,8 +220,8 @@ def test_a_wrong_ending_exits_with_the_contracts_status(monkeypatch: pytest.Monk
                                        "--checkpoint", str(tmp_path / "cpt.1000"), "--script", "s"])
     assert script["main"]() == gem5run.CONTRACT.wrong_ending_status
     result = gem5run._read_result(tmp_path)
-    assert result is not None and (result["cause"], result["ok"]) == (CAUSES["kernel_panic"], False)
-    assert result["expected"] == gem5run.CONTRACT.expected["restore"] and result["start_tick"] == 1000
+    assert result is not None and (result.cause, result.ok) == (CAUSES["kernel_panic"], False)
+    assert result.expected == gem5run.CONTRACT.expected["restore"] and result.start_tick == 1000
     text = gem5run.describe_ending(result)
     assert "kernel panicked" in text and "VFS: Unable to mount root fs" in text and "expected the guest to call m5 exit" in text
     gem5run._keep_console(tmp_path)
@@ -229,10 +237,10 @@ def test_a_region_of_interest_is_dumped_apart_and_the_run_goes_on(monkeypatch: p
                                        "--checkpoint", "cpt.1000", "--script", "s", "--progress-every", "1000"])
     assert script["main"]() == 0
     result = gem5run._read_result(out)
-    assert result is not None and result["cause"] == CAUSES["exit"]
+    assert result is not None and result.cause == CAUSES["exit"]
     # Dumped then reset at each: dump 1 = up to the ROI, 2 = the ROI, 3 = gem5's own at exit.
-    assert [(w["kind"], w["dump"]) for w in result["work_items"]] == [("workbegin", 1), ("workend", 2)]
-    assert result["stats_dumps"] == 3
+    assert [(w.kind, w.dump) for w in result.work_items] == [("workbegin", 1), ("workend", 2)]
+    assert result.stats_dumps == 3
     m5 = sys.modules["m5"]
     assert m5.stats.dump.call_count == 2 and m5.stats.reset.call_count == 2  # type: ignore[attr-defined]
 
@@ -246,5 +254,5 @@ def test_a_restore_given_a_checkpoint_dir_saves_the_childs_checkpoint_and_stops(
                                        "--script", "s", "--checkpoint-dir", str(out), "--progress-every", "1000"])
     assert script["main"]() == 0
     result = gem5run._read_result(out)
-    assert result is not None and result["expected"] == CAUSES["checkpoint"] == result["cause"] and result["ok"]
-    assert result["checkpoint"] == seen["saved"].name and seen["saved"].parent == out
+    assert result is not None and result.expected == CAUSES["checkpoint"] == result.cause and result.ok
+    assert result.checkpoint == seen["saved"].name and seen["saved"].parent == out

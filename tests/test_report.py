@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_info_json
 from hackback import report
 from hackback.errors import UsageError
 from hackback.artifacts import Layout, Manifest, write_manifest
@@ -26,9 +27,8 @@ def _run(work: Path, name: str, script: str, l1d: str, miss: str) -> None:
     extra = f"board.cache_hierarchy.l1d-cache-0.overallMissRate::total {miss} # x" if miss else ""
     (d / "stats.txt").write_text(STATS.format(a=1000, c=2000, extra="") + STATS.format(a=300, c=100, extra=extra))
     m = Manifest("runs", name)
-    m.set_part("run", {}, {}, {"checkpoint": {"name": "default"}, "script": {"path": f"/x/{script}"},
-                               "board": {"cpu": "o3", "caches": "l1", "l1d": l1d, "l1i": "32KiB", "l2": "512KiB"},
-                               "script_status": "0", "sim_seconds": 0.002, "host_seconds": 3.0, "roi": {"dump": 2}})
+    m.set_part("run", {}, {}, run_info_json("default", f"/x/{script}", board={"cpu": "o3", "caches": "l1", "l1d": l1d, "l1i": "32KiB"},
+                                            sim_seconds=0.002, host_seconds=3.0, roi={"dump": 2}))
     write_manifest(d, m)
 
 

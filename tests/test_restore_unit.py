@@ -2,13 +2,15 @@
 gem5 command line and mounts, how endings are described, stats parsing."""
 from __future__ import annotations
 
+
 from pathlib import Path
 
 import pytest
 
-from hackback.records import RunResult
+from conftest import result_of
+from hackback.records import Board, RunResult, ScriptStatus
 from hackback import checkpoint, gem5run, kernel_config, restore
-from hackback.errors import UsageError
+from hackback.errors import ScriptFailed, UsageError
 
 
 def test_scripts_from_takes_files_and_directories_and_refuses_bad_ones(tmp_path: Path) -> None:
@@ -37,19 +39,22 @@ def test_run_id_names_the_script_and_cpu_and_changes_with_any_input(make_config,
     class Cpt:
         name = "default"
 
-    cfg = make_config()
     s = tmp_path / "my bench!.rcS"
-    a = restore.run_id(cfg, Cpt(), s, {"script_sha256": "1"})  # type: ignore[arg-type]
-    b = restore.run_id(cfg, Cpt(), s, {"script_sha256": "2"})  # type: ignore[arg-type]
+    atomic = Board("2GiB", 1, "atomic")
+    a = restore.run_id(Cpt(), s, atomic, {"script_sha256": "1"})  # type: ignore[arg-type]
+    b = restore.run_id(Cpt(), s, atomic, {"script_sha256": "2"})  # type: ignore[arg-type]
     assert a.startswith("default-my_bench_-atomic-") and a != b
-    assert restore.run_id(make_config(restore__caches="l1l2"), Cpt(), s, {}).startswith("default-my_bench_-atomic-l1l2-")  # type: ignore[arg-type]
+    cached = Board("2GiB", 1, "atomic", caches="l1l2", l1d="32KiB", l1i="32KiB", l2="512KiB")
+    assert restore.run_id(Cpt(), s, cached, {}).startswith("default-my_bench_-atomic-l1l2-")  # type: ignore[arg-type]
+    switching = Board("2GiB", 1, "o3", switch_from="atomic")
+    assert restore.run_id(Cpt(), s, switching, {}).startswith("default-my_bench_-atomic-to-o3-")  # type: ignore[arg-type]
 
 
 def test_gem5_command_mounts_every_input_read_only(tmp_path: Path) -> None:
     job = gem5run.Gem5Job(
         label="t", env_image="env", binary="/opt/hackback/bin/gem5.opt", mode="restore",
         kernel=tmp_path / "vmlinux", disk=tmp_path / "disk.img", kernel_args="console=ttyS0 root=PARTUUID=x-01",
-        board=gem5run.Board("2GiB", 1, "timing", caches="l1l2"), out=tmp_path / "out",
+        board=Board("2GiB", 1, "timing", caches="l1l2"), out=tmp_path / "out",
         checkpoint=tmp_path / "cpt.123", script=tmp_path / "s.rcS",
     )
     cmd = gem5run.command(job)
@@ -62,10 +67,10 @@ def test_gem5_command_mounts_every_input_read_only(tmp_path: Path) -> None:
 
 
 def test_endings_are_described_in_words() -> None:
-    r = {"cause": "max-wall-seconds", "expected": "checkpoint", "sim_seconds": 1.5, "host_seconds": 3600}
+    r = result_of(cause="max-wall-seconds", expected="checkpoint", ok=False)
     text = gem5run.describe_ending(r)
     assert "wall-clock limit" in text and "expected a checkpoint" in text and "1.500 simulated s" in text
-    panic = {"cause": "kernel-panic", "expected": "exit", "panic_line": "Kernel panic - not syncing: VFS"}
+    panic = result_of(cause="kernel-panic", expected="exit", ok=False, panic_line="Kernel panic - not syncing: VFS")
     assert "Kernel panic - not syncing: VFS" in gem5run.describe_ending(panic)
 
 
@@ -85,15 +90,15 @@ def test_timing_constants_follow_the_board_clock_and_the_kernel_hz(make_config) 
 
     KT = checkpoint.KernelTiming
     derived = checkpoint.timing(make_config(), KT(1000))
-    assert derived["lpj"] == 3_000_000 and "tsc_early_khz=3000000" in derived["args"] and "no_timer_check" in derived["args"]
-    assert "lapic_timer_period" not in derived  # only for a kernel with hackback's patch
-    assert checkpoint.timing(make_config(), KT(250))["lpj"] == 12_000_000
+    assert derived.lpj == 3_000_000 and "tsc_early_khz=3000000" in derived.args and "no_timer_check" in derived.args
+    assert derived.lapic_timer_period is None  # only for a kernel with hackback's patch
+    assert checkpoint.timing(make_config(), KT(250)).lpj == 12_000_000
     # gem5's LAPIC counts the 3 GHz core clock / 16: 187500 ticks per 1 ms jiffy.
-    assert "lapic_timer_period=187500" in checkpoint.timing(make_config(), KT(1000, lapic_param=True))["args"]
+    assert "lapic_timer_period=187500" in checkpoint.timing(make_config(), KT(1000, lapic_param=True)).args
     assert "lpj=3000000" in checkpoint.kernel_args(make_config(), Img(), KT(1000))  # type: ignore[arg-type]
     # The baseline, and a kernel whose HZ is unknown (a prebuilt vmlinux): X86Board's own value.
-    assert checkpoint.timing(make_config(checkpoint__timing="x86board"), KT(1000, True))["args"] == ["lpj=7999923"]
-    assert checkpoint.timing(make_config(), KT(None))["mode"] == "x86board"
+    assert checkpoint.timing(make_config(checkpoint__timing="x86board"), KT(1000, True)).args == ("lpj=7999923",)
+    assert checkpoint.timing(make_config(), KT(None)).mode == "x86board"
     assert kernel_config.hz("CONFIG_HZ_1000=y\nCONFIG_HZ=1000\n") == 1000 and kernel_config.hz("") is None
 
 
@@ -112,21 +117,22 @@ def test_a_too_large_script_is_refused_naming_the_limit(tmp_path: Path) -> None:
 
 
 def test_a_script_that_calls_m5_exit_itself_ends_normally(tmp_path: Path) -> None:
-    r = RunResult("default-x-atomic-1", tmp_path, "exit", None, 0.01, 1.0, {})
+    r = RunResult("default-x-atomic-1", tmp_path, "exit", ScriptStatus.parse(None), 0.01, 1.0, {})
     assert restore._finish(r, tmp_path / "x.rcS") is r
     assert "ended the simulation itself" in r.summary()
-    failed = RunResult("default-x-atomic-1", tmp_path, "exit", "3", 0.01, 1.0, {})
-    with pytest.raises(Exception, match="exited 3"):
+    failed = RunResult("default-x-atomic-1", tmp_path, "exit", ScriptStatus.parse("3"), 0.01, 1.0, {})
+    with pytest.raises(ScriptFailed, match="exited 3") as e:
         restore._finish(failed, tmp_path / "x.rcS")
+    assert e.value.exit_code == 3
 
 
 def test_a_restore_ends_by_default_and_the_limit_message_says_how_to_lift_it(make_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert make_config().restore.max_wall_seconds > 0  # a script that never ends does not run forever
     job = gem5run.Gem5Job(
         label="t", env_image="env", binary="gem5.opt", mode="restore", kernel=tmp_path / "k", disk=tmp_path / "d",
-        kernel_args="", board=gem5run.Board("2GiB", 1, "atomic"), out=tmp_path, max_wall_seconds=14400,
+        kernel_args="", board=Board("2GiB", 1, "atomic"), out=tmp_path, max_wall_seconds=14400,
     )
-    hint = gem5run._hint({"cause": "max-wall-seconds", "console_last_line": "still looping"}, job)
+    hint = gem5run._hint(result_of(cause="max-wall-seconds", ok=False, console_last_line="still looping"), job)
     assert "restore.max_wall_seconds (now 14400; 0 = no limit)" in hint and "HACKBACK_RESTORE_MAX_WALL_SECONDS" in hint
 
 

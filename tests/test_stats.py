@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conftest import result_of
 from hackback import stats
 
 DUMP = """
@@ -39,24 +40,25 @@ def test_the_whole_run_adds_its_dumps_and_the_roi_is_the_workend_dump(tmp_path: 
     assert whole["insts"] == 4500 and whole["numCycles"] == 8000 and abs(whole["ipc"] - 4500 / 8000) < 1e-12
     assert whole["simInsts"] == 4500  # gem5's own count runs from the start: the last dump's, not a sum
     assert "l1d_miss_rate" not in whole  # a rate does not add up: shown only per dump
-    roi = stats.roi_dump({"work_items": [{"kind": "workbegin", "dump": 1}, {"kind": "workend", "dump": 2}]})
+    roi = stats.roi_dump(result_of(work_items=[{"kind": "workbegin", "tick": 1, "dump": 1}, {"kind": "workend", "tick": 2, "dump": 2}]))
     assert roi == 1
     fig = stats.figures(every[roi])
     assert fig["insts"] == 3000 and fig["ipc"] == 1.0 and fig["l1d_miss_rate"] == 0.2
-    assert stats.roi_dump({}) is None and stats.roi_dump({"work_items": [{"kind": "workend", "dump": 1}]}) is None
+    assert stats.roi_dump(result_of()) is None
+    assert stats.roi_dump(result_of(work_items=[{"kind": "workend", "tick": 1, "dump": 1}])) is None
 
 
 def test_a_switching_run_names_its_measured_dump_and_each_part_its_cpu(tmp_path: Path) -> None:
     # atomic until the switch (dump 1), warm-up on o3 (dump 2), measured to the end (gem5's final dump, 3)
     path = _write(tmp_path, dict(sec=0.001, insts=9000, cum=9000, cycles=3000, miss=0.01),
                   dict(sec=0.001, insts=1000, cum=10000, cycles=2000, miss=0.3), dict(sec=0.002, insts=2000, cum=12000, cycles=4000, miss=0.1))
-    items = [{"kind": "switch", "dump": 1, "cpu": "atomic"}, {"kind": "warmup-end", "dump": 2, "cpu": "o3"}]
-    result = {"work_items": items, "roi_dump": 3}
-    assert stats.roi_dump(result) == 2
-    assert stats.roi_dump({"work_items": items, "roi_dump": None}) is None  # the run script's word wins
-    parts = stats.parts(stats.dumps(path), {**result, "cpu_at_end": "o3"})
-    assert [(p["ended_by"], p.get("cpu")) for p in parts] == [("switch", "atomic"), ("warmup-end", "o3"), ("end", "o3")]
-    assert parts[0]["core_insts"] == {"cores.core": 9000.0} and parts[2]["insts"] == 2000
+    items = [{"kind": "switch", "tick": 1, "dump": 1, "cpu": "atomic"}, {"kind": "warmup-end", "tick": 2, "dump": 2, "cpu": "o3"}]
+    assert stats.roi_dump(result_of(work_items=items, roi_dump=3)) == 2
+    begun = [{"kind": "workbegin", "tick": 1, "dump": 1}, {"kind": "workend", "tick": 2, "dump": 2}]
+    assert stats.roi_dump(result_of(work_items=begun, roi_dump=None)) is None  # the run script's word wins
+    parts = stats.parts(stats.dumps(path), result_of(work_items=items, roi_dump=3, cpu_at_end="o3"))
+    assert [(p.ended_by, p.cpu) for p in parts] == [("switch", "atomic"), ("warmup-end", "o3"), ("end", "o3")]
+    assert parts[0].core_insts == {"cores.core": 9000.0} and parts[2].figures["insts"] == 2000
 
 
 def test_missing_stats_are_missing_not_zero(tmp_path: Path) -> None:
