@@ -234,9 +234,14 @@ def describe_ending(result: Gem5Result) -> str:
         _CAUSE["no_switch"]: f"the guest called m5 exit {sim} but the run never switched to the {result.cpu} CPU",
         _CAUSE["no_measure"]: f"the guest called m5 exit {sim} but nothing was measured: the warm-up or switch count "
                               f"outlasted the region of interest",
+        _CAUSE["roi_end"]: f"the guest ended its region of interest (m5 workend) {sim}",
+        _CAUSE["measured"]: f"the instructions to measure were measured {sim}",
     }.get(cause, f"gem5 stopped ({result.gem5_exit_cause or cause}) {sim}")
-    if cause != result.expected and cause not in (_CAUSE["no_switch"], _CAUSE["no_measure"]):
-        wanted = "a checkpoint" if result.expected == _CAUSE["checkpoint"] else "the guest to call m5 exit"
+    if cause == result.expected and not result.ok:
+        text += "; but no checkpoint was saved"
+    elif cause != result.expected and cause not in (_CAUSE["no_switch"], _CAUSE["no_measure"]):
+        wanted = {_CAUSE["checkpoint"]: "a checkpoint", _CAUSE["roi_end"]: "the end of the region of interest",
+                  _CAUSE["measured"]: "the instruction count to be measured"}.get(result.expected, "the guest to call m5 exit")
         text += f"; expected {wanted}"
     return text
 

@@ -300,10 +300,19 @@ class Board(Record):
 class WorkItem(Record):
     """A stats dump the run script made (or a marker it only noted, dump None)."""
 
-    kind: str  # workbegin, workend, switch, warmup-end
+    kind: str  # workbegin, workend, switch, warmup-end, measure-end
     tick: int
     dump: Optional[int] = None  # 1-based
     cpu: Optional[str] = None
+    insts: Optional[int] = None  # core 0's committed instructions since the run started, on the cores then running
+
+
+@dataclass(frozen=True)
+class Saved(Record):
+    """A checkpoint a run saved, and after how many of core 0's instructions."""
+
+    cpt: str
+    insts: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -343,7 +352,8 @@ class Gem5Result(Record):
     roi_named: bool = False  # the run script said which dump (roi_dump, None included); older ones did not
     cpu_at_end: str = ""
     switch: Optional[Switch] = None
-    checkpoint: Optional[str] = None  # the cpt.<tick> it saved
+    checkpoint: Optional[str] = None  # the (last) cpt.<tick> it saved
+    checkpoints: tuple[Saved, ...] = ()  # every one it saved, in order
     container_wall_seconds: Optional[float] = None  # the host's: the container's whole life
 
     @classmethod

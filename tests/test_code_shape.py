@@ -1,5 +1,5 @@
 """The shape the house keeps (issue #13), checked on the source: no function in
-hackback/ over 50 lines or over 7 parameters. The import layering is checked by
+hackback/ or configs/ over 50 lines or over 7 parameters. The import layering is checked by
 import-linter's contracts in pyproject.toml (`lint-imports`, run by .ci/run)."""
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "hackback"
+CONFIGS = PACKAGE.parent / "configs"  # the gem5 run scripts keep the same shape
 MAX_LINES, MAX_PARAMS = 50, 7
 
 
 def _functions() -> list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
     out = []
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in sorted([*PACKAGE.rglob("*.py"), *CONFIGS.glob("*.py")]):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 out.append((f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}", node))

@@ -373,6 +373,25 @@ def test_your_own_gem5_config_runs_under_hackbacks_run_management(env: dict[str,
     assert rec["inputs"]["run_script_sha256"] == gem5run.run_script_sha256(mine) != gem5run.run_script_sha256()
 
 
+def test_a_gem5_killed_after_its_ok_result_fails_the_run_in_one_line(env: dict[str, str], checkpoint_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    """Real gem5: a copy of the run script that writes its ok result and then kills
+    its own process, so gem5's exit-time stats dump (an atexit hook) never runs.
+    An ok result is not a finished run: the restore fails in one line, no run kept."""
+    mine = tmp_path / "dies_fs.py"
+    text = (REPO / "configs" / "hackback_fs.py").read_text()
+    anchor = "    write_result(run.outdir, result)\n"
+    assert anchor in text
+    mine.write_text(text.replace(anchor, anchor + "    os.kill(os.getpid(), 9)  # before gem5's own final stats dump\n"))
+    script = tmp_path / "fine.sh"
+    script.write_text(f"#!/bin/sh\necho all fine {time.time_ns()}\n")
+    out = invoke(env, "restore", "--script", str(script), "--gem5-config", str(mine), timeout=1800)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 13 and len(lines) == 1, out.stdout[-2000:] + out.stderr
+    assert "gem5 exited 137 (killed by signal 9) after the run ended as expected" in lines[0], lines
+    assert not list((checkpoint_dir.parent.parent / "runs").glob("default-fine-*")), "no run is kept as if complete"
+
+
 def test_a_config_outside_hackback_obtains_our_artifacts_through_the_exported_json(env: dict[str, str], checkpoint_dir: Path,
                                                                                     engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """examples/resources/obtain_and_restore.py, a stdlib config of a researcher's

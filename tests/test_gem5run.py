@@ -35,8 +35,8 @@ def test_the_contract_file_has_every_key_and_a_doc_for_each_section() -> None:
         "markers": {"progress", "checkpoint", "result", "script_exit"},
         "files": {"result", "result_tmp", "console", "console_copy"},
         "causes": {"checkpoint", "exit", "fail", "kernel_panic", "kernel_oops", "max_sim_seconds", "max_wall_seconds",
-                   "interrupted", "no_switch", "no_measure", "slice", "unknown"},
-        "expected": {"boot", "restore", "restore_saving"},
+                   "interrupted", "no_switch", "no_measure", "roi_end", "measured", "slice", "unknown"},
+        "expected": {"boot", "restore", "restore_saving", "restore_profile", "restore_sample"},
         "exit_status": {"wrong_ending"},
         "cache_defaults": {"l1d", "l1i", "l2"},
     }
@@ -48,9 +48,11 @@ def test_the_contract_file_has_every_key_and_a_doc_for_each_section() -> None:
                                  "result_tmp": "hackback-result.json.tmp", "console": "board.pc.com_1.device",
                                  "console_copy": "console.log"}
     assert set(CAUSES.values()) == {"checkpoint", "exit", "fail", "kernel-panic", "kernel-oops", "max-sim-seconds",
-                                    "max-wall-seconds", "interrupted", "no-switch", "no-measure", "slice", "unknown"}
-    assert {k: v for k, v in CONTRACT["expected"].items() if k != "_doc"} == {"boot": "checkpoint", "restore": "exit",
-                                                                           "restore_saving": "checkpoint"}
+                                    "max-wall-seconds", "interrupted", "no-switch", "no-measure", "roi-end", "measured",
+                                    "slice", "unknown"}
+    assert {k: v for k, v in CONTRACT["expected"].items() if k != "_doc"} == {
+        "boot": "checkpoint", "restore": "exit", "restore_saving": "checkpoint", "restore_profile": "roi-end",
+        "restore_sample": "measured"}
     assert set(CONTRACT["expected"].values()) - {CONTRACT["expected"]["_doc"]} <= set(CAUSES.values())
     assert CONTRACT["exit_status"]["wrong_ending"] == 3
     assert [CONTRACT["cache_defaults"][k] for k in ("l1d", "l1i", "l2")] == ["32KiB", "32KiB", "512KiB"]
@@ -151,16 +153,38 @@ def _stub_gem5(monkeypatch: pytest.MonkeyPatch, outdir: Path, ends: list[str]) -
                 seen["ticks"] += self.max_ticks
                 self.last = ends.pop(0)
                 if next(self.handlers[self.last]):
-                    assert self.last not in WORK_ITEMS
                     return
+                # Only work items go on (a count, a checkpoint at workbegin, a profile's workend may also end it).
                 assert self.last in WORK_ITEMS
 
         def save_checkpoint(self, target: Path) -> None:
             seen["saved"] = target
+            seen.setdefault("all_saved", []).append(target)
 
         def get_last_exit_event_cause(self) -> str:
             return f"stand-in {self.last}"
 
+    class SwitchableProcessor:
+        """A stand-in with the surface the run script uses: two sets of cores, one active."""
+
+        def __init__(self, switchable_cores: dict[str, list[Any]], starting_cores: str) -> None:
+            self._switchable_cores, self._current = switchable_cores, starting_cores
+
+        def incorporate_processor(self, board: Any) -> None:
+            pass
+
+        def _all_cores(self) -> Iterator[Any]:
+            for cores in self._switchable_cores.values():
+                yield from cores
+
+        def get_cores(self) -> list[Any]:
+            return self._switchable_cores[self._current]
+
+        def switch_to_processor(self, key: str) -> None:
+            seen.setdefault("switches", []).append(key)
+            self._current = key
+
+    sys.modules["gem5.components.processors.switchable_processor"].SwitchableProcessor = SwitchableProcessor  # type: ignore[attr-defined]
     m5 = sys.modules["m5"]
     m5.curTick = cur_tick  # type: ignore[attr-defined]
     m5.options = types.SimpleNamespace(outdir=str(outdir))  # type: ignore[attr-defined]
@@ -256,3 +280,65 @@ def test_a_restore_given_a_checkpoint_dir_saves_the_childs_checkpoint_and_stops(
     result = gem5run._read_result(out)
     assert result is not None and result.expected == CAUSES["checkpoint"] == result.cause and result.ok
     assert result.checkpoint == seen["saved"].name and seen["saved"].parent == out
+
+
+def _restore(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ends: list[str], *flags: str) -> tuple[Any, dict[str, Any], int]:
+    """The run script as a restore with these flags, its stand-in gem5 ending each run() with the next of `ends`."""
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    seen = _stub_gem5(monkeypatch, out, ends)
+    sys.modules["m5"].stats = mock.MagicMock()  # type: ignore[attr-defined]
+    script = _run_script(monkeypatch, ["restore", "--kernel", "k", "--disk", "d", "--kernel-args", "x",
+                                       "--checkpoint", "cpt.1000", "--script", "s", "--progress-every", "1000", *flags])
+    status = script["main"]()
+    result = gem5run._read_result(out)
+    assert result is not None and not ends, ends  # every event the stand-in had was handled
+    return result, seen, status
+
+
+def test_a_switching_run_warms_up_measures_to_workend_and_goes_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    result, seen, status = _restore(monkeypatch, tmp_path, ["MAX_TICK", "WORKBEGIN", "MAX_INSTS", "WORKEND", "EXIT"],
+                                    "--cpu", "o3", "--switch-from", "atomic", "--warmup-insts", "100")
+    assert status == 0 and result.ok and result.cause == CAUSES["exit"]
+    assert [w.kind for w in result.work_items] == ["workbegin", "warmup-end", "workend"] and result.roi_dump == 3
+    assert seen["switches"] == ["switch", "cores"] and result.switch is not None and result.switch.warmup_insts == 100
+
+
+def test_a_run_in_the_roi_measures_a_count_and_ends_there(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A sample: restored inside the ROI on o3 (its rest would run on atomic), a
+    detailed warm-up, then exactly --measure-insts instructions: the run ends there."""
+    result, seen, status = _restore(monkeypatch, tmp_path, ["MAX_INSTS", "MAX_INSTS"],
+                                    "--cpu", "o3", "--in-roi", "--warmup-insts", "50", "--measure-insts", "1000")
+    assert status == 0 and result.cause == result.expected == CAUSES["measured"] and result.ok
+    assert [(w.kind, w.dump) for w in result.work_items] == [("warmup-end", 1), ("measure-end", 2)] and result.roi_dump == 2
+    assert seen["switches"] == ["switch"]  # the measured cores are the starting ones; after, atomic
+
+
+def test_sample_checkpoints_are_saved_at_each_count_and_the_run_ends_at_the_last(monkeypatch: pytest.MonkeyPatch,
+                                                                               tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result, seen, status = _restore(monkeypatch, tmp_path, ["MAX_TICK", "MAX_INSTS", "MAX_INSTS", "MAX_INSTS"],
+                                    "--checkpoint-dir", str(out), "--checkpoints-at", "100,250,900")
+    assert status == 0 and result.ok and result.cause == CAUSES["checkpoint"]
+    assert len(seen["all_saved"]) == 3 and [c.cpt for c in result.checkpoints] == [p.name for p in seen["all_saved"]]
+    assert result.checkpoint == result.checkpoints[-1].cpt
+
+
+def test_a_checkpoint_at_the_rois_workbegin_and_a_guests_checkpoint_where_none_was_wanted(monkeypatch: pytest.MonkeyPatch,
+                                                                                         tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result, seen, _ = _restore(monkeypatch, tmp_path, ["MAX_TICK", "WORKBEGIN"], "--checkpoint-dir", str(out),
+                               "--checkpoint-at", "workbegin")
+    assert result.ok and result.checkpoint == seen["saved"].name and [w.kind for w in result.work_items] == ["workbegin"]
+    other = tmp_path / "other"
+    other.mkdir()
+    result, _, status = _restore(monkeypatch, other, ["CHECKPOINT"], "--checkpoint-dir", str(other / "out"),
+                                 "--checkpoint-at", "workbegin")
+    assert not result.ok and status == gem5run.CONTRACT.wrong_ending_status and result.checkpoint is None
+    assert "but no checkpoint was saved" in gem5run.describe_ending(result)
+
+
+def test_a_profile_ends_at_the_rois_workend(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    result, _, status = _restore(monkeypatch, tmp_path, ["MAX_TICK", "WORKEND"], "--in-roi", "--simpoint-interval", "10000",
+                                 "--stop-at-workend")
+    assert status == 0 and result.ok and result.cause == result.expected == CAUSES["roi_end"] and result.roi_dump == 1
