@@ -70,7 +70,14 @@ def reorder(argv: Sequence[str]) -> list[str]:
         i += 1
     if at is None:
         return before
-    return [*before, argv[at], *moved, *argv[at + 1:]]
+    task, rest = argv[at], list(argv[at + 1:])
+    if "-h" in rest or "--help" in rest:
+        return ["--help", task]  # whatever else is given, a task's --help is its help
+    spec = next(t for t in tasks.TASKS if t.name == task)
+    for option in spec.positional:  # hackback suite npb: the first word that is not an option
+        if rest and not rest[0].startswith("-"):
+            rest[0] = f"--{tasks._flag(option)}={rest[0]}"
+    return [*before, task, *moved, *rest]
 
 
 def _task_flag(task: str, flag: str) -> Optional[bool]:

@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import config, log, restore, slurm
+from . import payload as payload_
 from .artifacts import Layout, Manifest, digest_of, dry_running, make_dir, would_build
 from .context import StepContext
 from .engine import Engine, label_work_dir
 from .errors import ArtifactError, ClusterError, HackbackError, UsageError
-from .records import CheckpointArtifact, EnvArtifact, RunResult
+from .records import CheckpointArtifact, EnvArtifact, Member, RunResult
 from .resources import package_file
 
 TASKS = "tasks.json"
@@ -73,7 +74,7 @@ class TaskFailed(ClusterError):
 # ---------------------------------------------------------------- submitting side
 
 
-def submit(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts: Sequence[Path],
+def submit(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts: restore.Scripts,
            kernel: Optional[Path] = None, disk: Optional[Path] = None, force: bool = False) -> list[RunResult]:
     """Submit the runs not done yet as one job array; with slurm.wait, follow it to
     the end. The results of the runs that are done (all of them after a wait)."""
@@ -132,7 +133,7 @@ def _submit(ctx: StepContext, runs: restore.Restores, todo: Sequence[restore.Pla
         "kernel": str(runs.kernel),
         "disk": str(runs.disk),
         "force": runs.force,
-        "tasks": [{"script": str(p.script.resolve()), "rid": p.rid, "force": p.rid in again} for p in todo],
+        "tasks": [_task(p, p.rid in again) for p in todo],
     }
     _write_json(directory / TASKS, tasks)
     (directory / SCRIPT).write_text(_sbatch_script(ctx.cfg, directory, len(todo)))
@@ -148,6 +149,24 @@ def _submit(ctx: StepContext, runs: restore.Restores, todo: Sequence[restore.Pla
     log.info(f"submitted Slurm job {job_id}: {len(todo)} task(s), one per run; batch {directory}")
     log.info(f"    follow it: squeue -j {job_id}, or rerun this command with --wait (nothing is submitted twice)")
     return Batch(directory, job_id, rids)
+
+
+def _task(plan: restore.Plan, again: bool) -> dict[str, Any]:
+    """One task's line: its run's script, and what it brings (a suite member's binary and member) when not the config's."""
+    return {"script": str(plan.script.resolve()), "rid": plan.rid, "force": again, "resumed": plan.resumed,
+            **({"payload": [str(d) for d in plan.payload.dirs]} if plan.member and plan.payload else {}),
+            **({"member": plan.member.to_json()} if plan.member else {})}
+
+
+def _work(cfg: config.Config, task: dict[str, Any]) -> restore.Scripts:
+    """The scripts a node's restore runs for a task, as the submitting side planned it."""
+    if task.get("resumed"):
+        return []
+    if "member" not in task:
+        return [Path(task["script"])]
+    brought = payload_.collect([Path(d) for d in task.get("payload", [])], cfg.restore.payload_max_bytes) \
+        if task.get("payload") else None
+    return [restore.Work(Path(task["script"]), brought, Member.from_json(task["member"]))]
 
 
 def _sbatch_script(cfg: config.Config, directory: Path, count: int) -> str:
@@ -282,7 +301,7 @@ def run_task(batch_dir: Path, index: int) -> None:
         ctx = StepContext(cfg, Layout(cfg.work_dir, node_hash_db=_node_hash_db()))
         env = _env_here(ctx.engine, batch["env"])
         status["gem5_start"] = time.time()
-        results = restore.restore(ctx, env, CheckpointArtifact.read(Path(batch["checkpoint"])), [Path(task["script"])],
+        results = restore.restore(ctx, env, CheckpointArtifact.read(Path(batch["checkpoint"])), _work(cfg, task),
                                   Path(batch["kernel"]), Path(batch["disk"]), force=bool(batch["force"] or task.get("force")))
         status.update(ok=True, exit_code=0, result=True, summary=results[0].summary())
     except HackbackError as e:

@@ -98,6 +98,7 @@ BootTiming = Literal["derived", "x86board"]
 RestoreCpu = Literal["atomic", "timing", "o3"]
 SwitchFrom = Literal["", "atomic", "timing"]  # the fast CPU a switching restore starts on ("": none)
 RunsOn = Literal["local", "slurm"]
+SaveAt = Literal["guest", "workbegin"]  # a child checkpoint at the guest's hackback-checkpoint, or at its first m5 workbegin
 _SLURM_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")  # sbatch --time
 Caches = Literal["none", "l1", "l1l2"]
 
@@ -127,6 +128,7 @@ class RestoreConfig:
     payload: tuple[str, ...]
     payload_max_bytes: int
     save_checkpoint: str
+    save_at: SaveAt
     switch_from: SwitchFrom
     switch_after_insts: int
     warmup_insts: int
@@ -134,6 +136,27 @@ class RestoreConfig:
     gem5_args: tuple[str, ...]
     max_sim_seconds: int
     max_wall_seconds: int
+
+
+@dataclass(frozen=True)
+class SuiteSource:
+    source: str  # a tarball or a tree (a path), or a URL (with sha256); "": none given
+    sha256: str  # the tarball's (a URL needs it; a local tarball is checked against it when given)
+
+
+SuiteName = Literal["", "npb", "gapbs"]
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    name: SuiteName
+    members: tuple[str, ...]  # () : the suite's usual set
+    input: str  # NPB's class, GAPBS's graph; "": the suite's default (S, g10)
+    threads: int  # OpenMP threads; 0: the checkpoint's cores
+    trials: int  # GAPBS trials (-n)
+    native_counts: bool  # count each member's ROI instructions natively under callgrind (the sanity figure)
+    npb: SuiteSource
+    gapbs: SuiteSource
 
 
 @dataclass(frozen=True)
@@ -161,6 +184,7 @@ class Config:
     kernel: KernelConfig
     checkpoint: CheckpointConfig
     restore: RestoreConfig
+    suite: SuiteConfig
     slurm: SlurmConfig
 
     @property
@@ -467,8 +491,22 @@ def _validate(kw: Mapping[str, Any]) -> None:
         raise ConfigError(f"restore.save_checkpoint {child!r} is not usable as a checkpoint name", "use letters, digits, '-', '_' and '.'")
     _validate_build_options(kw["gem5"].build_options)
     _validate_sources(kw)
+    _validate_suite(kw["suite"])
     _validate_m5(image.m5)
     _validate_user_layer(image)
+
+
+def _validate_suite(suite: SuiteConfig) -> None:
+    if suite.trials < 1:
+        raise ConfigError("suite.trials must be at least 1", "GAPBS runs this many trials of its kernel (-n)")
+    for name in ("npb", "gapbs"):
+        src: SuiteSource = getattr(suite, name)
+        if src.sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", src.sha256):
+            raise ConfigError(f"suite.{name}.sha256 = {src.sha256!r} is not a sha256 digest",
+                              "give the 64 hex digits the publisher lists, or \"\"")
+        if "://" in src.source and not src.sha256:
+            raise ConfigError(f"suite.{name}.source is a URL ({src.source}) without suite.{name}.sha256",
+                              "a download is checked against its digest: give suite.{name}.sha256 (--sha256)")
 
 
 def _validate_gem5_config(res: RestoreConfig) -> None:

@@ -97,6 +97,22 @@ class ResultsLost(HackbackError):
     exit_code = 16
 
 
+class BenchmarkFailed(HackbackError):
+    """A benchmark did not build, or its native run did not verify: nothing is kept as built."""
+
+    exit_code = 17
+
+
+class VerificationFailed(HackbackError):
+    """A benchmark ran in gem5 and its own verdict (or its region of interest) failed: the run is kept."""
+
+    exit_code = 18
+
+    def __init__(self, message: str, hint: str = "", result: object = None) -> None:
+        super().__init__(message, hint)
+        self.result = result
+
+
 class MismatchError(HackbackError):
     """A restore's inputs do not match the checkpoint (kernel, image, gem5)."""
 

@@ -106,6 +106,7 @@ class Gem5Job:
     max_sim_seconds: int = 0
     max_wall_seconds: int = 0
     save_child: bool = False  # restore: the guest's hackback-checkpoint saves cpt.<tick> into out and ends the run
+    save_at: str = "guest"  # ... or its first m5 workbegin (a benchmark's region of interest)
     config: Optional[Path] = None  # a researcher's own run script (a copy of configs/hackback_fs.py); None: ours
     gem5_args: tuple[str, ...] = ()  # gem5's own options, before the run script (--debug-flags=...)
     expected_sim_seconds: Optional[float] = None  # the bar's total: the last boot's length, when known
@@ -136,7 +137,7 @@ def command(job: Gem5Job) -> list[str]:
         assert job.checkpoint is not None and job.script is not None
         cmd += ["--checkpoint", f"{CPT_PARENT}/{job.checkpoint.name}", "--script", SCRIPT_MNT]
         if job.save_child:
-            cmd += ["--checkpoint-dir", OUT_MNT]
+            cmd += ["--checkpoint-dir", OUT_MNT, "--checkpoint-at", job.save_at]
     return cmd
 
 

@@ -9,30 +9,24 @@ and the checkpoint version tags this tree compiles in.
 """
 from __future__ import annotations
 
-import errno
-import lzma
 import os
 import re
 import shutil
 import subprocess
 import tarfile
-import zlib
 from pathlib import Path
 from typing import Optional
 
-from . import log
+from . import log, tarballs
 from .artifacts import HashCache, Layout, new_tmp
 from .config import Gem5Config
-from .errors import DiskSpaceError, Gem5SourceError, UsageError
+from .errors import Gem5SourceError, UsageError
 from .records import Gem5Source
 
 # What a gem5 build (here, or an earlier one in the tree itself) writes into a
 # source tree: never part of its identity. No gem5 source file has these names.
 _SKIP_NAMES = {".git", "__pycache__", ".sconsign.dblite", "parsetab.py", "parser.out"}
 _HINT = "pass --gem5-src PATH (a gem5 checkout or tarball), or set gem5.src in hackback.toml"
-_UNSAFE_HINT = "use a gem5 release tarball or a checkout"
-# The 'data' extraction filter's refusals (Pythons before 3.9.17/3.10.12/3.11.4 have none).
-_FILTER_ERRORS: tuple[type[Exception], ...] = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
 
 
 def resolve(cfg: Gem5Config, layout: Layout, hashes: HashCache) -> Gem5Source:
@@ -124,7 +118,7 @@ def _extract(tarball: Path, layout: Layout, hashes: HashCache) -> Path:
     tmp = new_tmp(layout, "gem5-tar")
     try:
         with log.step(f"extracting {tarball}"):
-            _extract_all(tarball, tmp)
+            tarballs.extract(tarball, tmp, "--gem5-src", "use a gem5 release tarball or a checkout")
         entries = list(tmp.iterdir())
         root = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -134,33 +128,3 @@ def _extract(tarball: Path, layout: Layout, hashes: HashCache) -> Path:
     return target
 
 
-def _extract_all(tarball: Path, dest: Path) -> None:
-    """Extract with the 'data' filter; a damaged, truncated or unsafe tarball is one line."""
-    try:
-        with tarfile.open(tarball) as tf:
-            if hasattr(tarfile, "data_filter"):
-                tf.extractall(dest, filter="data")
-            else:  # pragma: no cover - Pythons without extraction filters
-                _refuse_unsafe(tf, dest, tarball)
-                tf.extractall(dest)
-    except _FILTER_ERRORS as e:  # a member outside the tree, an absolute link, a device file
-        raise UsageError(f"--gem5-src {tarball} is unsafe to extract: {e}", _UNSAFE_HINT) from None
-    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as e:
-        raise UsageError(f"--gem5-src {tarball} is damaged or truncated ({e or type(e).__name__})",
-                         "download it again, or pass a gem5 checkout") from None
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskSpaceError(f"no space left under {dest.parent} while extracting {tarball}",
-                                 "free some space, or point work_dir (HACKBACK_WORK_DIR) at a larger disk") from None
-        raise Gem5SourceError(f"cannot extract {tarball}: {e.strerror or e}", _HINT) from None
-
-
-def _refuse_unsafe(tf: tarfile.TarFile, dest: Path, tarball: Path) -> None:  # pragma: no cover - old Pythons only
-    root = os.path.realpath(dest)
-    for m in tf.getmembers():
-        where = os.path.realpath(os.path.join(root, m.name))
-        base = os.path.dirname(where) if m.issym() else root  # a hard link's name is from the archive's root
-        link = os.path.realpath(os.path.join(base, m.linkname)) if m.issym() or m.islnk() else root
-        if os.path.commonpath([root, where]) != root or os.path.commonpath([root, link]) != root or m.isdev():
-            raise UsageError(f"--gem5-src {tarball} is unsafe to extract: {m.name!r} points outside the tree or is a device",
-                             _UNSAFE_HINT)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from . import checkpoint, clean, cluster, config, env, export, image, kernel, log, report, restore
+from . import checkpoint, clean, cluster, config, env, export, image, kernel, log, report, restore, suite
 from .artifacts import WouldBuild, dry_run
 from .context import StepContext
 from .engine import label_work_dir
@@ -35,6 +35,8 @@ class Request:
     disk: Optional[Path] = None
     check: Optional[Path | bool] = None  # image --check [PATH]
     resource_dir: Optional[Path] = None  # export: a gem5 resource directory to seed
+    source: Optional[str] = None  # suite: its tarball, tree or URL (instead of suite.<name>.source)
+    sha256: Optional[str] = None  # ... and that tarball's sha256
 
 
 # A builder takes the context, the request and the results of the steps it needs.
@@ -61,15 +63,19 @@ def _given_checkpoint(ctx: StepContext, req: Request) -> Optional[CheckpointArti
     # `hackback checkpoint --cores 2` uses that 2-core checkpoint.
     if req.checkpoint is not None:
         return checkpoint.find(ctx.layout, req.checkpoint)
-    return checkpoint.existing(ctx.cfg) if req.target in ("restore", "export") else None
+    return checkpoint.existing(ctx.cfg) if req.target in ("restore", "export", "suite") else None
+
+
+def _asked(req: Request) -> suite.Asked:
+    return suite.Asked(req.source, req.sha256, req.kernel, req.disk, _forced(req, "suite"))
 
 
 def _restore(ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> Any:
+    # A checkpoint saved inside a script's region of interest resumes there: no script is read.
+    scripts = restore.scripts_from(req.scripts) if req.scripts or not deps["checkpoint"].info.in_roi else []
     if ctx.cfg.restore.on == "slurm":
-        return cluster.submit(ctx, deps["env"], deps["checkpoint"], restore.scripts_from(req.scripts), req.kernel, req.disk,
-                              force=_forced(req, "restore"))
-    return restore.restore(ctx, deps["env"], deps["checkpoint"], restore.scripts_from(req.scripts), req.kernel, req.disk,
-                           force=_forced(req, "restore"))
+        return cluster.submit(ctx, deps["env"], deps["checkpoint"], scripts, req.kernel, req.disk, force=_forced(req, "restore"))
+    return restore.restore(ctx, deps["env"], deps["checkpoint"], scripts, req.kernel, req.disk, force=_forced(req, "restore"))
 
 
 STEPS: dict[str, Step] = {
@@ -86,6 +92,8 @@ STEPS: dict[str, Step] = {
                                                       force=_forced(req, "checkpoint")),
              _given_checkpoint),
         Step("restore", ("env", "checkpoint"), _restore),
+        Step("suite", ("env", "checkpoint"),
+             lambda ctx, req, deps: suite.run(ctx, deps["env"], deps["checkpoint"], _asked(req))),
         Step("export", ("checkpoint",),
              lambda ctx, req, deps: export.export(ctx, deps["checkpoint"], req.resource_dir, force=_forced(req, "export"))),
     )
@@ -171,10 +179,15 @@ def open_context(flags: Mapping[str, Any], config_file: Optional[str] = None) ->
 def perform(req: Request) -> Any:
     """Carry out one task's request: check what can be checked without building,
     reap this work dir's leftovers, then run (or plan) the steps."""
-    if req.target == "restore":
+    if req.target == "restore" and req.scripts:
         restore.scripts_from(req.scripts)  # a bad script is refused before the config is even read
     ctx = open_context(req.flags, req.config_file)
     if req.target == "restore":
+        if not req.scripts:
+            _resumes_inside_a_script(ctx, req)
+        restore.check_payload(ctx.cfg)
+    if req.target == "suite":
+        suite.check(ctx, _asked(req))
         restore.check_payload(ctx.cfg)
     for what, path in (("--kernel", req.kernel), ("--image", req.disk)):
         # Before the env step can start a gem5 build.
@@ -186,6 +199,13 @@ def perform(req: Request) -> Any:
         return dry_run_report(ctx, req)
     clean.reap_orphans(ctx.engine, ctx.layout)
     return run(ctx, req)
+
+
+def _resumes_inside_a_script(ctx: StepContext, req: Request) -> None:
+    """A restore without --script is one of a checkpoint saved inside its script's region of interest; any other is refused."""
+    cpt = checkpoint.find(ctx.layout, req.checkpoint) if req.checkpoint else checkpoint.existing(ctx.cfg)
+    if cpt is None or not cpt.info.in_roi:
+        restore.scripts_from(())  # says: no script given
 
 
 def list_checkpoints(flags: Mapping[str, Any], config_file: Optional[str]) -> list[str]:

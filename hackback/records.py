@@ -243,6 +243,7 @@ class Board(Record):
     switch_from: str = ""  # a run that starts on this CPU and switches to `cpu` ("": no switch)
     switch_after_insts: int = 0  # 0: at the guest's m5 workbegin
     warmup_insts: int = 0
+    in_roi: bool = False  # restored from a checkpoint saved at the ROI's start: measured from the first instruction
 
     def __post_init__(self) -> None:
         if self.caches == "none":
@@ -252,7 +253,8 @@ class Board(Record):
             object.__setattr__(self, "l2", "")
         if not self.switch_from:
             object.__setattr__(self, "switch_after_insts", 0)
-            object.__setattr__(self, "warmup_insts", 0)
+            if not self.in_roi:
+                object.__setattr__(self, "warmup_insts", 0)
 
     def inputs(self) -> dict[str, Json]:
         """What a run's manifest records as the board among its inputs."""
@@ -260,7 +262,8 @@ class Board(Record):
                 **({"l1d": self.l1d, "l1i": self.l1i} if self.caches != "none" else {}),
                 **({"l2": self.l2} if self.caches == "l1l2" else {}),
                 **({"switch_from": self.switch_from, "switch_after_insts": self.switch_after_insts,
-                    "warmup_insts": self.warmup_insts} if self.switch_from else {})}
+                    "warmup_insts": self.warmup_insts} if self.switch_from else {}),
+                **({"in_roi": True, "warmup_insts": self.warmup_insts} if self.in_roi else {})}
 
     def to_json(self) -> dict[str, Json]:
         return {**self.inputs(), "memory": self.memory, "cores": self.cores}
@@ -274,7 +277,8 @@ class Board(Record):
         return self.cpu_label + (f"-{self.caches}" if self.caches != "none" else "")
 
     def label(self) -> str:
-        return f"{self.cpu_label} CPU" + (f", {self.caches} caches" if self.caches != "none" else "")
+        return (f"{self.cpu_label} CPU" + (f", {self.caches} caches" if self.caches != "none" else "")
+                + (", from its region of interest" if self.in_roi else ""))
 
     def runs_on(self, cpu: str) -> bool:
         return cpu in (self.cpu, self.switch_from)
@@ -289,11 +293,37 @@ class Board(Record):
         if self.switch_from:
             out += ["--switch-from", self.switch_from, "--switch-after-insts", str(self.switch_after_insts),
                     "--warmup-insts", str(self.warmup_insts)]
+        if self.in_roi:
+            out += ["--in-roi", "--warmup-insts", str(self.warmup_insts)]
         return out
 
     @classmethod
     def for_boot(cls, boot: BootBoard) -> "Board":
         return cls(boot.memory, boot.cores, boot.cpu)
+
+
+@dataclass(frozen=True)
+class Member(Record):
+    """A benchmark suite's member as a run runs it."""
+
+    suite: str  # npb | gapbs
+    member: str  # is, mg, bfs, ...
+    input: str  # NPB's class (S, W, A), GAPBS's graph (g10)
+    threads: int  # OpenMP threads
+    trials: int = 1  # GAPBS's -n
+
+    @property
+    def label(self) -> str:
+        return f"{self.suite} {self.member} ({self.input}, {self.threads} thread{'s' if self.threads > 1 else ''})"
+
+
+@dataclass(frozen=True)
+class Verdict(Record):
+    """A benchmark's own verdict on a run, and gem5's word that its ROI ran."""
+
+    passed: bool
+    said: str  # its verdict line, as printed ("" if none)
+    why: str = ""  # what failed, or was missing, in one line
 
 
 @dataclass(frozen=True)
@@ -459,15 +489,18 @@ class MadeBy(Record):
     script: FileRef
     board: Board
     payload_sha256: Optional[str] = None
+    member: Optional[Member] = None  # the suite member it ran
 
     def to_json(self) -> dict[str, Json]:
-        return {"script": self.script.to_json(), "payload_sha256": self.payload_sha256, **self.board.to_json()}
+        return {"script": self.script.to_json(), "payload_sha256": self.payload_sha256, **self.board.to_json(),
+                **({"member": self.member.to_json()} if self.member else {})}
 
     @classmethod
     def from_json(cls, data: Json) -> "MadeBy":
         if not isinstance(data, Mapping):
             raise _wrong("MadeBy", data)
-        return cls(FileRef.from_json(data.get("script")), Board.from_json(data), data.get("payload_sha256"))
+        member = Member.from_json(data["member"]) if data.get("member") else None
+        return cls(FileRef.from_json(data.get("script")), Board.from_json(data), data.get("payload_sha256"), member)
 
 
 @dataclass(frozen=True)
@@ -493,11 +526,19 @@ class CheckpointInfo(Record):
     parent: Optional[Parent] = None  # a child's
     made_by: Optional[MadeBy] = None
     measured: Optional[Measured] = None  # a child's run up to it
+    saved_at: str = "guest"  # guest: its hackback-checkpoint (or a boot's); workbegin: the ROI's start
     schema: int = 1
+
+    @property
+    def in_roi(self) -> bool:
+        """Saved at a region of interest's start: a restore resumes inside the script that made it."""
+        return self.saved_at == "workbegin"
 
     def to_json(self) -> dict[str, Json]:
         out = super().to_json()
         out["schema"] = INFO_SCHEMA
+        if self.saved_at == "guest":
+            out.pop("saved_at")
         out.update(out.pop("measured", {}))  # the previous layout: stats, roi, parts at the top
         return out
 
@@ -541,6 +582,9 @@ class RunInfo(Record):
     phases: Figures = field(default_factory=dict)
     container_wall_seconds: Optional[float] = None
     payload: Optional[PayloadRef] = None
+    work_items: tuple[WorkItem, ...] = ()  # every m5 work item gem5 saw
+    member: Optional[Member] = None  # a suite member's run
+    verdict: Optional[Verdict] = None  # its own verdict
     schema: int = 1
     _nullable: ClassVar[frozenset[str]] = frozenset({"script_status"})
 
@@ -790,12 +834,14 @@ class RunResult:
     stats: Figures  # the whole run's figures (hackback.stats.figures)
     reused: bool = False
     roi: Optional[Roi] = None  # the region of interest's, if the script marked one
+    verdict: Optional[Verdict] = None  # a suite member's own
+    member: Optional[Member] = None
 
     @classmethod
     def of(cls, rid: str, run: RunRecord, reused: bool = False) -> "RunResult":
         info = run.info
         return cls(rid, run.directory, info.cause, info.status, info.sim_seconds, info.host_seconds,
-                   info.measured.stats, reused, info.measured.roi)
+                   info.measured.stats, reused, info.measured.roi, info.verdict, info.member)
 
     @property
     def ok(self) -> bool:
@@ -808,7 +854,11 @@ class RunResult:
         if self.roi is not None:
             stats = f"{stats}; region of interest: {_shown(self.roi.figures)}"
         s = self.status
-        return (f"run {self.run_id}{' (up to date, not rerun)' if self.reused else ''}: "
+        if self.verdict is not None and self.member is not None:
+            said = f"{self.member.label} {'verified' if self.verdict.passed else 'FAILED'} ({self.verdict.said or self.verdict.why}); "
+        else:
+            said = ""
+        return (f"run {self.run_id}{' (up to date, not rerun)' if self.reused else ''}: {said}"
                 + (f"script exit status {s}; " if s.end is not ScriptEnd.UNREPORTED else
                    "the script ended the simulation itself (m5 exit); " if self.cause == "exit" else
                    "script exit status not reported; ")

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import log, stats
-from .artifacts import Layout, make_dir
+from .artifacts import Layout, Manifest, make_dir
 from .errors import HackbackError, UsageError
-from .records import CPU_JOIN, RunRecord
+from .records import CPU_JOIN, RunInfo, RunRecord
 
 # (column, what it is); the figures' columns are read from stats.txt.
 COLUMNS = (
@@ -30,8 +30,15 @@ COLUMNS = (
     ("l1d_miss_rate", "L1D miss rate (last dump with one)"), ("l2_miss_rate", "L2 miss rate"),
     ("roi_insts", "ROI instructions"), ("roi_ipc", "ROI IPC"), ("roi_l1d_miss_rate", "ROI L1D miss rate"),
     ("roi_l2_miss_rate", "ROI L2 miss rate"), ("roi_sim_seconds", "ROI simulated s"),
+    ("benchmark", "suite member (hackback suite)"), ("input", "its class or graph"), ("threads", "its OpenMP threads"),
+    ("verification", "its own verdict: PASS or FAIL, and what it printed"),
+    ("native_roi_insts", "ROI instructions of the same binary natively (callgrind)"),
 )
 SWEEPABLE = ("l1d", "l2", "payload")
+SIZES = ("l1d", "l2")  # numeric: on a numeric axis, in their own order
+# The suite view: one row per benchmark x CPU x caches x input.
+SUITE_COLUMNS = ("benchmark", "input", "threads", "cpu", "caches", "l1d", "l2", "verification", "roi_insts", "native_roi_insts",
+                 "roi_ipc", "roi_l1d_miss_rate", "roi_l2_miss_rate", "sim_seconds", "host_seconds", "run")
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,9 @@ def report(layout: Layout, select: Selection, out: Optional[Path] = None) -> Rep
     directory = out or layout.work_dir / "reports" / time.strftime("%Y%m%d-%H%M%S")
     make_dir(directory, "the report")
     files = [_write_csv(rows, directory / "runs.csv"), _write_markdown(rows, directory / "runs.md")]
+    members = [r for r in rows if r["benchmark"]]
+    if members:
+        files += [_write_suite(members, directory / "suite.csv", "csv"), _write_suite(members, directory / "suite.md", "md")]
     files += _plots(rows, directory)
     _show(rows)
     for f in files:
@@ -90,8 +100,30 @@ def _row(run_dir: Path) -> Optional[dict[str, Any]]:
         "l1d_miss_rate": _last(per_dump, "l1d_miss_rate"), "l2_miss_rate": _last(per_dump, "l2_miss_rate"),
         **{f"roi_{k}": roi.get(k) for k in ("insts", "ipc", "l1d_miss_rate", "l2_miss_rate")},
         "roi_sim_seconds": roi.get("simSeconds"),
+        **_member(info, run_dir.parent.parent),
     }
     return row
+
+
+def _member(info: RunInfo, work: Path) -> dict[str, Any]:
+    """A suite member's columns: what it is, its verdict, and the native ROI count of its binary."""
+    m, v = info.member, info.verdict
+    if m is None:
+        return {"benchmark": None, "input": None, "threads": None, "verification": None, "native_roi_insts": None}
+    return {"benchmark": f"{m.suite} {m.member}", "input": m.input, "threads": m.threads,
+            "verification": f"{'PASS' if v.passed else 'FAIL'}: {v.said or v.why}" if v else None,
+            "native_roi_insts": _native(work / "benchmarks" / f"{m.suite}-{m.member}-{m.input}-{m.threads}t")}
+
+
+def _native(directory: Path) -> Optional[int]:
+    """The native ROI count of the binary a run ran (its benchmarks/ artifact), if it is still there."""
+    try:
+        manifest = Manifest.read(directory)
+    except HackbackError:
+        return None
+    part = manifest.part("benchmark") if manifest else None
+    count = part["info"].get("native_roi_insts") if part else None
+    return count if isinstance(count, int) else None
 
 
 def _last(per_dump: Sequence[dict[str, Any]], key: str) -> Optional[float]:
@@ -127,6 +159,27 @@ def _write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     return path
 
 
+def _write_suite(rows: Sequence[dict[str, Any]], path: Path, form: str) -> Path:
+    """The suite view: one row per benchmark x CPU x caches x input (its latest run), verdict and ROI figures."""
+    latest = {tuple(str(r[k]) for k in ("benchmark", "input", "threads", "cpu", "caches", "l1d", "l2")): r for r in rows}
+    ordered = [latest[k] for k in sorted(latest)]
+    if form == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(SUITE_COLUMNS)
+        for r in ordered:
+            w.writerow([_text(r[c]) for c in SUITE_COLUMNS])
+        path.write_text(buf.getvalue())
+        return path
+    lines = ["| " + " | ".join(SUITE_COLUMNS) + " |", "|" + "---|" * len(SUITE_COLUMNS)]
+    lines += ["| " + " | ".join(_text(r[c]) or "-" for c in SUITE_COLUMNS) + " |" for r in ordered]
+    path.write_text("\n".join(lines) + "\n\nOne row per benchmark, input, CPU and caches (its latest run). "
+                    "verification: the benchmark's own verdict line. native_roi_insts: the same binary's region of "
+                    "interest counted natively under callgrind; gem5's roi_insts are more by the kernel's share "
+                    "(interrupts, page faults, console output).\n")
+    return path
+
+
 def _write_markdown(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     cols = [c for c, _ in COLUMNS]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -154,7 +207,7 @@ def _plots(rows: Sequence[dict[str, Any]], directory: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed
-    out = [p for p in (_ipc_by_script(rows, directory),) if p is not None]
+    out = [p for p in (_ipc_by_script(rows, directory), _roi_ipc_by_benchmark(rows, directory)) if p is not None]
     out += _sweeps(rows, directory)
     return out
 
@@ -188,6 +241,37 @@ def _ipc_by_script(rows: Sequence[dict[str, Any]], directory: Path) -> Optional[
     return path
 
 
+def _roi_ipc_by_benchmark(rows: Sequence[dict[str, Any]], directory: Path) -> Optional[Path]:
+    """Suite members' ROI IPC: a group of bars per benchmark (and input), one bar per CPU and caches."""
+    import matplotlib.pyplot as plt
+
+    members = [r for r in rows if r["benchmark"] and r["roi_ipc"] is not None]
+    if not members:
+        return None
+    benches = sorted({f"{r['benchmark']} {r['input']}" for r in members})
+    configs = sorted({f"{r['cpu']}, {r['caches']}" + (f" {r['l1d']}/{r['l2']}" if r["l2"] else "") for r in members})
+
+    def config_of(r: dict[str, Any]) -> str:
+        return f"{r['cpu']}, {r['caches']}" + (f" {r['l1d']}/{r['l2']}" if r["l2"] else "")
+
+    fig, ax = plt.subplots(figsize=(min(16, max(6, 0.7 * len(benches) * max(1, len(configs)))), 4.5))
+    width = 0.8 / len(configs)
+    for i, cfg in enumerate(configs):
+        values = [_mean([r["roi_ipc"] for r in members if f"{r['benchmark']} {r['input']}" == b and config_of(r) == cfg])
+                  for b in benches]
+        xs = [j + i * width for j, v in enumerate(values) if v is not None]
+        ax.bar(xs, [v for v in values if v is not None], width, label=cfg)
+    ax.set_xticks([j + width * (len(configs) - 1) / 2 for j in range(len(benches))], benches, rotation=20, ha="right")
+    ax.set_ylabel("IPC of the region of interest")
+    ax.set_title("Suite members: ROI IPC per benchmark and CPU model")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path = directory / "roi_ipc_by_benchmark.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _sweeps(rows: Sequence[dict[str, Any]], directory: Path) -> list[Path]:
     """For a script whose runs differ in one parameter only: ROI IPC and L1D miss rate against it."""
     import matplotlib.pyplot as plt
@@ -213,10 +297,9 @@ def _sweeps(rows: Sequence[dict[str, Any]], directory: Path) -> list[Path]:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         for ax, metric in zip(axes, ("roi_ipc", "roi_l1d_miss_rate")):
             fallback = metric[4:]
-            ys = [r[metric] if r[metric] is not None else r[fallback] for r in points]
-            xs = [label(r) for r, y in zip(points, ys) if y is not None]
-            ax.plot(xs, [y for y in ys if y is not None], marker="o")
-            ax.set_xlabel("payload (its last directory: the input)" if param == "payload" else param)
+            got = [(r, r[metric] if r[metric] is not None else r[fallback]) for r in points]
+            got = [(r, y) for r, y in got if y is not None]
+            _sweep_axis(ax, param, [label(r) for r, _ in got], [y for _, y in got])
             ax.set_ylabel(metric.replace("roi_", "ROI ").replace("_", " "))
         fig.suptitle(f"{script} on {key[2]} ({key[3]} caches): against {param}")
         fig.tight_layout()
@@ -225,6 +308,23 @@ def _sweeps(rows: Sequence[dict[str, Any]], directory: Path) -> list[Path]:
         plt.close(fig)
         out.append(path)
     return out
+
+
+def _sweep_axis(ax: Any, param: str, labels: Sequence[str], ys: Sequence[float]) -> None:
+    """A size on a numeric (log 2) axis in its own order, joined by a line; a
+    category (a payload's input) as bars, never joined."""
+    from .config import memory_bytes
+
+    if param in SIZES:
+        xs = [float(memory_bytes(v) or 0) for v in labels]
+        ax.plot(xs, ys, marker="o")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, labels)
+        ax.set_xlabel(f"{param} size")
+    else:
+        ax.bar(range(len(labels)), ys)
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_xlabel("payload (its last directory: the input)" if param == "payload" else param)
 
 
 def _size_key(value: Any) -> tuple[float, str]:

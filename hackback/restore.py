@@ -31,8 +31,10 @@ from .context import StepContext
 from .engine import Engine
 from .ownership import owner_label
 from .records import (GEM5_KERNEL, Board, CheckpointArtifact, CheckpointInfo, EnvArtifact, FileRef, Gem5Result, MadeBy, Parent,
-                      PayloadRef, RunInfo, RunRecord, RunResult, ScriptEnd, ScriptStatus)
-from .errors import ArtifactError, Gem5RunFailed, HackbackError, MismatchError, ResultsLost, ScriptFailed, UsageError
+                      Member, PayloadRef, RunInfo, RunRecord, RunResult, ScriptEnd, ScriptStatus, Verdict)
+from .suite_def import SuiteDef
+from .errors import (ArtifactError, Gem5RunFailed, HackbackError, MismatchError, ResultsLost, ScriptFailed, UsageError,
+                     VerificationFailed)
 
 SCRIPT_EXIT = gem5run.SCRIPT_EXIT
 MAX_SCRIPT_BYTES = 1 << 20
@@ -116,10 +118,15 @@ def verify(cpt: CheckpointArtifact, env: EnvArtifact, kernel: Path, disk: Path, 
 
 
 def board_of(cfg: Config, cpt: CheckpointArtifact) -> Board:
-    """The board a restore of `cpt` simulates: the checkpoint's memory and cores, the config's CPU and caches."""
+    """The board a restore of `cpt` simulates: the checkpoint's memory and cores, the config's CPU and caches
+    (measured from the first instruction when the checkpoint was saved at a region of interest)."""
     r = cfg.restore
+    if cpt.info.in_roi and r.switch_from:
+        raise UsageError(f"checkpoint '{cpt.name}' starts inside its region of interest: there is nothing to switch from",
+                         "leave --switch-from off: the run is on --cpu from its first instruction")
     return Board(memory=cpt.info.board.memory, cores=cpt.info.board.cores, cpu=r.cpu, caches=r.caches, l1d=r.l1d, l1i=r.l1i,
-                 l2=r.l2, switch_from=r.switch_from, switch_after_insts=r.switch_after_insts, warmup_insts=r.warmup_insts)
+                 l2=r.l2, switch_from=r.switch_from, switch_after_insts=r.switch_after_insts, warmup_insts=r.warmup_insts,
+                 in_roi=cpt.info.in_roi)
 
 
 def run_inputs(cfg: Config, cpt: CheckpointArtifact, env: EnvArtifact, board: Board, script_sha: str,
@@ -166,44 +173,69 @@ class Plan:
     want: dict[str, Any]
     rid: str
     payload: Optional[payload_.Payload] = None
+    member: Optional[Member] = None  # a suite member: judged by its own verdict
+    resumed: bool = False  # restored inside the script that made the checkpoint: the guest reads no new one
 
 
 @dataclass(frozen=True)
-class OwnPayload:
-    """A script that brings its own payload (a suite member and its binary), not restore.payload's."""
+class Work:
+    """A script to run with what it brings instead of restore.payload: a suite
+    member's binary (and the user's payload), and the member it runs."""
 
     script: Path
     payload: Optional[payload_.Payload]
+    member: Optional[Member] = None
 
 
-Scripts = Union[Sequence[Path], Sequence[OwnPayload]]
+Scripts = Union[Sequence[Path], Sequence[Work]]
 
 
 def prepare(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts: Scripts,
             kernel: Optional[Path] = None, disk: Optional[Path] = None, force: bool = False) -> tuple["Restores", list["Plan"]]:
     """Everything checked before a run starts (scripts, the checkpoint's kernel,
     image and gem5, the payloads), and each script's run: its inputs and run id.
-    A plain script gets the config's payload (restore.payload)."""
-    given = [s if isinstance(s, OwnPayload) else None for s in scripts]
-    paths = [s.script if isinstance(s, OwnPayload) else s for s in scripts]
-    for path in paths:
-        check_script(path)
+    A plain script gets the config's payload (restore.payload). A checkpoint
+    saved at a region of interest resumes inside the script that made it: its
+    one run reads no script."""
+    if cpt.info.in_roi and scripts:
+        raise UsageError(f"checkpoint '{cpt.name}' was saved inside its script's region of interest: a restore of it "
+                         "resumes there and reads no new script", "leave --script off")
+    works = [s if isinstance(s, Work) else Work(s, None) for s in scripts]
+    own = [isinstance(s, Work) for s in scripts]
+    for w in works:
+        check_script(w.script)
     kernel = kernel or cpt.info.kernel.path
     disk = disk or cpt.info.image.path
     warnings = verify(cpt, env, kernel, disk, ctx.hashes)
-    for w in warnings:
-        log.warn(w)
+    for warning in warnings:
+        log.warn(warning)
     board = board_of(ctx.cfg, cpt)
     runs = Restores(ctx, env, cpt, kernel, disk, board, warnings, force)
-    shared = check_payload(ctx.cfg) if None in given else None
+    if cpt.info.in_roi:
+        return runs, [_resumed(ctx.cfg, cpt, env, board)]
+    shared = check_payload(ctx.cfg) if not all(own) else None
     plans = []
-    for s, own in zip(paths, given):
-        brought = own.payload if own is not None else shared
+    for w, is_own in zip(works, own):
+        brought = w.payload if is_own else shared
         if brought is not None:
             _fits(brought, cpt)
-        want = run_inputs(ctx.cfg, cpt, env, board, ctx.hashes.sha256(s), brought.sha256(ctx.hashes) if brought else None)
-        plans.append(Plan(s, want, run_id(cpt, s, board, want), brought))
+        want = run_inputs(ctx.cfg, cpt, env, board, ctx.hashes.sha256(w.script), brought.sha256(ctx.hashes) if brought else None)
+        if w.member is not None:
+            want["member"] = {**w.member.to_json(), "judge": SuiteDef.load(w.member.suite).digest()}
+        plans.append(Plan(w.script, want, run_id(cpt, w.script, board, want), brought, w.member))
     return runs, plans
+
+
+def _resumed(cfg: Config, cpt: CheckpointArtifact, env: EnvArtifact, board: Board) -> Plan:
+    """The one run of a checkpoint saved inside a script's region of interest: the script that made it, measured from the start."""
+    made = cpt.info.made_by
+    if made is None:
+        raise ArtifactError(f"checkpoint '{cpt.name}' says it was saved at a region of interest but not by which script",
+                            "take it again with --save-checkpoint")
+    want = run_inputs(cfg, cpt, env, board, made.script.sha256, None)
+    if made.member is not None:
+        want["member"] = {**made.member.to_json(), "judge": SuiteDef.load(made.member.suite).digest()}
+    return Plan(made.script.path, want, run_id(cpt, made.script.path, board, want), None, made.member, resumed=True)
 
 
 def completed(ctx: StepContext, plan: "Plan") -> Optional[RunResult]:
@@ -274,7 +306,7 @@ def _fits(brought: payload_.Payload, cpt: CheckpointArtifact) -> None:
 
 _Outcomes = tuple[list[Optional[RunResult]], list[HackbackError]]
 # One run's failure: the others of a batch still run, and the batch fails after them.
-RUN_FAILURES = (Gem5RunFailed, ScriptFailed, ResultsLost)
+RUN_FAILURES = (Gem5RunFailed, ScriptFailed, ResultsLost, VerificationFailed)
 
 
 def _run_serially(runs: Restores, plans: Sequence[Plan]) -> _Outcomes:
@@ -348,8 +380,14 @@ def _run_gem5(runs: Restores, plan: Plan, tmp: Path, label: str, keep: tuple[Kin
     checkpoint when the restore saves one); its result and job. A failed run's
     logs are kept as <work>/failed/<keep kind>-<keep name>."""
     ctx, cpt, run_cfg = runs.ctx, runs.cpt, runs.ctx.cfg.restore
-    shutil.copy2(plan.script, tmp / _script_copy(plan))
     readfile = tmp / _script_copy(plan)
+    if plan.resumed:  # the guest is inside its script already and reads none: an empty readfile
+        if plan.script.is_file() and ctx.hashes.sha256(plan.script) == plan.want["script_sha256"]:
+            shutil.copy2(plan.script, tmp / _script_copy(plan))
+        readfile = tmp / READFILE
+        readfile.write_bytes(b"")
+    else:
+        shutil.copy2(plan.script, readfile)
     if plan.payload is not None:
         readfile = tmp / READFILE  # header + script + index + files; removed after the run (the payload's digest is kept)
         payload_.write_stream(plan.script, plan.payload, readfile)
@@ -358,7 +396,8 @@ def _run_gem5(runs: Restores, plan: Plan, tmp: Path, label: str, keep: tuple[Kin
         label=label, env_image=g.env_image, binary=g.binary, mode="restore", kernel=cpt.gem5_kernel(runs.kernel),
         disk=runs.disk, kernel_args=cpt.info.kernel_args, board=runs.board, out=tmp, checkpoint=cpt.cpt,
         script=readfile, max_sim_seconds=run_cfg.max_sim_seconds, max_wall_seconds=run_cfg.max_wall_seconds,
-        save_child=bool(run_cfg.save_checkpoint), config=run_cfg.gem5_config, gem5_args=run_cfg.gem5_args,
+        save_child=bool(run_cfg.save_checkpoint), save_at=run_cfg.save_at, config=run_cfg.gem5_config,
+        gem5_args=run_cfg.gem5_args,
     )
     with log.step(f"restore {plan.rid}: {plan.script.name} on {runs.board.label()}"):
         # Artifact directories only ever hold complete ones; what a failed run printed is kept aside.
@@ -395,7 +434,7 @@ def _save_child(runs: Restores, plan: Plan, name: str) -> RunResult:
     saves becomes checkpoints/<name>, a child of the one restored, its manifest
     recording the parent, the script and payload that led to it, the CPU, the tick."""
     ctx, parent = runs.ctx, runs.cpt
-    want = {**plan.want, "child": True}
+    want = {**plan.want, "child": True, **({"save_at": ctx.cfg.restore.save_at} if ctx.cfg.restore.save_at != "guest" else {})}
 
     def build(tmp: Path, manifest: Manifest) -> None:
         result, job = _run_gem5(runs, plan, tmp, "gem5:child", ("checkpoints", name))
@@ -409,7 +448,7 @@ def _save_child(runs: Restores, plan: Plan, name: str) -> RunResult:
             files.append(tmp / GEM5_KERNEL)
         info = child_info(parent, cpt.name, result, tmp,
                           MadeBy(FileRef(plan.script.resolve(), plan.want["script_sha256"]), job.board,
-                                 plan.want.get("payload_sha256")))
+                                 plan.want.get("payload_sha256"), plan.member), ctx.cfg.restore.save_at)
         manifest.set_part("checkpoint", want, {str(p.relative_to(tmp)): file_record(p, ctx.hashes) for p in files},
                           info.to_json())
 
@@ -424,14 +463,16 @@ def _save_child(runs: Restores, plan: Plan, name: str) -> RunResult:
                      measured.stats if measured else {}, not done.built, measured.roi if measured else None)
 
 
-def child_info(parent: CheckpointArtifact, cpt: str, result: Gem5Result, out: Path, made_by: MadeBy) -> CheckpointInfo:
+def child_info(parent: CheckpointArtifact, cpt: str, result: Gem5Result, out: Path, made_by: MadeBy,
+               saved_at: str = "guest") -> CheckpointInfo:
     """A child checkpoint's info: its parent's system (gem5, kernel, image, board,
     boot, kernel arguments, timing), where and how it was saved, what ran up to it."""
     return dataclasses.replace(
         parent.info, cpt=cpt, tick=result.final_tick, sim_seconds=result.sim_seconds, host_seconds=result.host_seconds,
         phases=result.phases, console_last_line=result.console_last_line,
         guest=gem5run.guest_room(out / gem5run.CONSOLE_COPY), measured=stats.measured(out / "stats.txt", result),
-        parent=Parent(parent.name, parent.directory, parent.cpt.name, parent.identity_digest()), made_by=made_by)
+        parent=Parent(parent.name, parent.directory, parent.cpt.name, parent.identity_digest()), made_by=made_by,
+        saved_at=saved_at)
 
 
 def _console(out: Path) -> str:
@@ -447,17 +488,26 @@ def _script_status(console: str) -> Optional[str]:
     return "payload" if "payload" in statuses else statuses[-1] if statuses else None
 
 
+def _verdict(plan: Plan, console: str, result: Gem5Result, board: Board) -> Optional[Verdict]:
+    """A suite member's own verdict on its run, and gem5's word that its ROI ran."""
+    if plan.member is None:
+        return None
+    return SuiteDef.load(plan.member.suite).judge(plan.member, console, result.work_items, began_before=board.in_roi)
+
+
 def _info(runs: Restores, plan: Plan, job: gem5run.Gem5Job, result: Gem5Result) -> RunInfo:
     brought = plan.payload
+    console = _console(job.out)
     return RunInfo(
         checkpoint=runs.cpt.ref(), script=FileRef(plan.script.resolve(), plan.want["script_sha256"]), gem5=runs.env.gem5(),
-        gem5_warnings=tuple(runs.warnings), board=job.board, cause=result.cause, script_status=_script_status(_console(job.out)),
+        gem5_warnings=tuple(runs.warnings), board=job.board, cause=result.cause, script_status=_script_status(console),
         sim_seconds=result.sim_seconds, host_seconds=result.host_seconds,
         # Where the host time went: gem5's start-up and board, loading the
         # checkpoint, simulating; the container's whole life around them.
         phases=result.phases, container_wall_seconds=result.container_wall_seconds,
         measured=stats.measured(job.out / "stats.txt", result),
-        payload=PayloadRef(brought.dirs, len(brought.files), brought.bytes, plan.want["payload_sha256"]) if brought else None)
+        payload=PayloadRef(brought.dirs, len(brought.files), brought.bytes, plan.want["payload_sha256"]) if brought else None,
+        work_items=result.work_items, member=plan.member, verdict=_verdict(plan, console, result, job.board))
 
 
 def _finish(result: RunResult, script: Path) -> RunResult:
@@ -474,4 +524,8 @@ def _finish(result: RunResult, script: Path) -> RunResult:
             status.end, "reported no exit status")
         raise ScriptFailed(f"script {script.name} {what} in the guest", f"its output is in {result.directory / 'console.log'}",
                            exit_status=status.exit_code, result=result)
+    if result.verdict is not None and not result.verdict.passed:
+        log.info(result.summary())
+        raise VerificationFailed(f"{result.run_id}: {result.verdict.why}", f"the run is kept; its output is in "
+                                 f"{result.directory / 'console.log'}", result=result)
     return result

@@ -83,7 +83,20 @@ OPTIONS: dict[str, Option] = {
                      metavar="CPU"),
     "out": Option("where the CSV, Markdown and plots go (default <work_dir>/reports/<time>)", metavar="DIR"),
     "resource-dir": Option("also seed this gem5 resource directory (GEM5_RESOURCE_DIR) with sparse copies", metavar="DIR"),
-    "kind": Option("the kind of artifact to remove", metavar="env|images|kernels|checkpoints|runs|exports"),
+    "suite": Option("the benchmark suite: npb (NAS Parallel Benchmarks 3.3.1-OMP) or gapbs (GAP 1.5); also the first "
+                    "argument: hackback suite npb", "suite.name"),
+    "members": Option("the members to run, comma-separated (default: the suite's usual set: NPB's bt,cg,ep,ft,is,lu,mg,sp; "
+                      "GAPBS's bfs,pr,cc,sssp,bc,tc)", "suite.members", metavar="NAME,..."),
+    "input": Option("NPB's class (S, W, A, B, C; default S) or GAPBS's synthetic graph (g<N> Kronecker, u<N> uniform; "
+                    "default g10)", "suite.input", metavar="CLASS|GRAPH"),
+    "threads": Option("OpenMP threads in the guest (default: the checkpoint's cores)", "suite.threads", Optional[int],
+                      metavar="INT"),
+    "trials": Option("GAPBS: trials of the kernel, each verified (default 1; the first is the ROI measured)",
+                     "suite.trials", Optional[int], metavar="INT"),
+    "source": Option("the suite's source: a tarball or tree, or a URL with --sha256 (default: suite.<name>.source)",
+                     metavar="PATH|URL"),
+    "sha256": Option("the source tarball's sha256 (checked before anything builds; a URL needs it)", metavar="SHA256"),
+    "kind": Option("the kind of artifact to remove", metavar="env|images|kernels|checkpoints|runs|exports|benchmarks"),
     "images": Option("also remove the env images this work dir's env manifests name (none a container uses)", kind=bool),
     "all-owners": Option("also list, and remove after asking, containers not provably this work dir's leftovers", kind=bool),
     "yes": Option("do not ask before deleting", kind=bool),
@@ -124,6 +137,7 @@ class TaskSpec:
     doc: str
     options: tuple[str, ...]
     run: Callable[["TaskSpec", dict[str, Any]], Any]
+    positional: tuple[str, ...] = ()  # options also given as the task's first arguments (hackback suite npb; see cli.reorder)
 
 
 def _request(spec: TaskSpec, given: dict[str, Any]) -> pipeline.Request:
@@ -138,9 +152,10 @@ def _request(spec: TaskSpec, given: dict[str, Any]) -> pipeline.Request:
 
     check = given.get("check")
     return pipeline.Request(
-        spec.name, flags, given.get("config"), bool(given.get("force")), bool(given.get("dry-run")),
-        tuple(given.get("script") or ()), given.get("checkpoint"), path("kernel"), path("image"),
-        check if check in (None, True) else Path(check), path("resource-dir"),
+        spec.name, flags, config_file=given.get("config"), force=bool(given.get("force")),
+        dry_run=bool(given.get("dry-run")), scripts=tuple(given.get("script") or ()), checkpoint=given.get("checkpoint"),
+        kernel=path("kernel"), disk=path("image"), check=check if check in (None, True) else Path(check),
+        resource_dir=path("resource-dir"), source=given.get("source"), sha256=given.get("sha256"),
     )
 
 
@@ -181,6 +196,17 @@ TASKS = (
              ("gem5-src", "gem5-binary", "boot-cpu", "boot", "memory", "cores", *COMMON), _build),
     TaskSpec("restore", "Restore the checkpoint and run scripts in the guest; collect stats and output.",
              ("script", "payload", "save-checkpoint", "cpu", "switch-from", "switch-after-insts", "warmup-insts", "caches", "l1d", "l1i", "l2", "gem5-config", "gem5-args", "jobs", "on", "wait", "rerun-failed", "checkpoint", "kernel", "image", "gem5-src", "gem5-binary", *COMMON), _build),
+    TaskSpec("suite", """Build a benchmark suite (NPB, GAPBS) and run its members from one checkpoint, each judged by its own verification.
+
+    Each member is built static (for gem5, and natively, where it must verify),
+    then restored as its own run with its binary in the guest: every restore
+    option applies (--cpu, --caches, --switch-from to measure only its ROI on
+    the detailed CPU, -j, --on slurm). --save-checkpoint NAME (one member) saves
+    the checkpoint at the member's own region of interest.""",
+             ("suite", "members", "input", "threads", "trials", "source", "sha256", "payload", "save-checkpoint", "cpu",
+              "switch-from", "switch-after-insts", "warmup-insts", "caches", "l1d", "l1i", "l2", "gem5-config", "gem5-args",
+              "jobs", "on", "wait", "rerun-failed", "checkpoint", "kernel", "image", "gem5-src", "gem5-binary", *COMMON), _build,
+             positional=("suite",)),
     TaskSpec("checkpoints", "List the checkpoints as a tree: parent and children, tick, how each was made, runs using it.",
              ("work-dir", "config"), _list_task),
     TaskSpec("export", "Write gem5 resources JSON for the checkpoint, its kernel and disk (obtain_resource, offline).",

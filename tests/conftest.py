@@ -263,3 +263,17 @@ def result_of(**fields: object) -> "Gem5Result":
     from hackback.records import Gem5Result
 
     return Gem5Result.from_json({**base, **fields})
+
+
+def suite_source(name: str) -> Path:
+    """A benchmark suite's source as the tests are handed it (HACKBACK_TEST_NPB_SRC,
+    HACKBACK_TEST_GAPBS_SRC: a tarball or tree, as a user hands one over). Under CI
+    (.ci/run sets them) a missing one fails the tier; elsewhere it skips, saying why."""
+    var = f"HACKBACK_TEST_{name.upper()}_SRC"
+    given = os.environ.get(var)
+    if given and Path(given).exists():
+        return Path(given).resolve()
+    reason = f"suite tier: set {var} to a {name} tarball or tree to run it"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must hand over the {name} source (.ci/run sets {var}): {reason}")
+    pytest.skip(reason)

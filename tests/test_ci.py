@@ -47,3 +47,19 @@ def test_under_ci_a_broken_gem5_hand_over_fails_the_run_before_anything_runs(tmp
 def test_outside_ci_without_a_hand_over_the_gem5_tier_is_said_to_skip(tmp_path: Path) -> None:
     out = _ci_run(tmp_path, None, ci=False)
     assert "the gem5 tier skips" in out.stdout and "SETUP-REACHED" in out.stdout and out.returncode == 42
+
+
+def test_under_ci_a_broken_benchmarks_hand_over_fails_the_run_too(tmp_path: Path) -> None:
+    """The gem5 hand-over whole (the real files, linked), the benchmarks' missing."""
+    real = [Path(os.environ[v]) for v in ("HACKBACK_TEST_GEM5_SRC", "HACKBACK_TEST_GEM5_BINARY") if os.environ.get(v)]
+    if len(real) != 2:
+        if os.environ.get("CI"):
+            pytest.fail("CI hands over gem5: HACKBACK_TEST_GEM5_SRC and HACKBACK_TEST_GEM5_BINARY are set by .ci/run")
+        pytest.skip("needs the real gem5 hand-over (HACKBACK_TEST_GEM5_SRC, HACKBACK_TEST_GEM5_BINARY) to get past its check")
+    gem5 = tmp_path / "shared" / "gem5"
+    gem5.mkdir(parents=True)
+    for path, name in zip(real, ("gem5-v24.0.0.1.tar.xz", "gem5.opt")):
+        (gem5 / name).symlink_to(path)
+    out = _ci_run(tmp_path, None)
+    assert out.returncode == 1 and "NPB3.3.1-OMP-gem5-hooks.tar.xz is missing" in out.stderr, out.stderr
+    assert "SETUP-REACHED" not in out.stdout

@@ -194,3 +194,34 @@ def test_the_checkpoint_is_a_name_or_a_directory_and_an_unknown_one_lists_the_kn
     with pytest.raises(UsageError, match="no checkpoint 'nope'") as e:
         checkpoint.find(layout, "nope")
     assert "known names: roi" in e.value.one_line()
+
+
+@pytest.mark.parametrize("args,says", [
+    (["suite"], "no suite named"),
+    (["suite", "spec"], "'suite.name' in the task flags is 'spec'"),
+    (["suite", "npb", "--members", "is,xx", "--source", "/nowhere"], "npb has no member 'xx'"),
+    (["suite", "npb"], "no source for npb"),
+    (["suite", "npb", "--source", "/nowhere/npb.tar.xz"], "the npb source /nowhere/npb.tar.xz does not exist"),
+    (["suite", "gapbs", "--source", "https://example.invalid/gapbs.tar.gz"], "without its sha256"),
+    (["suite", "npb", "--members", "is,mg", "--source", "/nowhere", "--save-checkpoint", "roi"], "saves one member"),
+])
+def test_a_suite_asked_for_wrongly_is_refused_in_one_line_before_anything_builds(args: list[str], says: str,
+                                                                                 tmp_path: Path) -> None:
+    out = run(["hackback", *args], tmp_path)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and says in lines[0], out.stderr
+    assert not any((tmp_path / "work" / kind).exists() for kind in ("env", "images", "kernels", "checkpoints", "benchmarks"))
+
+
+def test_a_suite_tarball_with_another_sha256_is_refused_before_anything_builds(tmp_path: Path) -> None:
+    tarball = tmp_path / "npb.tar"
+    import tarfile
+
+    (tmp_path / "tree" / "sys").mkdir(parents=True)
+    (tmp_path / "tree" / "sys" / "setparams.c").write_text("/* stand-in */\n")
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(tmp_path / "tree", arcname="npb")
+    out = run(["hackback", "suite", "npb", "--source", str(tarball), "--sha256", "0" * 64], tmp_path)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and "has sha256" in lines[0] and "not the 000" in lines[0], out.stderr
+    assert not any((tmp_path / "work" / kind).exists() for kind in ("env", "images", "kernels", "checkpoints", "benchmarks"))

@@ -47,3 +47,28 @@ def test_the_report_reads_stats_txt_and_plots_a_sweep(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as unknown:
         report.report(Layout(work), report.Selection(checkpoint="nope"), tmp_path / "out3")
     assert "has checkpoint 'nope'" in unknown.value.message and unknown.value.hint == "known: default"
+
+
+def test_suite_members_get_a_row_each_with_their_verdict_and_native_count_and_a_bar_plot(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    for name, member, cpu, passed in (("m1", "is", "o3", True), ("m2", "mg", "o3", False), ("m3", "is", "atomic", True)):
+        d = work / "runs" / name
+        d.mkdir(parents=True)
+        (d / "stats.txt").write_text(STATS.format(a=1000, c=2000, extra="") + STATS.format(a=400, c=200, extra=""))
+        m = Manifest("runs", name)
+        verdict = {"passed": passed, "said": " Verification    =               SUCCESSFUL" if passed else "", "why": "" if passed else "npb mg: printed 0 of the 1"}
+        m.set_part("run", {}, {}, run_info_json("default", f"/w/suites/scripts/npb-{member}-S-1t.sh", board={"cpu": cpu},
+                                                roi={"dump": 2}, member={"suite": "npb", "member": member, "input": "S", "threads": 1},
+                                                verdict=verdict))
+        write_manifest(d, m)
+    bench = work / "benchmarks" / "npb-is-S-1t"
+    bench.mkdir(parents=True)
+    b = Manifest("benchmarks", "npb-is-S-1t")
+    b.set_part("benchmark", {}, {}, {"native_roi_insts": 390})
+    write_manifest(bench, b)
+    rep = report.report(Layout(work), report.Selection(), tmp_path / "out")
+    suite = list(csv.DictReader((tmp_path / "out" / "suite.csv").open()))
+    assert [(r["benchmark"], r["cpu"], r["verification"].split(":")[0]) for r in suite] == [
+        ("npb is", "atomic", "PASS"), ("npb is", "o3", "PASS"), ("npb mg", "o3", "FAIL")]
+    assert suite[1]["roi_insts"] == "400" and suite[1]["native_roi_insts"] == "390" and suite[2]["native_roi_insts"] == ""
+    assert {"suite.md", "roi_ipc_by_benchmark.png"} <= {p.name for p in rep.files}
