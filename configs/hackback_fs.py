@@ -172,19 +172,19 @@ class Switchable(SwitchableProcessor):
         cores = {key: [SimpleCore(cpu_type=CPUS[cpu], core_id=i, isa=ISA.X86) for i in range(num_cores)]
                  for key, cpu in self._cpu_of.items()}
         super().__init__(switchable_cores=cores, starting_cores="cores")
-        self.active = "cores"
+        self._active = "cores"  # underscored: a SimObject takes no other new attributes
 
     def incorporate_processor(self, board) -> None:
         super().incorporate_processor(board)
         board.set_mem_mode(self._modes["cores"])  # m5.switchCpus changes it at the switch
 
     def switch_to(self, key: str) -> None:
-        if key != self.active:
+        if key != self._active:
             self.switch_to_processor(key)
-            self.active = key
+            self._active = key
 
     def active_cpu(self) -> str:
-        return self._cpu_of[self.active]
+        return self._cpu_of[self._active]
 
 
 def processor_for(args: argparse.Namespace):

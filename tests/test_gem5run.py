@@ -170,6 +170,12 @@ def _stub_gem5(monkeypatch: pytest.MonkeyPatch, outdir: Path, ends: list[str]) -
         def __init__(self, switchable_cores: dict[str, list[Any]], starting_cores: str) -> None:
             self._switchable_cores, self._current = switchable_cores, starting_cores
 
+        def __setattr__(self, name: str, value: Any) -> None:
+            # As gem5's SimObject: an attribute that is no parameter must be underscored.
+            if not name.startswith("_"):
+                raise AttributeError(f"Class {type(self).__name__} has no parameter {name}")
+            object.__setattr__(self, name, value)
+
         def incorporate_processor(self, board: Any) -> None:
             pass
 

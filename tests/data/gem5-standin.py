@@ -36,7 +36,7 @@ for opt in ("--kernel", "--disk", "--kernel-args", "--memory", "--cores", "--cpu
             "--checkpoint-dir", "--checkpoint", "--script", "--max-sim-seconds", "--max-wall-seconds",
             "--switch-from", "--switch-after-insts", "--warmup-insts"):
     ap.add_argument(opt)
-args = ap.parse_args(rest)
+args, _unknown = ap.parse_known_args(rest)  # options a stand-in need not act on (--checkpoint-at, --in-roi, ...)
 behaviour = ""
 if args.kernel_args and "standin=" in args.kernel_args:
     behaviour = args.kernel_args.split("standin=", 1)[1].split()[0]
