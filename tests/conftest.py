@@ -173,8 +173,8 @@ def hackback_env(work: Path, gem5_src: Optional[Path] = None, gem5_binary: Optio
 
 
 def invoke(env: dict[str, str], *args: str, timeout: int = 6 * 3600) -> subprocess.CompletedProcess[str]:
-    """`invoke ARGS` as a user runs it, from the repo."""
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO, env=env, capture_output=True, text=True,
+    """`hackback ARGS` as a user runs it (the installed command's entry point), from the repo."""
+    return subprocess.run([sys.executable, "-m", "hackback.cli", *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -186,7 +186,7 @@ def gem5_world(gem5_src: Path, gem5_binary: Optional[Path], gem5_work: Path, eng
     env = hackback_env(gem5_work, gem5_src, gem5_binary)
     out = invoke(env, "env")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr
-    kernel = subprocess.Popen([sys.executable, "-m", "invoke", "kernel"], cwd=REPO, env=env,
+    kernel = subprocess.Popen([sys.executable, "-m", "hackback.cli", "kernel"], cwd=REPO, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         img = invoke(env, "image")

@@ -128,7 +128,7 @@ def test_a_member_that_fails_its_own_verification_fails_in_one_line_and_its_run_
     iterations is no class it knows, and it says UNSUCCESSFUL (and exits 0)."""
     inputs = tmp_path / "mg-input"
     inputs.mkdir()
-    (inputs / "mg.input").write_text(f"5\n32 32 32\n2\n")
+    (inputs / "mg.input").write_text("5\n32 32 32\n2\n0 0 0 0 0 0 0 0\n")  # lt, the grid, iterations, debug flags
     out = invoke(env, "suite", "npb", "--members", "mg", "--source", str(sources["npb"]), "--payload", str(inputs),
                  "--force", timeout=1800)
     lines = out.stderr.strip().splitlines()

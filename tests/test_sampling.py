@@ -1,0 +1,93 @@
+"""SimPoint's method in numbers: gem5's vectors read and merged, the choice
+(seeded, stratified), the rule's bound on detailed instructions, and the
+weighted estimate with its interval, checked against hand-made profiles whose
+answer is known."""
+from __future__ import annotations
+
+import gzip
+import math
+from pathlib import Path
+
+import pytest
+
+from hackback import sampling
+from hackback.errors import UsageError
+
+
+def _write(path: Path, vectors: list[dict[int, int]]) -> Path:
+    with gzip.open(path, "wt") as f:
+        for v in vectors:
+            f.write("T" + "".join(f":{b}:{c} " for b, c in sorted(v.items())) + "\n")
+    return path
+
+
+def _phases(n: int = 60) -> list[dict[int, int]]:
+    """Three phases in turn (blocks 1-2, 3-4, 5-6), each interval 10,000
+    instructions, the mix inside a phase wandering at random (seeded)."""
+    import random
+
+    rng = random.Random(7)
+    out = []
+    for i in range(n):
+        phase = (i // 10) % 3
+        counts = [rng.randint(1_000, 1_500) for _ in range(8)]  # eight blocks a phase, each wandering on its own
+        counts[0] += 10_000 - sum(counts)
+        out.append({1 + 8 * phase + b: c for b, c in enumerate(counts)})
+    return out
+
+
+def test_gem5s_vectors_are_read_and_merged_into_longer_intervals(tmp_path: Path) -> None:
+    profile = sampling.read_profile(_write(tmp_path / "simpoint.bb.gz", _phases(7)))
+    assert len(profile.vectors) == 7 and profile.lengths == (10_000,) * 7 and profile.insts == 70_000
+    two = sampling.merged(profile, 2)
+    assert len(two.vectors) == 3 and two.lengths == (20_000,) * 3  # the last partial one left out
+    assert two.vectors[0] == {b: profile.vectors[0][b] + profile.vectors[1][b] for b in range(1, 9)}
+
+
+def test_a_damaged_profile_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "bad.gz").write_bytes(b"not gzip")
+    with pytest.raises(UsageError, match="cannot be read"):
+        sampling.read_profile(tmp_path / "bad.gz")
+
+
+def test_the_choice_finds_the_phases_weighs_them_and_is_the_same_every_time(tmp_path: Path) -> None:
+    profile = sampling.read_profile(_write(tmp_path / "simpoint.bb.gz", _phases()))
+    rule = sampling.Rule(max_k=6, per_cluster=3)
+    choice = sampling.choose(profile, rule)
+    assert choice.k == 3 and len(choice.bics) == 6
+    assert sorted(round(w, 2) for w in choice.weights) == [0.33, 0.33, 0.33] and abs(sum(choice.weights) - 1) < 1e-12
+    assert len(choice.samples) == 9 and sum(s.nearest for s in choice.samples) == 3
+    for s in choice.samples:  # each sample is in its cluster, and where the profile says it starts
+        assert choice.labels[s.interval] == s.cluster and s.start == sum(profile.lengths[:s.interval])
+        assert min(profile.vectors[s.interval]) == 1 + 8 * ((s.interval // 10) % 3)  # the phase it is of
+    assert sampling.choose(profile, rule) == choice  # seeded: the same choice from the same profile
+    other = sampling.choose(profile, sampling.Rule(max_k=6, per_cluster=3, seed=2))  # another seed: clusters may split,
+    for c in range(other.k):  # but never mix phases
+        assert len({(i // 10) % 3 for i, label in enumerate(other.labels) if label == c}) == 1
+
+
+def test_an_interval_longer_than_the_roi_is_refused(tmp_path: Path) -> None:
+    profile = sampling.read_profile(_write(tmp_path / "simpoint.bb.gz", _phases(3)))
+    with pytest.raises(UsageError) as e:
+        sampling.choose(sampling.merged(profile, 3), sampling.Rule())
+    assert "holds 1 interval(s)" in e.value.message and "an interval longer than the ROI" in e.value.hint
+
+
+def test_the_rule_keeps_detailed_instructions_under_a_tenth_of_the_roi() -> None:
+    rule = sampling.Rule()
+    assert rule.detailed_share_bound() <= 0.10
+    assert rule.factor(15_860_771) == 4 and rule.factor(229_000_000) == 57 and rule.factor(1_000) == 1
+
+
+def test_the_estimate_weighs_cpi_inverts_it_and_gives_an_interval_from_the_samples() -> None:
+    M = sampling.Measured
+    measured = [M(0, 1000, 2000, 100, 10, 50, 5), M(0, 1000, 2200, 100, 12, 50, 5), M(0, 1000, 1800, 100, 8, 50, 5),
+                M(1, 1000, 1000, 200, 2, 20, 1), M(1, 1000, 1000, 200, 2, 20, 1), M(1, 1000, 1000, 200, 2, 20, 1)]
+    est = sampling.estimate([0.75, 0.25], measured)
+    assert est.cpi == pytest.approx(0.75 * 2.0 + 0.25 * 1.0) and est.ipc == pytest.approx(1 / 1.75)  # not a mean of IPCs
+    # Only cluster 0 varies: s^2 = 0.04, 3 samples, t(0.975, 4 df) = 2.776.
+    assert est.half_width == pytest.approx(2.7764451 * math.sqrt(0.75 ** 2 * 0.04 / 3), rel=1e-6)
+    # Miss rates from weighted misses and accesses per instruction, not averaged rates.
+    assert est.l1d_miss_rate == pytest.approx((0.75 * 0.01 + 0.25 * 0.002) / (0.75 * 0.1 + 0.25 * 0.2))
+    with pytest.raises(UsageError, match="no measured sample"):
+        sampling.estimate([0.5, 0.5], measured[:3])
