@@ -118,7 +118,8 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--measure-insts", type=int, default=0, help="measure exactly this many instructions, then stop")
     ap.add_argument("--in-roi", action="store_true", help="restore: the checkpoint was saved at the ROI's workbegin")
     ap.add_argument("--simpoint-interval", type=int, default=0, help="write basic-block vectors of this interval")
-    ap.add_argument("--stop-at-workend", action="store_true", help="end the run at the guest's first m5 workend")
+    ap.add_argument("--stop-at-workend", action="store_true",
+                    help="end the run at the guest's first m5 workend (with --checkpoints-at: after the last checkpoint)")
     ap.add_argument("--kvm-perf", action="store_true", help="use perf counters on KVM cores (needs a host PMU)")
     ap.add_argument("--checkpoint-dir", help="boot (and a restore saving a child): where cpt.<tick> is written")
     ap.add_argument("--checkpoint-at", choices=("guest", "workbegin"), default="guest",
@@ -272,6 +273,7 @@ class Measurement:
         args = run.args
         self.run, self.args = run, args
         self.dumps = 0
+        self.last_dump_tick = -1
         self.roi_dump = None  # 1-based: the measured part's dump
         self.switch = None
         self.measuring = False  # the plain state's ROI is open
@@ -329,7 +331,7 @@ class Measurement:
 
     def ended(self) -> None:
         """The run ended: a part still measured is gem5's own final dump."""
-        if self.state == "measuring" and self.roi_dump is None:
+        if self.state == "measuring" and self.roi_dump is None and self.last_dump_tick != m5.curTick():
             self.roi_dump = self.dumps + 1
 
     def _switch(self) -> None:
@@ -355,6 +357,7 @@ class Measurement:
     def _dump(self, kind: str) -> None:
         m5.stats.dump()
         self.dumps += 1
+        self.last_dump_tick = m5.curTick()
         m5.stats.reset()
         self.run.note(kind, self.dumps)
 
@@ -431,7 +434,8 @@ class Run:
             if self.pending:
                 self.stop_after(self.pending[0] - done)
                 return False
-            return self.end(CAUSE["checkpoint"])
+            # The last one: with --stop-at-workend the run goes on to the ROI's end (its count checks the profile's).
+            return False if self.args.stop_at_workend else self.end(CAUSE["checkpoint"])
         return self.end(CAUSE["measured"]) if self.measurement.insts_reached() else False
 
     # -- what the handlers do
@@ -510,14 +514,14 @@ class Run:
         a = self.args
         if a.mode == "boot":
             return CONTRACT["expected"]["boot"]
-        if a.checkpoint_dir:
+        if a.checkpoint_dir and not (a.checkpoints_at and a.stop_at_workend):
             return CONTRACT["expected"]["restore_saving"]
         return CONTRACT["expected"]["restore_profile" if a.stop_at_workend else
                                      "restore_sample" if a.measure_insts else "restore"]
 
     def ok(self, cause: str) -> bool:
         # A run that should save checkpoints and ends by the guest's m5 checkpoint saved none: not a success.
-        return cause == self.expected() and (not self.args.checkpoint_dir or bool(self.saved))
+        return cause == self.expected() and (not self.args.checkpoint_dir or (bool(self.saved) and not self.pending))
 
     def final_cause(self) -> str:
         m = self.measurement
@@ -541,7 +545,8 @@ class Run:
             "phases": {**self.phases, "simulate_seconds": round(elapsed - self.phases["instantiate_seconds"], 2)},
             "console_last_line": self.console.last_line, "panic_line": self.console.panic,
             "work_items": self.work_items,
-            "stats_dumps": m.dumps + 1,  # and gem5's own at exit
+            # and gem5's own at exit, unless the run ended in the tick of a dump (gem5 dumps once a tick)
+            "stats_dumps": m.dumps + (m.last_dump_tick != m5.curTick()),
             "roi_dump": m.roi_dump,  # 1-based; None: no measured part
             "cpu_at_end": self.cpu(), "switch": switch, "checkpoints": self.saved,
         }

@@ -2,7 +2,8 @@
 
 Layout under the work directory:
     env/<name>/  images/<name>/  kernels/<name>/  checkpoints/<name>/  runs/<run-id>/
-    benchmarks/<suite>-<member>-<input>-<threads>t/
+    benchmarks/<suite>-<member>-<input>-<threads>t/  profiles/<checkpoint>-b<interval>/  samplings/<checkpoint>/
+    estimates/<sampling>-<board>/
         each with a manifest.json
     cache/   build trees and downloads that outlive artifacts (gem5 scons tree, kernel tree)
     .tmp/    staging directories, renamed into place when complete; an artifact a
@@ -33,8 +34,9 @@ from .errors import ArtifactError, ConfigError, DiskSpaceError, LockBusy
 from .ownership import pid_alive
 
 SCHEMA_VERSION = 1
-Kind = Literal["env", "images", "kernels", "checkpoints", "runs", "exports", "benchmarks"]
-KINDS: tuple[Kind, ...] = ("env", "images", "kernels", "checkpoints", "runs", "exports", "benchmarks")
+Kind = Literal["env", "images", "kernels", "checkpoints", "runs", "exports", "benchmarks", "profiles", "samplings", "estimates"]
+KINDS: tuple[Kind, ...] = ("env", "images", "kernels", "checkpoints", "runs", "exports", "benchmarks", "profiles", "samplings",
+                           "estimates")
 MANIFEST = "manifest.json"
 _CHUNK = 4 << 20
 

@@ -160,6 +160,19 @@ class SuiteConfig:
 
 
 @dataclass(frozen=True)
+class SampleConfig:
+    base_interval: int
+    intervals: int
+    max_k: int
+    per_cluster: int
+    detailed_warmup_percent: int
+    functional_warmup: int
+    functional_intervals: int
+    seed: int
+    reference: bool
+
+
+@dataclass(frozen=True)
 class SlurmConfig:
     partition: str
     time: str
@@ -185,6 +198,7 @@ class Config:
     checkpoint: CheckpointConfig
     restore: RestoreConfig
     suite: SuiteConfig
+    sample: SampleConfig
     slurm: SlurmConfig
 
     @property
@@ -492,6 +506,7 @@ def _validate(kw: Mapping[str, Any]) -> None:
     _validate_build_options(kw["gem5"].build_options)
     _validate_sources(kw)
     _validate_suite(kw["suite"])
+    _validate_sample(kw["sample"])
     _validate_m5(image.m5)
     _validate_user_layer(image)
 
@@ -507,6 +522,18 @@ def _validate_suite(suite: SuiteConfig) -> None:
         if "://" in src.source and not src.sha256:
             raise ConfigError(f"suite.{name}.source is a URL ({src.source}) without suite.{name}.sha256",
                               "a download is checked against its digest: give suite.{name}.sha256 (--sha256)")
+
+
+def _validate_sample(sample: SampleConfig) -> None:
+    for key in ("base_interval", "intervals", "max_k", "per_cluster"):
+        if getattr(sample, key) < 1:
+            raise ConfigError(f"sample.{key} must be at least 1", "see hackback/defaults.toml [sample]")
+    if sample.per_cluster < 2:
+        raise ConfigError("sample.per_cluster must be at least 2",
+                          "one sample a cluster gives no spread, and so no error bar for the estimate")
+    if sample.detailed_warmup_percent > 1000:
+        raise ConfigError(f"sample.detailed_warmup_percent = {sample.detailed_warmup_percent} is over 10 intervals",
+                          "give a share of an interval in percent, e.g. 20")
 
 
 def _validate_gem5_config(res: RestoreConfig) -> None:

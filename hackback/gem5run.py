@@ -110,6 +110,7 @@ class Gem5Job:
     config: Optional[Path] = None  # a researcher's own run script (a copy of configs/hackback_fs.py); None: ours
     gem5_args: tuple[str, ...] = ()  # gem5's own options, before the run script (--debug-flags=...)
     expected_sim_seconds: Optional[float] = None  # the bar's total: the last boot's length, when known
+    extra: tuple[str, ...] = ()  # more run-script options: a profile's (--simpoint-interval), a sampling pass's
 
 
 USER_CONFIG_MNT = "/hackback/user-config"  # a researcher's run script, with our contract file beside it
@@ -138,7 +139,7 @@ def command(job: Gem5Job) -> list[str]:
         cmd += ["--checkpoint", f"{CPT_PARENT}/{job.checkpoint.name}", "--script", SCRIPT_MNT]
         if job.save_child:
             cmd += ["--checkpoint-dir", OUT_MNT, "--checkpoint-at", job.save_at]
-    return cmd
+    return [*cmd, *job.extra]
 
 
 def mounts(job: Gem5Job) -> list[Mount]:

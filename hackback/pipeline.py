@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from . import checkpoint, clean, cluster, config, env, export, image, kernel, log, report, restore, suite
+from . import checkpoint, clean, cluster, config, env, export, image, kernel, log, report, restore, sample, suite
 from .artifacts import WouldBuild, dry_run
 from .context import StepContext
 from .engine import label_work_dir
@@ -63,7 +63,7 @@ def _given_checkpoint(ctx: StepContext, req: Request) -> Optional[CheckpointArti
     # `hackback checkpoint --cores 2` uses that 2-core checkpoint.
     if req.checkpoint is not None:
         return checkpoint.find(ctx.layout, req.checkpoint)
-    return checkpoint.existing(ctx.cfg) if req.target in ("restore", "export", "suite") else None
+    return checkpoint.existing(ctx.cfg) if req.target in ("restore", "export", "suite", "sample") else None
 
 
 def _asked(req: Request) -> suite.Asked:
@@ -72,7 +72,7 @@ def _asked(req: Request) -> suite.Asked:
 
 def _restore(ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> Any:
     # A checkpoint saved inside a script's region of interest resumes there: no script is read.
-    scripts = restore.scripts_from(req.scripts) if req.scripts or not deps["checkpoint"].info.in_roi else []
+    scripts = restore.scripts_from(req.scripts) if req.scripts or not deps["checkpoint"].info.resumes_inside else []
     if ctx.cfg.restore.on == "slurm":
         return cluster.submit(ctx, deps["env"], deps["checkpoint"], scripts, req.kernel, req.disk, force=_forced(req, "restore"))
     return restore.restore(ctx, deps["env"], deps["checkpoint"], scripts, req.kernel, req.disk, force=_forced(req, "restore"))
@@ -94,6 +94,7 @@ STEPS: dict[str, Step] = {
         Step("restore", ("env", "checkpoint"), _restore),
         Step("suite", ("env", "checkpoint"),
              lambda ctx, req, deps: suite.run(ctx, deps["env"], deps["checkpoint"], _asked(req))),
+        Step("sample", ("env", "checkpoint"), lambda ctx, req, deps: sample.run(ctx, deps["env"], deps["checkpoint"])),
         Step("export", ("checkpoint",),
              lambda ctx, req, deps: export.export(ctx, deps["checkpoint"], req.resource_dir, force=_forced(req, "export"))),
     )
@@ -189,6 +190,11 @@ def perform(req: Request) -> Any:
     if req.target == "suite":
         suite.check(ctx, _asked(req))
         restore.check_payload(ctx.cfg)
+    if req.target == "sample":  # from a checkpoint at a ROI's start, single-core: refused before anything builds
+        found = checkpoint.find(ctx.layout, req.checkpoint) if req.checkpoint else checkpoint.existing(ctx.cfg)
+        if found is None:
+            raise UsageError("no checkpoint to sample from", "name one saved at a region of interest: --checkpoint NAME")
+        sample.check(found)
     for what, path in (("--kernel", req.kernel), ("--image", req.disk)):
         # Before the env step can start a gem5 build.
         if path is not None and not path.is_file():
@@ -204,7 +210,7 @@ def perform(req: Request) -> Any:
 def _resumes_inside_a_script(ctx: StepContext, req: Request) -> None:
     """A restore without --script is one of a checkpoint saved inside its script's region of interest; any other is refused."""
     cpt = checkpoint.find(ctx.layout, req.checkpoint) if req.checkpoint else checkpoint.existing(ctx.cfg)
-    if cpt is None or not cpt.info.in_roi:
+    if cpt is None or not cpt.info.resumes_inside:
         restore.scripts_from(())  # says: no script given
 
 

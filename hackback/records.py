@@ -244,6 +244,7 @@ class Board(Record):
     switch_after_insts: int = 0  # 0: at the guest's m5 workbegin
     warmup_insts: int = 0
     in_roi: bool = False  # restored from a checkpoint saved at the ROI's start: measured from the first instruction
+    measure_insts: int = 0  # a sample: exactly this many instructions measured (after the switch and warm-up), then the end
 
     def __post_init__(self) -> None:
         if self.caches == "none":
@@ -263,7 +264,8 @@ class Board(Record):
                 **({"l2": self.l2} if self.caches == "l1l2" else {}),
                 **({"switch_from": self.switch_from, "switch_after_insts": self.switch_after_insts,
                     "warmup_insts": self.warmup_insts} if self.switch_from else {}),
-                **({"in_roi": True, "warmup_insts": self.warmup_insts} if self.in_roi else {})}
+                **({"in_roi": True, "warmup_insts": self.warmup_insts} if self.in_roi else {}),
+                **({"measure_insts": self.measure_insts} if self.measure_insts else {})}
 
     def to_json(self) -> dict[str, Json]:
         return {**self.inputs(), "memory": self.memory, "cores": self.cores}
@@ -295,6 +297,8 @@ class Board(Record):
                     "--warmup-insts", str(self.warmup_insts)]
         if self.in_roi:
             out += ["--in-roi", "--warmup-insts", str(self.warmup_insts)]
+        if self.measure_insts:
+            out += ["--measure-insts", str(self.measure_insts)]
         return out
 
     @classmethod
@@ -504,6 +508,21 @@ class MadeBy(Record):
 
 
 @dataclass(frozen=True)
+class SampleAt(Record):
+    """A sample checkpoint: where it sits in its ROI, and the run that measures it."""
+
+    interval: int  # the interval's index among the ROI's
+    cluster: int
+    weight: float  # its cluster's share of the ROI's instructions
+    start: int  # the interval's first instruction, counted from the ROI's start
+    length: int  # instructions measured: the interval's own
+    at: int  # where the checkpoint is: start less the warm-ups (instructions from the ROI's start)
+    functional_warmup: int  # instructions on atomic with the caches, from the checkpoint
+    detailed_warmup: int  # then on the detailed CPU before the measured part
+    nearest: bool = False  # the interval nearest its cluster's centroid
+
+
+@dataclass(frozen=True)
 class CheckpointInfo(Record):
     """A checkpoint's manifest info: what a restore must match, and how it was made
     (a boot; or, for a child, the restore of its parent that saved it)."""
@@ -526,13 +545,19 @@ class CheckpointInfo(Record):
     parent: Optional[Parent] = None  # a child's
     made_by: Optional[MadeBy] = None
     measured: Optional[Measured] = None  # a child's run up to it
-    saved_at: str = "guest"  # guest: its hackback-checkpoint (or a boot's); workbegin: the ROI's start
+    saved_at: str = "guest"  # guest: its hackback-checkpoint (or a boot's); workbegin: the ROI's start; insts: a sample's
+    sample: Optional[SampleAt] = None  # a sample checkpoint's place and measure
     schema: int = 1
 
     @property
     def in_roi(self) -> bool:
-        """Saved at a region of interest's start: a restore resumes inside the script that made it."""
+        """Saved at a region of interest's start: a restore measures from its first instruction."""
         return self.saved_at == "workbegin"
+
+    @property
+    def resumes_inside(self) -> bool:
+        """Saved inside the script that made it (at its ROI, or in it): a restore reads no new script."""
+        return self.saved_at != "guest"
 
     def to_json(self) -> dict[str, Json]:
         out = super().to_json()
@@ -602,6 +627,70 @@ class RunInfo(Record):
     def from_json(cls, data: Json) -> "RunInfo":
         info = super().from_json(data)
         return dataclasses.replace(info, measured=Measured.from_json(data))
+
+
+@dataclass(frozen=True)
+class ProfileInfo(Record):
+    """A ROI profiled on atomic: gem5's basic-block vectors, and the ROI's length."""
+
+    checkpoint: CheckpointRef
+    base_interval: int
+    roi_insts: int  # core 0's instructions from the checkpoint to the ROI's m5 workend
+    profiled_insts: int  # in the intervals gem5 wrote (its last partial one it does not)
+    intervals: int
+    sim_seconds: float
+    host_seconds: float
+
+
+@dataclass(frozen=True)
+class SamplingInfo(Record):
+    """The choice (SimPoint's, from a profile) and the sample checkpoints taken for it."""
+
+    checkpoint: CheckpointRef
+    interval: int  # instructions an interval (a multiple of the profile's base interval)
+    intervals: int
+    k: int
+    weights: tuple[float, ...]  # per cluster: its share of the profiled instructions
+    bics: tuple[float, ...]  # per k tried
+    samples: tuple[SampleAt, ...]
+    cpts: tuple[str, ...]  # per sample: its cpt.<tick> in the sampling's directory
+    roi_insts: int
+    rule: Mapping[str, float]
+    pass_host_seconds: float
+    profile_host_seconds: float
+
+
+@dataclass(frozen=True)
+class EstimateInfo(Record):
+    """A sampled estimate of one ROI on one CPU and caches, and the full detailed run's figures when there is one."""
+
+    sampling: str
+    board: Board
+    cpi: float
+    half_width: float  # 95%: cpi +- half_width
+    samples: int
+    k: int
+    detailed_insts: int  # warm-up and measured on the detailed CPU, every sample
+    roi_insts: int
+    sample_host_seconds: float  # summed over the samples' runs
+    sample_wall_seconds: float  # the batch, as it ran (-j)
+    one_off_host_seconds: float  # the profile and the checkpoint pass (every configuration reuses them)
+    runs: tuple[str, ...]
+    l1d_miss_rate: Optional[float] = None
+    l2_miss_rate: Optional[float] = None
+    full_cpi: Optional[float] = None  # the full detailed run of the same ROI
+    full_host_seconds: Optional[float] = None
+    full_run: Optional[str] = None
+    full_l1d_miss_rate: Optional[float] = None
+    full_l2_miss_rate: Optional[float] = None
+
+    @property
+    def error(self) -> Optional[float]:
+        return (self.cpi - self.full_cpi) / self.full_cpi if self.full_cpi else None
+
+    @property
+    def covered(self) -> Optional[bool]:
+        return abs(self.cpi - self.full_cpi) <= self.half_width if self.full_cpi else None
 
 
 # ---------------------------------------------------------------- artifacts
@@ -847,7 +936,7 @@ class RunResult:
     def ok(self) -> bool:
         """The script exited 0 (or ended the simulation itself with m5 exit)."""
         s = self.status
-        return (s.end is ScriptEnd.EXITED and s.code == 0) or (s.end is ScriptEnd.UNREPORTED and self.cause == "exit")
+        return (s.end is ScriptEnd.EXITED and s.code == 0) or (s.end is ScriptEnd.UNREPORTED and self.cause in ("exit", "measured"))
 
     def summary(self) -> str:
         stats = _shown(self.stats)

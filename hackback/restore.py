@@ -37,6 +37,8 @@ from .errors import (ArtifactError, Gem5RunFailed, HackbackError, MismatchError,
                      VerificationFailed)
 
 SCRIPT_EXIT = gem5run.SCRIPT_EXIT
+# Endings with no script status that are normal: the script's own m5 exit, a sample's measured count.
+ENDED_INSIDE = (gem5run.CONTRACT.causes["exit"], gem5run.CONTRACT.causes["measured"])
 MAX_SCRIPT_BYTES = 1 << 20
 READFILE = "readfile.bin"  # what the guest reads when a payload comes with the script
 
@@ -121,6 +123,11 @@ def board_of(cfg: Config, cpt: CheckpointArtifact) -> Board:
     """The board a restore of `cpt` simulates: the checkpoint's memory and cores, the config's CPU and caches
     (measured from the first instruction when the checkpoint was saved at a region of interest)."""
     r = cfg.restore
+    sample = cpt.info.sample
+    if sample is not None:  # atomic with the caches (functional warm-up), the detailed CPU's warm-up, the interval
+        return Board(memory=cpt.info.board.memory, cores=cpt.info.board.cores, cpu=r.cpu, caches=r.caches, l1d=r.l1d,
+                     l1i=r.l1i, l2=r.l2, switch_from="atomic", switch_after_insts=max(1, sample.functional_warmup),
+                     warmup_insts=sample.detailed_warmup, measure_insts=sample.length)
     if cpt.info.in_roi and r.switch_from:
         raise UsageError(f"checkpoint '{cpt.name}' starts inside its region of interest: there is nothing to switch from",
                          "leave --switch-from off: the run is on --cpu from its first instruction")
@@ -197,9 +204,9 @@ def prepare(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts
     A plain script gets the config's payload (restore.payload). A checkpoint
     saved at a region of interest resumes inside the script that made it: its
     one run reads no script."""
-    if cpt.info.in_roi and scripts:
-        raise UsageError(f"checkpoint '{cpt.name}' was saved inside its script's region of interest: a restore of it "
-                         "resumes there and reads no new script", "leave --script off")
+    if cpt.info.resumes_inside and scripts:
+        raise UsageError(f"checkpoint '{cpt.name}' was saved inside its script (at its region of interest): a restore "
+                         "of it resumes there and reads no new script", "leave --script off")
     works = [s if isinstance(s, Work) else Work(s, None) for s in scripts]
     own = [isinstance(s, Work) for s in scripts]
     for w in works:
@@ -211,7 +218,7 @@ def prepare(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts
         log.warn(warning)
     board = board_of(ctx.cfg, cpt)
     runs = Restores(ctx, env, cpt, kernel, disk, board, warnings, force)
-    if cpt.info.in_roi:
+    if cpt.info.resumes_inside:
         return runs, [_resumed(ctx.cfg, cpt, env, board)]
     shared = check_payload(ctx.cfg) if not all(own) else None
     plans = []
@@ -233,9 +240,10 @@ def _resumed(cfg: Config, cpt: CheckpointArtifact, env: EnvArtifact, board: Boar
         raise ArtifactError(f"checkpoint '{cpt.name}' says it was saved at a region of interest but not by which script",
                             "take it again with --save-checkpoint")
     want = run_inputs(cfg, cpt, env, board, made.script.sha256, None)
-    if made.member is not None:
-        want["member"] = {**made.member.to_json(), "judge": SuiteDef.load(made.member.suite).digest()}
-    return Plan(made.script.path, want, run_id(cpt, made.script.path, board, want), None, made.member, resumed=True)
+    member = made.member if cpt.info.sample is None else None  # a sample ends before any verdict
+    if member is not None:
+        want["member"] = {**member.to_json(), "judge": SuiteDef.load(member.suite).digest()}
+    return Plan(made.script.path, want, run_id(cpt, made.script.path, board, want), None, member, resumed=True)
 
 
 def completed(ctx: StepContext, plan: "Plan") -> Optional[RunResult]:
@@ -265,9 +273,17 @@ def restore(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts
         if len(plans) != 1:
             raise UsageError(f"--save-checkpoint {child} takes one script, not {len(plans)}", "name the set-up script alone")
         return [_save_child(runs, plans[0], child)]
-    jobs = max(1, min(ctx.cfg.restore.jobs, len(plans)))
-    results, failures = _run_serially(runs, plans) if jobs == 1 else _run_in_parallel(runs, plans, jobs)
-    return finish([r for r in results if r is not None], failures, len(plans))
+    return run_batch([(runs, p) for p in plans], ctx.cfg.restore.jobs)
+
+
+Batch = Sequence[tuple["Restores", Plan]]  # runs of one or several checkpoints (a sampling's samples)
+
+
+def run_batch(batch: Batch, jobs: int) -> list[RunResult]:
+    """Run every plan (jobs at a time), then the one ending: summaries, then the failures."""
+    jobs = max(1, min(jobs, len(batch)))
+    results, failures = _run_serially(batch) if jobs == 1 else _run_in_parallel(batch, jobs)
+    return finish([r for r in results if r is not None], failures, len(batch))
 
 
 def finish(done: Sequence[RunResult], failures: Sequence[HackbackError], total: int) -> list[RunResult]:
@@ -309,10 +325,10 @@ _Outcomes = tuple[list[Optional[RunResult]], list[HackbackError]]
 RUN_FAILURES = (Gem5RunFailed, ScriptFailed, ResultsLost, VerificationFailed)
 
 
-def _run_serially(runs: Restores, plans: Sequence[Plan]) -> _Outcomes:
+def _run_serially(batch: Batch) -> _Outcomes:
     results: list[Optional[RunResult]] = []
     failures: list[HackbackError] = []
-    for plan in plans:
+    for runs, plan in batch:
         try:
             results.append(_one(runs, plan, "gem5:restore"))
         except RUN_FAILURES as e:
@@ -320,19 +336,20 @@ def _run_serially(runs: Restores, plans: Sequence[Plan]) -> _Outcomes:
     return results, failures
 
 
-def _run_in_parallel(runs: Restores, plans: Sequence[Plan], jobs: int) -> _Outcomes:
-    log.info(f"{len(plans)} restores, {jobs} at a time")
-    results: list[Optional[RunResult]] = [None] * len(plans)
+def _run_in_parallel(batch: Batch, jobs: int) -> _Outcomes:
+    log.info(f"{len(batch)} restores, {jobs} at a time")
+    results: list[Optional[RunResult]] = [None] * len(batch)
     failures: list[HackbackError] = []
     stop = threading.Event()
 
     def one(i: int) -> None:
+        runs, plan = batch[i]
         if not stop.is_set():
-            results[i] = _one(dataclasses.replace(runs, ctx=runs.ctx.for_thread()), plans[i], f"gem5:{plans[i].script.stem}")
+            results[i] = _one(dataclasses.replace(runs, ctx=runs.ctx.for_thread()), plan, f"gem5:{plan.rid[-24:]}")
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool, \
-            log.progress(f"{len(plans)} restores", len(plans), "runs") as bar:
-        futures = [pool.submit(one, i) for i in range(len(plans))]
+            log.progress(f"{len(batch)} restores", len(batch), "runs") as bar:
+        futures = [pool.submit(one, i) for i in range(len(batch))]
         try:
             for n, f in enumerate(concurrent.futures.as_completed(futures), 1):
                 try:
@@ -345,7 +362,7 @@ def _run_in_parallel(runs: Restores, plans: Sequence[Plan], jobs: int) -> _Outco
             stop.set()
             for f in futures:
                 f.cancel()
-            _stop_our_containers(runs.ctx.engine)
+            _stop_our_containers(batch[0][0].ctx.engine)
             raise
     return results, failures
 
@@ -512,9 +529,10 @@ def _info(runs: Restores, plan: Plan, job: gem5run.Gem5Job, result: Gem5Result) 
 
 def _finish(result: RunResult, script: Path) -> RunResult:
     status = result.status
-    if status.end is ScriptEnd.UNREPORTED and result.cause == "exit":
+    if status.end is ScriptEnd.UNREPORTED and result.cause in ENDED_INSIDE:
         # The script called m5 exit itself (the seed method's convention and
-        # gem5-resources' run scripts): a normal ending, before the rcS could
+        # gem5-resources' run scripts), or the run ended by design inside it (a
+        # sample's instruction count): a normal ending, before the guest could
         # print the status line.
         return result
     if status.end is not ScriptEnd.EXITED or status.code != 0:

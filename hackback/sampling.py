@@ -86,8 +86,10 @@ class Rule:
     intervals: int = 400  # about this many intervals in a ROI: interval = ROI / this
     max_k: int = 10
     per_cluster: int = 3
-    detailed_warmup: float = 0.2  # o3 warm-up: this share of an interval
-    functional_warmup: int = 1_000_000  # atomic with caches: at least this many instructions
+    detailed_warmup: float = 0.2  # the detailed CPU's warm-up: at least this share of an interval ...
+    detailed_budget: float = 0.10  # ... and as much more as keeps detailed instructions within this share of the ROI
+    max_detailed_warmup: float = 2.0  # ... up to this many intervals
+    functional_warmup: int = 2_000_000  # atomic with caches: at least this many instructions (a 512 KiB L2 filled)
     functional_intervals: int = 20  # ... or this many intervals, whichever is more
     seed: int = 1
 
@@ -95,8 +97,15 @@ class Rule:
         return max(1, round(roi_insts / (self.intervals * self.base_interval)))
 
     def detailed_share_bound(self) -> float:
-        """The most detailed instructions (warm-up and measured) can be, as a share of the ROI."""
+        """The most detailed instructions (warm-up and measured) can be, as a share of the ROI, at the least warm-up."""
         return self.max_k * self.per_cluster * (1 + self.detailed_warmup) / self.intervals
+
+    def detailed_warmup_insts(self, roi_insts: int, measured: int, samples: int, interval: int) -> int:
+        """Each sample's detailed warm-up: what the budget leaves once the samples' own
+        intervals are counted (their predictors and pipeline start cold: warm-up is what
+        the budget is best spent on), within [detailed_warmup, max_detailed_warmup] intervals."""
+        left = (self.detailed_budget * roi_insts - measured) / max(1, samples)
+        return round(min(self.max_detailed_warmup * interval, max(self.detailed_warmup * interval, left)))
 
 
 @dataclass(frozen=True)

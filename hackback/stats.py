@@ -93,6 +93,12 @@ def figures(values: dict[str, str]) -> dict[str, float]:
     out["ipc"] = insts / cycles if insts is not None and cycles else None
     for key, name in CACHES.items():
         out[key] = _miss_rate(values, name)
+        cache, level = name.rsplit(".overallMissRate", 1)[0], key.split("_")[0]
+        # The counts too: a sampled estimate weighs misses and accesses, not rates.
+        out[f"{level}_accesses"] = _num(values, f"{cache}.overallAccesses::total")
+        out[f"{level}_misses"] = _num(values, f"{cache}.overallMisses::total") if out[f"{level}_accesses"] else None
+        if out[f"{level}_accesses"] and out[f"{level}_misses"] is None:
+            out[f"{level}_misses"] = 0.0  # gem5 prints no misses when there were none
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -122,7 +128,7 @@ def whole_run(all_dumps: Sequence[dict[str, str]]) -> dict[str, float]:
     if len(parts) == 1:
         return parts[0]
     out: dict[str, float] = {}
-    for key in (*COUNTS, "numCycles", "insts"):
+    for key in (*COUNTS, "numCycles", "insts", "l1d_accesses", "l1d_misses", "l2_accesses", "l2_misses"):
         vals = [p[key] for p in parts if key in p]
         if vals:
             out[key] = sum(vals)

@@ -72,7 +72,7 @@ def check(ctx: StepContext, asked: Asked) -> None:
 
 
 def run(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, asked: Asked) -> list[RunResult]:
-    if cpt.info.in_roi:  # inside a member's region of interest already: its one run, nothing to build
+    if cpt.info.resumes_inside:  # inside a member's region of interest already: its one run, nothing to build
         return _restores(ctx, env, cpt, [], asked)
     defn, members, input, given = chosen(ctx.cfg, asked)
     threads = ctx.cfg.suite.threads or cpt.info.board.cores

@@ -96,7 +96,9 @@ OPTIONS: dict[str, Option] = {
     "source": Option("the suite's source: a tarball or tree, or a URL with --sha256 (default: suite.<name>.source)",
                      metavar="PATH|URL"),
     "sha256": Option("the source tarball's sha256 (checked before anything builds; a URL needs it)", metavar="SHA256"),
-    "kind": Option("the kind of artifact to remove", metavar="env|images|kernels|checkpoints|runs|exports|benchmarks"),
+    "reference": Option("also run the full detailed run of the ROI, to put the estimate's error beside it",
+                        "sample.reference", bool),
+    "kind": Option("the kind of artifact to remove", metavar="env|images|kernels|checkpoints|runs|exports|benchmarks|profiles|samplings|estimates"),
     "images": Option("also remove the env images this work dir's env manifests name (none a container uses)", kind=bool),
     "all-owners": Option("also list, and remove after asking, containers not provably this work dir's leftovers", kind=bool),
     "yes": Option("do not ask before deleting", kind=bool),
@@ -207,6 +209,14 @@ TASKS = (
               "switch-from", "switch-after-insts", "warmup-insts", "caches", "l1d", "l1i", "l2", "gem5-config", "gem5-args",
               "jobs", "on", "wait", "rerun-failed", "checkpoint", "kernel", "image", "gem5-src", "gem5-binary", *COMMON), _build,
              positional=("suite",)),
+    TaskSpec("sample", """Sampled simulation (SimPoint) of a ROI from a checkpoint at its start; the estimate with its error.
+
+    The ROI is profiled on atomic (gem5's basic-block vectors), its intervals
+    clustered and sampled (a few per cluster), a checkpoint taken before each
+    sample, each measured on --cpu with --caches after its warm-ups, and the
+    weighted CPI given with its 95% interval, beside the full detailed run when
+    there is one. Only the samples rerun for another CPU or cache size.""",
+             ("checkpoint", "cpu", "caches", "l1d", "l1i", "l2", "jobs", "reference", "gem5-src", "gem5-binary", *COMMON), _build),
     TaskSpec("checkpoints", "List the checkpoints as a tree: parent and children, tick, how each was made, runs using it.",
              ("work-dir", "config"), _list_task),
     TaskSpec("export", "Write gem5 resources JSON for the checkpoint, its kernel and disk (obtain_resource, offline).",

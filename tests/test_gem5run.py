@@ -348,3 +348,5 @@ def test_a_profile_ends_at_the_rois_workend(monkeypatch: pytest.MonkeyPatch, tmp
     result, _, status = _restore(monkeypatch, tmp_path, ["MAX_TICK", "WORKEND"], "--in-roi", "--simpoint-interval", "10000",
                                  "--stop-at-workend")
     assert status == 0 and result.ok and result.cause == result.expected == CAUSES["roi_end"] and result.roi_dump == 1
+    # It ended in the tick of its workend dump, and gem5 dumps once a tick: its own dump at exit adds none.
+    assert result.stats_dumps == 1

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Sampled simulation against full detailed runs, side by side: for NPB class S
+IS, MG, LU, SP and CG, a checkpoint at each one's own ROI (hackback suite ...
+--save-checkpoint), the ROI sampled on o3 with L1+L2 (hackback sample), and
+the estimate beside the full detailed run of the same ROI (the suite's
+switching run from benchmarks/suites.py, kept; or --reference runs one from
+the ROI checkpoint); then CG with a second cache configuration (a 256 KiB L2),
+sampled and run in full. Every step is a hackback command and a no-op when its
+runs are kept. Prints one table: k, samples, interval, warm-ups, detailed
+instructions as a share of the ROI, sampled and full CPI, error, interval,
+and host seconds of the one-off passes, of the samples and of the full run.
+
+    python3 benchmarks/sampling.py --gem5-src SRC --gem5-binary BIN --work-dir DIR --npb NPB.tar.xz [--members is,mg,lu,sp,cg]
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _common import gem5_work_args
+
+REPO = Path(__file__).resolve().parent.parent
+O3 = ["--cpu", "o3", "--caches", "l1l2"]
+
+
+def hackback(env: dict[str, str], args: list[str]) -> int:
+    print(f"$ hackback {' '.join(args)}", flush=True)
+    start = time.monotonic()
+    code = subprocess.run([sys.executable, "-m", "hackback.cli", *args], cwd=REPO, env=env).returncode
+    print(f"  (exit {code}, {time.monotonic() - start:.0f} s)", flush=True)
+    return code
+
+
+def table(work: Path) -> None:
+    head = ("ROI", "board", "k", "samples", "interval", "warm-up (func/det)", "detailed % ROI", "sampled CPI", "95% interval",
+            "full CPI", "error", "covered", "one-off host s", "samples host s", "full host s", "speed-up")
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    for f in sorted((work / "estimates").glob("*/manifest.json")):
+        e = json.loads(f.read_text())["parts"]["estimate"]["info"]
+        s = json.loads((work / "samplings" / e["sampling"] / "manifest.json").read_text())["parts"]["sampling"]["info"]
+        b = e["board"]
+        func = max(x["functional_warmup"] for x in s["samples"])
+        det = max(x["detailed_warmup"] for x in s["samples"])
+        full = e.get("full_cpi")
+        err = (e["cpi"] - full) / full if full else None
+        cells = [e["sampling"], f"{b['cpu']} {b['caches']} {b.get('l1d', '')}/{b.get('l2', '')}", s["k"], e["samples"],
+                 f"{s['interval']:,}", f"{func:,}/{det:,}", f"{e['detailed_insts'] / e['roi_insts']:.1%}", f"{e['cpi']:.4f}",
+                 f"±{e['half_width'] / e['cpi']:.1%}", f"{full:.4f}" if full else "-", f"{err:+.2%}" if err is not None else "-",
+                 ("yes" if abs(e["cpi"] - full) <= e["half_width"] else "NO") if full else "-",
+                 f"{e['one_off_host_seconds']:.0f}", f"{e['sample_host_seconds']:.0f}",
+                 f"{e['full_host_seconds']:.0f}" if e.get("full_host_seconds") else "-",
+                 f"{e['full_host_seconds'] / e['sample_host_seconds']:.1f}x" if e.get("full_host_seconds") else "-"]
+        print("| " + " | ".join(str(c) for c in cells) + " |")
+
+
+def main() -> None:
+    ap = gem5_work_args(__doc__.splitlines()[0], "unused")
+    ap.add_argument("--npb", required=True)
+    ap.add_argument("--members", default="is,mg,lu,sp,cg")
+    args = ap.parse_args()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HACKBACK_")}
+    env.update(HACKBACK_WORK_DIR=str(Path(args.work_dir).resolve()), HACKBACK_GEM5_SRC=args.gem5_src,
+               HACKBACK_GEM5_BINARY=args.gem5_binary, HACKBACK_PLAIN="1")
+    members = args.members.split(",")
+    for m in members:
+        hackback(env, ["suite", "npb", "--members", m, "--source", args.npb, "--save-checkpoint", f"{m}-roi"])
+    for m in members:
+        hackback(env, ["sample", "--checkpoint", f"{m}-roi", *O3, "-j", "2"])
+    if "cg" in members:  # a second cache configuration, both ways: the samples and checkpoints are reused
+        hackback(env, ["sample", "--checkpoint", "cg-roi", *O3, "--l2", "256KiB", "-j", "2", "--reference"])
+    table(Path(args.work_dir))
+
+
+if __name__ == "__main__":
+    main()
