@@ -93,7 +93,11 @@ class HashCache:
     a multi-GB disk image is read once, not at every check. SQLite because
     parallel restores share it."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, read_only: bool = False) -> None:
+        self.reads = 0  # files actually read; benchmarks and tests look at this
+        if read_only:  # a dry run: what is known is used, nothing is written to the work dir
+            self._db = self._snapshot(db_path)
+            return
         make_dir(db_path.parent, "work directory")
         try:
             self._db = self._open(db_path)
@@ -113,6 +117,21 @@ class HashCache:
             except sqlite3.DatabaseError as again:
                 raise self._unusable(db_path, again) from None
         self.reads = 0  # files actually read; benchmarks and tests look at this
+
+    @classmethod
+    def _snapshot(cls, db_path: Path) -> sqlite3.Connection:
+        """An in-memory copy of the database (empty when there is none): reads see the
+        digests known, writes stay in memory."""
+        mem = sqlite3.connect(":memory:", isolation_level=None)
+        if db_path.is_file():
+            try:
+                disk = sqlite3.connect(f"file:{db_path}?mode=ro&immutable=1", uri=True)
+                disk.backup(mem)
+                disk.close()
+            except sqlite3.DatabaseError:
+                pass  # unreadable: a dry run starts from nothing known
+        mem.execute("CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INT, mtime INT, ino INT, ctime INT, sha256 TEXT)")
+        return mem
 
     @staticmethod
     def _open(db_path: Path) -> sqlite3.Connection:
@@ -394,6 +413,11 @@ def file_record(path: Path, hashes: HashCache) -> dict[str, Any]:
 # ---------------------------------------------------------------- locks and staged writes
 
 
+def hashes_of(layout: Layout) -> HashCache:
+    """The work dir's hash cache, read-only in a dry run (which writes nothing there)."""
+    return HashCache(layout.hash_db, read_only=_dry_run)
+
+
 @contextlib.contextmanager
 def lock(layout: Layout, kind: Kind, name: str, wait: bool = True) -> Iterator[None]:
     """Exclusive per-artifact lock. Waits (saying so) if another run holds it,
@@ -450,7 +474,7 @@ def staged(layout: Layout, kind: Kind, name: str, keep_existing: bool = False) -
     trash: Optional[Path] = None
     try:
         if keep_existing and final.is_dir():
-            hashes = HashCache(layout.hash_db)
+            hashes = hashes_of(layout)
             shutil.copytree(final, tmp, dirs_exist_ok=True, copy_function=lambda a, b: _link_or_copy(a, b, hashes))
         yield tmp
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -470,7 +494,7 @@ def staged(layout: Layout, kind: Kind, name: str, keep_existing: bool = False) -
         shutil.rmtree(trash, ignore_errors=True)
     if keep_existing:
         # Removing the old names changed the kept files' ctime again (not their content).
-        HashCache(layout.hash_db).relinked(p for p in final.rglob("*") if p.is_file())
+        hashes_of(layout).relinked(p for p in final.rglob("*") if p.is_file())
 
 
 def _link_or_copy(src: str, dst: str, hashes: Optional["HashCache"] = None) -> None:
@@ -571,7 +595,7 @@ def build_unless_fresh(layout: Layout, target: Target, want: Mapping[str, Any], 
         with staged(layout, target.kind, target.name) as tmp:
             build(tmp, manifest)
             write_manifest(tmp, manifest)
-        HashCache(layout.hash_db).moved(tmp, directory)
+        hashes_of(layout).moved(tmp, directory)
         return Outcome(manifest, directory, built=True)
 
 
@@ -589,7 +613,7 @@ def _twin(layout: Layout, target: Target, want: Mapping[str, Any]) -> Optional[t
         manifest = Manifest.read(other)
         rec = manifest.parts.get(target.part) if manifest else None
         if manifest and rec and rec.get("inputs_digest") == digest and \
-                manifest.staleness(target.part, want, other, HashCache(layout.hash_db)) is None:
+                manifest.staleness(target.part, want, other, hashes_of(layout)) is None:
             return other, rec
     return None
 
@@ -600,7 +624,7 @@ def _linker(layout: Layout, target: Target, twin: Path, rec: dict[str, Any]) -> 
     def link(tmp: Path, manifest: Manifest) -> None:
         names = [str(p.relative_to(twin)) for p in twin.rglob("*") if p.is_file() and p.name != MANIFEST] \
             if not target.shared else [n for n in rec["outputs"] if (twin / n).is_file()]
-        hashes = HashCache(layout.hash_db)
+        hashes = hashes_of(layout)
         for name in names:
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             _link_or_copy(str(twin / name), str(tmp / name), hashes)
@@ -614,7 +638,7 @@ def _staleness(layout: Layout, target: Target, manifest: Optional[Manifest], wan
     if manifest is None:
         return "not built yet"
     directory = layout.artifact_dir(target.kind, target.name)
-    why = manifest.staleness(target.part, want, directory, HashCache(layout.hash_db))
+    why = manifest.staleness(target.part, want, directory, hashes_of(layout))
     return why if why is not None or check is None else check(manifest)
 
 
@@ -631,7 +655,7 @@ def _build_part(layout: Layout, target: Target, build: Callable[[Path, Manifest]
                 os.replace(produced, tmp / produced.name)
             manifest.parts[target.part] = built.parts[target.part]
             write_manifest(tmp, manifest)
-        HashCache(layout.hash_db).moved(tmp, layout.artifact_dir(target.kind, target.name))
+        hashes_of(layout).moved(tmp, layout.artifact_dir(target.kind, target.name))
         return Outcome(manifest, layout.artifact_dir(target.kind, target.name), built=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -37,6 +37,7 @@ class CleanRequest:
     images: bool = False  # the env images this work dir's env manifests name
     all_owners: bool = False  # containers not provably this work dir's leftovers too (listed, asked)
     yes: bool = False  # do not ask
+    dry_run: bool = False  # say what would be removed, and remove nothing
 
 
 @dataclass
@@ -48,22 +49,25 @@ class CleanReport:
     left: list[str] = field(default_factory=list)  # one line per thing left alone, saying why
 
 
-def reap_orphans(engine: Engine, layout: Layout, report: Optional[CleanReport] = None) -> CleanReport:
+def reap_orphans(engine: Engine, layout: Layout, report: Optional[CleanReport] = None, dry: bool = False) -> CleanReport:
     """Remove the containers and .tmp entries that runs of this work dir, on this
     host, left when they died. Every task does this first: an orphaned multi-hour
-    build would otherwise keep competing for the cores. Nothing else is touched."""
+    build would otherwise keep competing for the cores. Nothing else is touched.
+    dry: say what would be removed, and remove nothing."""
     report = report or CleanReport()
     host = socket.gethostname()
     for c in engine.labelled_containers():
         if c.verdict(layout.work_dir, host) == "reap":
-            log.action(f"docker rm -f {c.name}  # left by {c.owner}, which is gone")
-            engine.remove_container(c.id)
+            log.action(f"{'plan: would ' if dry else ''}docker rm -f {c.name}  # left by {c.owner}, which is gone")
+            if not dry:
+                engine.remove_container(c.id)
             report.containers.append(c.name)
     for p in abandoned_tmp(layout):
         held = trash_of(p.name)
-        if held is None:
-            log.action(f"rm -rf {p}  # left by a run that is gone")
-            shutil.rmtree(p, ignore_errors=True)
+        if held is None or dry:
+            log.action(f"{'plan: would ' if dry else ''}rm -rf {p}  # left by a run that is gone")
+            if not dry:
+                shutil.rmtree(p, ignore_errors=True)
             report.tmp_paths.append(p)
             continue
         try:
@@ -80,17 +84,30 @@ def clean(cfg: Config, request: Optional[CleanRequest] = None, confirm: Optional
     if req.kind is not None and req.kind not in KINDS:
         raise UsageError(f"--kind {req.kind!r} is not a kind of artifact", f"choose one of: {', '.join(KINDS)}")
     layout = Layout(cfg.work_dir)
-    ask: Ask = (lambda _question: True) if req.yes else (confirm or _ask)
+    ask: Ask = _would if req.dry_run else (lambda _question: True) if req.yes else (confirm or _ask)
     engine = engine or Engine.connect()
-    report = reap_orphans(engine, layout)  # first: it may put back an artifact a killed replace set aside
+    report = reap_orphans(engine, layout, dry=req.dry_run)  # first: it may put back an artifact a killed replace set aside
     _other_containers(engine, layout, req.all_owners, ask, report)
     # Planned before any artifact goes: the env manifests are what name the images.
     images = _image_plan(engine, layout, req.name, report) if req.images else []
-    _delete(layout, _targets(layout, req.kind, req.name, report), ask, report)
+    try:
+        targets = _targets(layout, req.kind, req.name, report)
+    except UsageError as e:
+        if not req.dry_run:
+            raise
+        log.info(f"plan: would remove nothing: {e.message}")
+        targets = []
+    _delete(layout, targets, ask, report)
     _remove_images(engine, images, ask, report)
     if not (report.containers or report.tmp_paths or report.artifacts or report.images or report.left):
         log.info("nothing to clean")
     return report
+
+
+def _would(question: str) -> bool:
+    """A dry run's answer: it says what it was asked, and removes nothing."""
+    log.info(f"plan: would {question.rstrip('?')}")
+    return False
 
 
 def _leave(report: CleanReport, line: str) -> None:

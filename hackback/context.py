@@ -8,7 +8,7 @@ import functools
 from dataclasses import dataclass
 from typing import Optional
 
-from .artifacts import HashCache, Layout
+from .artifacts import HashCache, Layout, hashes_of
 from .config import Config
 from .engine import Engine
 from .records import ToolsImage
@@ -28,7 +28,7 @@ class StepContext:
     @functools.cached_property
     def hashes(self) -> HashCache:
         """Opened on first use: refusing bad input creates nothing, not even the work dir."""
-        return HashCache(self.layout.hash_db)
+        return hashes_of(self.layout)
 
     @functools.cached_property
     def engine(self) -> Engine:

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from . import elf, log, resources
-from .artifacts import HashCache, Layout, Manifest, Target, build_unless_fresh, digest_of, file_record, part_record, require_free
+from .artifacts import (HashCache, Layout, Manifest, Target, WouldBuild, build_unless_fresh, digest_of, file_record, part_record,
+                        require_free, would_build)
 from .tools_image import LABEL_KIND
 from .config import Config
 from .context import StepContext
@@ -46,6 +47,16 @@ GEM5_BUILD_BYTES = 16 << 30  # an X86 gem5.opt tree without Ruby/SystemC (~10 Gi
 _SOURCES: dict[tuple[Any, Path], Gem5Source] = {}
 
 
+# What a cold gem5 build costs here (README, "gem5"): a dry run says so before anyone starts one.
+GEM5_COMPILE_COST = "gem5.opt compiled from source: hours on 2 cores (a cold X86 build here); or bring one with --gem5-binary"
+
+
+def gem5_cost(cfg: Any) -> str:
+    if cfg.gem5.binary is not None:
+        return f"the gem5 binary given ({cfg.gem5.binary}) checked and packaged: seconds"
+    return GEM5_COMPILE_COST
+
+
 class _Ctx:
     """What every part of the env step needs, resolved once."""
 
@@ -59,7 +70,10 @@ class _Ctx:
         # Once per process: the m5 and gem5 steps of one task share it.
         key = (cfg.gem5, cfg.work_dir)
         if key not in _SOURCES:
-            _SOURCES[key] = resolve(cfg.gem5, self.layout, self.hashes)
+            try:
+                _SOURCES[key] = resolve(cfg.gem5, self.layout, self.hashes)
+            except WouldBuild as e:  # a dry run: say what comes after the source, the compile above all
+                raise WouldBuild(f"env '{cfg.name}'", f"{e.what}: {e.why}; then {gem5_cost(cfg)}") from None
         self.source = _SOURCES[key]
         self.tools = step.tools
         self.directory = self.layout.artifact_dir("env", cfg.name)
@@ -113,6 +127,8 @@ def _ensure(ctx: _Ctx, want_gem5: bool, force: bool) -> EnvArtifact:
         stale = force or _staleness(ctx, "gem5", ctx.gem5_inputs()) is not None
         if stale and not force:
             refuse_silent_rebuild(ctx.cfg, Manifest.read(ctx.directory), ctx.source.origin)
+        if stale:
+            would_build(f"env '{cfg.name}' gem5", gem5_cost(cfg))
         if brought is not None and stale:
             # A binary that does not fit is refused before m5 or anything else is built.
             ctx.brought_probe = probe(ctx.engine, ctx.tools.ref, brought, ctx.source.release)

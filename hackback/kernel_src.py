@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import download, log
-from .artifacts import HashCache, Layout, make_dir, new_tmp, require_free
+from .artifacts import HashCache, Layout, dry_running, make_dir, new_tmp, require_free, would_build
 from .records import ToolsImage
 from .config import KernelConfig
 from .engine import Engine, Mount, RunSpec
@@ -66,6 +66,8 @@ def resolve(kc: KernelConfig, engine: Engine, tools: ToolsImage, layout: Layout,
             refresh: bool = False) -> KernelSource:
     validate(kc)
     root = layout.cache_dir("kernel-src")
+    if dry_running():
+        return _known(kc, root) or _would_fetch(kc)
     make_dir(root, "kernel sources (cache/kernel-src)")
     if kc.source == "debian":
         return _debian(kc, engine, tools, layout, root, hashes, refresh)
@@ -81,13 +83,27 @@ def resolve(kc: KernelConfig, engine: Engine, tools: ToolsImage, layout: Layout,
     return KernelSource("tarball", tree, name, kc.sha256.lower(), kc.url)
 
 
+def _known(kc: KernelConfig, root: Path) -> Optional[KernelSource]:
+    """The source a dry run can name without fetching anything: a pinned Debian tree already there."""
+    pin = root / f"{kc.package}.json"
+    pinned = json.loads(pin.read_text()) if kc.source == "debian" and pin.is_file() else None
+    if pinned and pinned.get("mirror") == kc.mirror and pinned.get("suite") == kc.suite and (Path(pinned["tree"]) / "Makefile").is_file():
+        return KernelSource("debian", Path(pinned["tree"]), pinned["version"], pinned["sha256"], pinned["origin"])
+    return None
+
+
+def _would_fetch(kc: KernelConfig) -> KernelSource:
+    what = f"{kc.package} from {kc.mirror} ({kc.suite})" if kc.source == "debian" else kc.url
+    would_build("the kernel source", f"{what} fetched and extracted into the work dir")
+    raise AssertionError("unreachable: would_build raises in a dry run")
+
+
 def _debian(kc: KernelConfig, engine: Engine, tools: ToolsImage, layout: Layout, root: Path, hashes: HashCache,
             refresh: bool) -> KernelSource:
+    known = None if refresh else _known(kc, root)
+    if known is not None:
+        return known
     pin = root / f"{kc.package}.json"
-    pinned = json.loads(pin.read_text()) if pin.is_file() else None
-    if pinned and not refresh and pinned.get("mirror") == kc.mirror and pinned.get("suite") == kc.suite \
-            and (Path(pinned["tree"]) / "Makefile").is_file():
-        return KernelSource("debian", Path(pinned["tree"]), pinned["version"], pinned["sha256"], pinned["origin"])
 
     debs = root / "debs"
     make_dir(debs, "kernel source packages (cache/kernel-src/debs)")

@@ -179,7 +179,13 @@ def open_context(flags: Mapping[str, Any], config_file: Optional[str] = None) ->
 
 def perform(req: Request) -> Any:
     """Carry out one task's request: check what can be checked without building,
-    reap this work dir's leftovers, then run (or plan) the steps."""
+    reap this work dir's leftovers, then run (or plan) the steps. A dry run is dry
+    from the start: its checks read, and nothing is written or started."""
+    with dry_run(req.dry_run):
+        return _perform(req)
+
+
+def _perform(req: Request) -> Any:
     if req.target == "restore" and req.scripts:
         restore.scripts_from(req.scripts)  # a bad script is refused before the config is even read
     ctx = open_context(req.flags, req.config_file)
@@ -223,11 +229,11 @@ def list_checkpoints(flags: Mapping[str, Any], config_file: Optional[str]) -> li
 
 
 def make_report(flags: Mapping[str, Any], config_file: Optional[str], checkpoint_name: Optional[str], script: Optional[str],
-                cpu: Optional[str], out: Optional[Path]) -> report.Report:
+                cpu: Optional[str], out: Optional[Path], dry: bool = False) -> report.Report:
     ctx = open_context(flags, config_file)
     # --checkpoint and --script take what they take on restore (a name or a directory; a file), matched by name.
     return report.report(ctx.layout, report.Selection(checkpoint.name_of(ctx.layout, checkpoint_name) if checkpoint_name else None,
-                                                      Path(script).name if script else None, cpu), out)
+                                                      Path(script).name if script else None, cpu), out, dry)
 
 
 def clean_up(flags: Mapping[str, Any], config_file: Optional[str], request: clean.CleanRequest) -> Any:

@@ -55,16 +55,22 @@ class Report:
     files: list[Path]
 
 
-def report(layout: Layout, select: Selection, out: Optional[Path] = None) -> Report:
+def report(layout: Layout, select: Selection, out: Optional[Path] = None, dry: bool = False) -> Report:
     every = [r for r in (_row(d) for d in sorted((layout.work_dir / "runs").glob("*/"))) if r is not None]
     for what, asked in (("checkpoint", select.checkpoint), ("cpu", select.cpu)):
         known = sorted({part for r in every for part in str(r[what]).split(CPU_JOIN)})
         if asked is not None and asked not in known:
             raise UsageError(f"no run in {layout.work_dir / 'runs'} has {what} {asked!r}", f"known: {', '.join(known) or 'none'}")
     rows = sorted((r for r in every if _wanted(r, select)), key=lambda r: (str(r["checkpoint"]), r["script"], str(r["cpu"])))
+    if not rows and dry:
+        log.info(f"plan: nothing to report: no runs in {layout.work_dir / 'runs'} match")
+        return Report([], out or layout.work_dir / "reports", [])
     if not rows:
         raise UsageError(f"no runs in {layout.work_dir / 'runs'} match", "run some with `hackback restore`, or select fewer")
     directory = out or layout.work_dir / "reports" / time.strftime("%Y%m%d-%H%M%S")
+    if dry:  # a dry run writes nothing: it says what it would
+        log.info(f"plan: would write runs.csv, runs.md and plots of {len(rows)} run(s) into {directory}")
+        return Report(rows, directory, [])
     make_dir(directory, "the report")
     files = [_write_csv(rows, directory / "runs.csv"), _write_markdown(rows, directory / "runs.md")]
     members = [r for r in rows if r["benchmark"]]

@@ -345,7 +345,7 @@ def _run_in_parallel(batch: Batch, jobs: int) -> _Outcomes:
     def one(i: int) -> None:
         runs, plan = batch[i]
         if not stop.is_set():
-            results[i] = _one(dataclasses.replace(runs, ctx=runs.ctx.for_thread()), plan, f"gem5:{plan.rid[-24:]}")
+            results[i] = _one(dataclasses.replace(runs, ctx=runs.ctx.for_thread()), plan, f"gem5:{runs.cpt.name}:{plan.script.stem}")
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool, \
             log.progress(f"{len(batch)} restores", len(batch), "runs") as bar:

@@ -108,7 +108,8 @@ OPTIONS: dict[str, Option] = {
                        metavar="DIR"),
     "config": Option("a TOML file layered over the shipped defaults (default: ./hackback.toml if present)", metavar="FILE"),
     "force": Option("rebuild this step even if its manifest says it is up to date", kind=bool),
-    "dry-run": Option("say what would be built (or run) and why, and build nothing", kind=bool),
+    "dry-run": Option("say what would be built, run, written or removed, and why; build, start, write and remove nothing",
+                      kind=bool),
 }
 
 
@@ -171,14 +172,15 @@ def _build(spec: TaskSpec, given: dict[str, Any]) -> Any:
 
 def _clean_task(spec: TaskSpec, given: dict[str, Any]) -> Any:
     request = _clean.CleanRequest(kind=given.get("kind"), name=given.get("name"), images=bool(given.get("images")),
-                                  all_owners=bool(given.get("all-owners")), yes=bool(given.get("yes")))
+                                  all_owners=bool(given.get("all-owners")), yes=bool(given.get("yes")),
+                                  dry_run=bool(given.get("dry-run")))
     return guarded(lambda: pipeline.clean_up({"work_dir": given.get("work-dir")}, given.get("config"), request))
 
 
 def _report_task(spec: TaskSpec, given: dict[str, Any]) -> Any:
     return guarded(lambda: pipeline.make_report({"work_dir": given.get("work-dir")}, given.get("config"),
                                                 given.get("of-checkpoint"), given.get("of-script"), given.get("of-cpu"),
-                                                Path(given["out"]) if given.get("out") else None))
+                                                Path(given["out"]) if given.get("out") else None, bool(given.get("dry-run"))))
 
 
 def _list_task(spec: TaskSpec, given: dict[str, Any]) -> Any:
@@ -218,13 +220,13 @@ TASKS = (
     there is one. Only the samples rerun for another CPU or cache size.""",
              ("checkpoint", "cpu", "caches", "l1d", "l1i", "l2", "jobs", "reference", "gem5-src", "gem5-binary", *COMMON), _build),
     TaskSpec("checkpoints", "List the checkpoints as a tree: parent and children, tick, how each was made, runs using it.",
-             ("work-dir", "config"), _list_task),
+             ("work-dir", "config", "dry-run"), _list_task),
     TaskSpec("export", "Write gem5 resources JSON for the checkpoint, its kernel and disk (obtain_resource, offline).",
              ("checkpoint", "resource-dir", "gem5-src", "gem5-binary", *COMMON), _build),
     TaskSpec("report", "The runs as a table (terminal, CSV, Markdown) and plots (PNG), read from their stats.txt.",
-             ("of-checkpoint", "of-script", "of-cpu", "out", "work-dir", "config"), _report_task),
+             ("of-checkpoint", "of-script", "of-cpu", "out", "work-dir", "config", "dry-run"), _report_task),
     TaskSpec("clean", "Reap containers and temp paths killed runs of this work dir left; remove artifacts (asks first).",
-             ("kind", "name", "images", "all-owners", "yes", "work-dir", "config"), _clean_task),
+             ("kind", "name", "images", "all-owners", "yes", "work-dir", "config", "dry-run"), _clean_task),
 )
 
 

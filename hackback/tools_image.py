@@ -12,7 +12,7 @@ import shutil
 import subprocess
 
 from . import log, resources
-from .artifacts import Layout, digest_of, new_tmp, require_free, sha256_file, would_build
+from .artifacts import Layout, digest_of, dry_running, new_tmp, require_free, sha256_file, would_build
 from .config import Config
 from .engine import Engine, RunSpec
 from .errors import DockerFailure, HostCommandFailed, UsageError
@@ -121,6 +121,8 @@ def ensure_tools(cfg: Config, engine: Engine, layout: Layout) -> ToolsImage:
 def tools_versions(engine: Engine, layout: Layout, ref: str, image_id: str) -> dict[str, str]:
     """Versions as installed in the image, read once and remembered per image id."""
     cache = layout.cache_dir("tools", image_id.replace(":", "-") + ".versions")
+    if not cache.is_file() and dry_running():
+        return {}  # a dry run starts no container: versions not read yet are not known
     if not cache.is_file():
         lines: list[str] = []
         engine.run(RunSpec(ref, ["cat", "/etc/hackback-tools-versions"], step="tools-versions", kvm=False), on_line=lines.append)

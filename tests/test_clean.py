@@ -458,3 +458,14 @@ def test_clean_images_asks_and_keeps_images_in_use(engine: Engine, base_image: s
     assert report.images == [free] and present() == [True, False, True]
     assert engine.image_id(base_image) is not None
     assert (cfg.work_dir / "env" / "b" / "manifest.json").is_file()  # --images alone deletes no artifact
+
+
+def test_clean_dry_run_lists_what_it_would_remove_and_removes_nothing(make_config, said: io.StringIO) -> None:  # type: ignore[no-untyped-def]
+    work = make_config().work_dir
+    default = artifact(work, "images", "default")
+    before = sorted(str(p) for p in work.rglob("*"))
+    report = run_clean(make_config, CleanRequest(kind="images", name="default", yes=True, dry_run=True))
+    assert report.artifacts == [] and default.is_dir() and sorted(str(p) for p in work.rglob("*")) == before
+    assert f"plan: would delete {default}" in said.getvalue()
+    nothing = run_clean(make_config, CleanRequest(kind="runs", name="none-such", dry_run=True))  # not refused: it says so
+    assert nothing.artifacts == [] and "plan: would remove nothing: no runs named none-such" in said.getvalue()

@@ -225,3 +225,42 @@ def test_a_suite_tarball_with_another_sha256_is_refused_before_anything_builds(t
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1 and "has sha256" in lines[0] and "not the 000" in lines[0], out.stderr
     assert not any((tmp_path / "work" / kind).exists() for kind in ("env", "images", "kernels", "checkpoints", "benchmarks"))
+
+
+DRY_TASKS = [
+    ["env"], ["image"], ["kernel"], ["checkpoint"], ["restore", "--script", "examples/hello.rcS"], ["export"],
+    ["suite", "npb", "--source", "{npb}"], ["report"], ["checkpoints"], ["clean"], ["clean", "--kind", "runs", "--name", "x"],
+]
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("args", DRY_TASKS, ids=lambda a: " ".join(a[:2]))
+def test_a_dry_run_on_a_fresh_work_dir_writes_nothing_starts_no_container_and_names_the_gem5_compile(
+        args: list[str], engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--dry-run is dry: no clone (a git that would say so is first on PATH), no
+    extraction, no container (docker's own event log for containers labelled with
+    this work dir), nothing in the work dir; and its plan names the gem5 compile."""
+    import tarfile
+
+    tree = tmp_path / "npb-src" / "npb" / "sys"
+    tree.mkdir(parents=True)
+    (tree / "setparams.c").write_text("/* stand-in */\n")
+    with tarfile.open(tmp_path / "npb.tar", "w") as tar:
+        tar.add(tmp_path / "npb-src" / "npb", arcname="npb")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "git").write_text(f"#!/bin/sh\ntouch {tmp_path}/git-ran\nexit 1\n")
+    (fake / "git").chmod(0o755)
+    work = tmp_path / "work"
+    since = int(time.time())
+    argv = [a.replace("{npb}", str(tmp_path / "npb.tar")) for a in args]
+    out = run(["hackback", *argv, "--dry-run"], tmp_path, PATH=f"{fake}:{os.environ['PATH']}")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr
+    assert not work.exists() or not any(work.rglob("*")), sorted(str(p) for p in work.rglob("*"))[:10]
+    assert not (tmp_path / "git-ran").exists()
+    events = subprocess.run(["/usr/bin/docker", "events", "--since", str(since), "--until", str(int(time.time()) + 1),
+                             "--filter", "type=container", "--filter", "event=create",
+                             "--filter", f"label=io.hackback.workdir={work}"], capture_output=True, text=True, timeout=60)
+    assert events.returncode == 0 and events.stdout.strip() == "", events.stdout
+    if args[0] in ("env", "checkpoint", "restore", "suite"):
+        assert "gem5.opt compiled from source: hours on 2 cores" in out.stdout, out.stdout[-2000:]

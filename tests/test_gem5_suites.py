@@ -157,3 +157,64 @@ def test_a_checkpoint_at_is_own_roi_restores_on_o3_and_measures_the_same_roi(
     # Both from the same state at IS's workbegin; only interrupt timing (o3 from the start vs a switch) may differ.
     assert abs(ours - theirs) <= 500, (ours, theirs)
     print(f"IS ROI from its own checkpoint on o3: {ours:,.0f} instructions; the switching run's {theirs:,.0f}")
+
+
+SAMPLE_FLAGS = ["--cpu", "o3", "--caches", "l1l2", "-j", "2"]
+# A few samples (the tier's time): at most 3 clusters, 2 samples each; the shipped rule is 10 and 3.
+FEW = {"HACKBACK_SAMPLE_MAX_K": "3", "HACKBACK_SAMPLE_PER_CLUSTER": "2"}
+
+
+@pytest.fixture(scope="module")
+def sampled(suites: dict[str, subprocess.CompletedProcess[str]], env: dict[str, str], work: Path,
+            sources: dict[str, Path]) -> subprocess.CompletedProcess[str]:
+    made = invoke(env, "suite", "npb", "--members", "is", "--source", str(sources["npb"]), "--save-checkpoint", "is-roi",
+                  timeout=1800)  # the ROI checkpoint (a no-op when the test before took it)
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr
+    return invoke({**env, **FEW}, "sample", "--checkpoint", "is-roi", *SAMPLE_FLAGS, timeout=3600)
+
+
+def test_is_is_sampled_from_its_roi_checkpoint_and_the_estimate_is_its_samples_own(
+        sampled: subprocess.CompletedProcess[str], work: Path) -> None:
+    """The flow end to end on IS's ROI: gem5's vectors parsed, the weights summing
+    to 1, each sample checkpoint restored on o3 measuring exactly its interval,
+    and the weighted figures what this test recomputes from the samples' own stats.txt."""
+    import gzip
+    import json
+
+    assert sampled.returncode == 0, sampled.stdout[-4000:] + sampled.stderr
+    prof = json.loads((work / "profiles" / "is-roi-b10000" / "manifest.json").read_text())["parts"]["profile"]["info"]
+    with gzip.open(work / "profiles" / "is-roi-b10000" / "simpoint.bb.gz", "rt") as f:
+        lines = [ln for ln in f if ln.startswith("T")]
+    assert len(lines) == prof["intervals"] and prof["roi_insts"] - prof["profiled_insts"] < 20_000, prof
+    samp = json.loads((work / "samplings" / "is-roi" / "manifest.json").read_text())["parts"]["sampling"]["info"]
+    assert abs(sum(samp["weights"]) - 1) < 1e-9 and 1 <= samp["k"] <= 3 and len(samp["samples"]) <= 6
+    [est_file] = [f for f in (work / "estimates").glob("is-roi-*/manifest.json")
+                  if json.loads(f.read_text())["parts"]["estimate"]["info"]["board"].get("l2") == "512KiB"]
+    est = json.loads(est_file.read_text())["parts"]["estimate"]["info"]
+    cpis: dict[int, list[float]] = {}
+    for rid, s in zip(est["runs"], samp["samples"]):
+        run = work / "runs" / rid
+        info = json.loads((run / "manifest.json").read_text())["parts"]["run"]["info"]
+        assert info["cause"] == "measured" and info["board"]["cpu"] == "o3" and info["board"]["measure_insts"] == s["length"]
+        dump = stats_dump(run, info["roi"]["dump"])  # the measured part, read here on its own
+        insts = float(dump["board.processor.switch.core.commitStats0.numInsts"])
+        cycles = float(dump["board.processor.switch.core.numCycles"])
+        assert abs(insts - s["length"]) <= 16, (insts, s["length"])  # exactly its interval, to the last macro-op
+        cpis.setdefault(s["cluster"], []).append(cycles / insts)
+    expected = sum(samp["weights"][c] * sum(v) / len(v) for c, v in cpis.items())
+    assert est["cpi"] == pytest.approx(expected, rel=1e-9)
+    assert re.search(r"^sampled is-roi on atomic-to-o3 CPU, l1l2 caches: CPI [\d.]+ ± [\d.]+", sampled.stdout, re.M), sampled.stdout[-2000:]
+    print(f"IS sampled: CPI {est['cpi']:.4f} ± {est['half_width']:.4f}, full {est.get('full_cpi')}, "
+          f"{len(samp['samples'])} samples in {samp['k']} clusters")
+
+
+def test_a_rerun_of_the_sampling_is_a_no_op_and_a_multi_core_or_boot_checkpoint_is_refused(
+        sampled: subprocess.CompletedProcess[str], env: dict[str, str]) -> None:
+    start = time.monotonic()
+    again = invoke({**env, **FEW}, "sample", "--checkpoint", "is-roi", *SAMPLE_FLAGS, timeout=1800)
+    assert again.returncode == 0 and "profile is-roi-b10000 is up to date" in again.stdout, again.stdout[-2000:]
+    assert "sampling is-roi is up to date" in again.stdout and "(up to date, not rerun)" in again.stdout
+    assert time.monotonic() - start < 120
+    out = invoke(env, "sample", "--checkpoint", "default", *SAMPLE_FLAGS, timeout=600)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and "was not saved at a region of interest's start" in lines[0], lines

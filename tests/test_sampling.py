@@ -91,3 +91,23 @@ def test_the_estimate_weighs_cpi_inverts_it_and_gives_an_interval_from_the_sampl
     assert est.l1d_miss_rate == pytest.approx((0.75 * 0.01 + 0.25 * 0.002) / (0.75 * 0.1 + 0.25 * 0.2))
     with pytest.raises(UsageError, match="no measured sample"):
         sampling.estimate([0.5, 0.5], measured[:3])
+
+
+@pytest.mark.parametrize("info,says", [
+    ({}, "was not saved at a region of interest's start"),
+    ({"saved_at": "workbegin", "board": {"memory": "2GiB", "cores": 2, "cpu": "atomic"}}, "sampling here is single-core"),
+])
+def test_a_checkpoint_sampling_cannot_start_from_is_refused_in_one_line(tmp_path: Path, info: dict, says: str) -> None:  # type: ignore[type-arg]
+    from conftest import checkpoint_info_json
+    from hackback import sample
+    from hackback.artifacts import Manifest, write_manifest
+    from hackback.records import CheckpointArtifact
+
+    (tmp_path / "cpt.100").mkdir()
+    (tmp_path / "cpt.100" / "m5.cpt").write_text("[root]\n")
+    m = Manifest("checkpoints", "c")
+    m.set_part("checkpoint", {}, {}, checkpoint_info_json("cpt.100", **info))
+    write_manifest(tmp_path, m)
+    with pytest.raises(UsageError, match=says) as e:
+        sample.check(CheckpointArtifact.read(tmp_path))
+    assert "\n" not in e.value.one_line()
