@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -64,9 +65,26 @@ def run(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact) -> Estimate
     start = time.monotonic()
     batch = [_plan(ctx, env, s) for s in samples]
     results = restore.run_batch(batch, ctx.cfg.restore.jobs)
-    wall = time.monotonic() - start
-    full = _reference(ctx, env, cpt)
-    return _estimate(ctx, samp_dir.name, chosen, prof, results, batch[0][0].board, wall, full)
+    ran = _Ran(results, batch[0][0].board, time.monotonic() - start)
+    return _estimate(ctx, samp_dir.name, chosen, prof, ran, _reference(ctx, env, cpt))
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """The samples' runs, the board they ran on, and the batch's wall time."""
+
+    results: Sequence[RunResult]
+    board: Board
+    wall: float
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """An atomic pass over the ROI: what it is called, its run-script options, where a failure's logs go."""
+
+    what: str
+    extra: tuple[str, ...]
+    keep: tuple[Kind, str]
 
 
 # ---------------------------------------------------------------- 1. the profile
@@ -80,8 +98,8 @@ def profile(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, base: i
 
     def build(tmp: Path, manifest: Manifest) -> None:
         board = Board(cpt.info.board.memory, 1, "atomic", in_roi=True)
-        result = _atomic(ctx, env, cpt, board, tmp, f"profile {cpt.name} (basic-block vectors of {base:,} instructions)",
-                         ("--simpoint-interval", str(base), "--stop-at-workend"), ("profiles", name))
+        result = _atomic(ctx, env, cpt, board, tmp, _Pass(f"profile {cpt.name} (basic-block vectors of {base:,} instructions)",
+                                                          ("--simpoint-interval", str(base), "--stop-at-workend"), ("profiles", name)))
         if not (tmp / BBV).is_file():
             raise ArtifactError(f"gem5 wrote no {BBV} profiling {cpt.name}", f"see {tmp / 'gem5.log'}")
         vectors = sampling.read_profile(tmp / BBV)
@@ -127,8 +145,8 @@ def choose_and_checkpoint(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArt
         counts = sorted({s.at for s in samples})
         board = Board(cpt.info.board.memory, 1, "atomic", in_roi=True)
         extra = ("--checkpoint-dir", gem5run.OUT_MNT, "--checkpoints-at", ",".join(map(str, counts)), "--stop-at-workend")
-        result = _atomic(ctx, env, cpt, board, tmp, f"sample checkpoints of {cpt.name} ({len(counts)}, k={choice.k})",
-                         extra, ("samplings", name))
+        result = _atomic(ctx, env, cpt, board, tmp, _Pass(f"sample checkpoints of {cpt.name} ({len(counts)}, k={choice.k})",
+                                                          extra, ("samplings", name)))
         at_cpt = _saved(result, counts, prof, cpt, tmp)
         files = sorted(p for c in at_cpt.values() for p in (tmp / c).rglob("*") if p.is_file())
         if cpt.info.gem5_kernel:
@@ -224,8 +242,9 @@ def _switching_run(ctx: StepContext, cpt: CheckpointArtifact, board: dict[str, o
     return None
 
 
-def _estimate(ctx: StepContext, name: str, info: SamplingInfo, prof: ProfileInfo, results: Sequence[RunResult],
-              board: Board, wall: float, full: Optional[RunResult]) -> EstimateInfo:
+def _estimate(ctx: StepContext, name: str, info: SamplingInfo, prof: ProfileInfo, ran: _Ran,
+              full: Optional[RunResult]) -> EstimateInfo:
+    results, board, wall = ran.results, ran.board, ran.wall
     measured = [_measured(r, s.cluster) for r, s in zip(results, info.samples)]
     est = sampling.estimate(info.weights, measured)
     full_fig = full.roi.figures if full is not None and full.roi is not None else {}
@@ -269,9 +288,9 @@ def _show(e: EstimateInfo) -> None:
         log.info("    no full detailed run of this ROI on this board to check it against (--reference runs one)")
 
 
-def _atomic(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, board: Board, tmp: Path, what: str,
-            extra: tuple[str, ...], keep: tuple[Kind, str]) -> Gem5Result:
+def _atomic(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, board: Board, tmp: Path, how: _Pass) -> Gem5Result:
     """One atomic restore of the ROI checkpoint with extra run-script options (a profile, a sampling pass)."""
+    what, extra, keep = how.what, how.extra, how.keep
     g = env.gem5()
     readfile = tmp / restore.READFILE
     readfile.write_bytes(b"")  # inside its script already: the guest reads none
