@@ -14,13 +14,9 @@ import requests
 
 from . import log
 from .artifacts import make_dir, require_free, sha256_file
-from .errors import DiskSpaceError, UsageError
+from .errors import DiskSpaceError, DownloadError
 
 CHUNK = 1 << 20
-
-
-class DownloadError(UsageError):
-    exit_code = 12
 
 
 def fetch(

@@ -21,6 +21,8 @@ class HackbackError(Exception):
 
 
 class ConfigError(HackbackError):
+    """A config value, layer or file is wrong (an unknown key, a bad value, an unreadable file)."""
+
     exit_code = 2
 
 
@@ -30,7 +32,15 @@ class UsageError(HackbackError):
     exit_code = 2
 
 
+class DownloadError(UsageError):
+    """A download failed or did not match its sha256 (a rerun resumes it)."""
+
+    exit_code = 12
+
+
 class DockerUnavailable(HackbackError):
+    """No Docker engine answers (start dockerd: scripts/setup-host.sh)."""
+
     exit_code = 4
 
 
@@ -54,7 +64,7 @@ class ContainerFailed(HackbackError):
 class HostCommandFailed(HackbackError):
     """A command hackback runs on the host itself (debootstrap, tar) failed."""
 
-    exit_code = 6
+    exit_code = 19
 
 
 class StepStalled(ContainerFailed):
@@ -64,10 +74,14 @@ class StepStalled(ContainerFailed):
 
 
 class Gem5SourceError(HackbackError):
+    """gem5's source cannot be had: no clone, not a gem5 tree, no release in it."""
+
     exit_code = 7
 
 
 class DiskSpaceError(HackbackError):
+    """Too little free space for a step, or the disk filled up during one (nothing partial is left)."""
+
     exit_code = 8
 
 
@@ -78,6 +92,8 @@ class ArtifactError(HackbackError):
 
 
 class LockBusy(HackbackError):
+    """Another hackback is building this artifact (and the step was told not to wait)."""
+
     exit_code = 10
 
 

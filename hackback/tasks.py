@@ -60,7 +60,7 @@ OPTIONS: dict[str, Option] = {
                                  "restore.switch_after_insts", Optional[int], metavar="INT"),
     "warmup-insts": Option("instructions on the new CPU before the measured part's stats start",
                            "restore.warmup_insts", Optional[int], metavar="INT"),
-    "on": Option("local (default) or slurm: run the restores here, or as one Slurm job array (see [slurm])", "restore.on"),
+    "on": Option("local (default) or slurm: run the restores here, or as one Slurm job array (the [slurm] config section)", "restore.on"),
     "wait": Option("with --on slurm: follow the job array to its end and print every run's summary", "slurm.wait", bool),
     "rerun-failed": Option("with --on slurm: also submit again the runs whose script failed", "slurm.rerun_failed", bool),
     "gem5-config": Option("your copy of configs/hackback_fs.py to run instead of the shipped one", "restore.gem5_config",

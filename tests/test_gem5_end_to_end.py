@@ -32,15 +32,12 @@ SWITCH_AFTER = 300_000  # instructions on atomic before a switch by count
 
 
 @pytest.fixture(scope="module")
-def chase_bin(engine, tools, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
-    """examples/pointer-chase/chase.c built as its build.sh builds it (static, the tools image's gcc)."""
-    from hackback.engine import Mount, RunSpec
-
-    out = tmp_path_factory.mktemp("chase-bin")
-    engine.run(RunSpec(tools.ref, ["gcc", "-static", "-O2", "-Wall", "-Werror", "-o", "/out/chase", "/src/chase.c"],
-                       step="t-chase-cc", kvm=False, network="none",
-                       mounts=[Mount(CHASE, "/src"), Mount(out, "/out", read_only=False)]), on_line=lambda _l: None)
-    return out
+def chase_bin(engine, tools) -> Path:  # type: ignore[no-untyped-def]
+    """examples/pointer-chase/bin, built by its build.sh as the quickstart builds it
+    (static, the tools image's gcc): the quickstart's restore is then one of these."""
+    out = subprocess.run(["sh", str(CHASE / "build.sh")], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and (CHASE / "bin" / "chase").is_file(), out.stdout + out.stderr
+    return CHASE / "bin"
 
 
 @pytest.fixture(scope="module")
@@ -677,3 +674,39 @@ def test_three_restores_run_as_a_slurm_job_array_and_a_rerun_submits_nothing(env
     third = invoke(cluster_env, *args, timeout=1800)
     assert third.returncode == 3 and "2 done already" in third.stdout and "1 to submit" in third.stdout, third.stdout[-2000:]
     assert (runs / one / "manifest.json").is_file()
+
+
+def _quickstart() -> list[str]:
+    """The lines of docs/getting-started.md's quickstart block, as a newcomer pastes them."""
+    text = (REPO / "docs" / "getting-started.md").read_text()
+    block = text.split("<!-- quickstart", 1)[1].split("<!-- /quickstart -->", 1)[0]
+    return [ln.strip() for ln in block.split("```sh", 1)[1].split("```", 1)[0].splitlines() if ln.strip()]
+
+
+def test_the_quickstart_runs_as_written_and_gets_to_the_rois_ipc(restores, env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    """Each line of the getting-started quickstart, run from the repo as written
+    (`hackback` as the installed command's entry point): every one exits 0, the
+    restore prints the ROI's IPC, and the report has the run as its stats.txt says."""
+    lines = _quickstart()
+    assert [ln.split()[:2] for ln in lines] == [["hackback", "checkpoint"], ["sh", "examples/pointer-chase/build.sh"],
+                                                 ["hackback", "restore"], ["hackback", "report"]], lines
+    outs = []
+    for line in lines:
+        words = line.split()
+        if words[0] == "hackback":
+            out = invoke(env, *words[1:], timeout=3600)
+        else:
+            out = subprocess.run(words, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, (line, out.stdout[-3000:] + out.stderr)
+        outs.append(out.stdout)
+    m = re.search(r"^run (\S+): script exit status 0; .*region of interest: instructions=(\d+), IPC=([\d.]+)", outs[2], re.M)
+    assert m, outs[2][-3000:]
+    info = info_of(Path(env["HACKBACK_WORK_DIR"]) / "runs" / m.group(1), "run")
+    assert info["roi"]["insts"] == int(m.group(2)) and info["board"]["cpu"] == "o3", info
+    wrote = re.search(r"wrote (\S+/runs\.csv)$", outs[3], re.M)
+    assert wrote, outs[3][-2000:]
+    import csv
+
+    rows = {r["run"]: r for r in csv.DictReader(open(wrote.group(1)))}
+    assert float(rows[m.group(1)]["roi_insts"]) == info["roi"]["insts"], rows.get(m.group(1))
+    print(f"quickstart: ROI {m.group(2)} instructions, IPC {m.group(3)} ({m.group(1)})")
