@@ -8,12 +8,11 @@ remembered per host boot and QEMU version.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Literal
 
 from . import log
-from .artifacts import Layout, digest_of
+from .artifacts import Layout, digest_of, write_atomically
 from .engine import UNTIL_MET, Engine, Mount, RunSpec, kvm_usable_on_host
 from .errors import UsageError
 
@@ -52,9 +51,7 @@ def kvm_runs_guests(engine: Engine, layout: Layout, tools_ref: str, qemu_version
     errors = [ln for ln in seen if "KVM internal error" in ln or "emulation failure" in ln or "Could not access KVM" in ln]
     why = "a kernel booted under KVM" if works else (errors[0] if errors else f"a kernel printed nothing in {PROBE_SECONDS}s under KVM")
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "works": works, "why": why}))
-    os.replace(tmp, cache)
+    write_atomically(cache, json.dumps({"key": key, "works": works, "why": why}))
     return works, why
 
 

@@ -47,6 +47,14 @@ class Layout:
     # A cluster node keeps its own hash cache (SQLite is not safe on a shared
     # network filesystem); None: the work dir's.
     node_hash_db: Optional[Path] = None
+    # The task's --dry-run: nothing is built, written or started; each builder
+    # asks would_build() first, which raises WouldBuild instead.
+    dry_run: bool = False
+
+    def would_build(self, what: str, why: str) -> None:
+        """The one check each builder makes before building: in a dry run, say so instead."""
+        if self.dry_run:
+            raise WouldBuild(what, why)
 
     def artifact_dir(self, kind: Kind, name: str) -> Path:
         return self.work_dir / kind / name
@@ -321,6 +329,41 @@ class Manifest:
     def part(self, part: str) -> Optional[dict[str, Any]]:
         return self.parts.get(part)
 
+    def has(self, part: str) -> bool:
+        return part in self.parts
+
+    # The typed reads of a part: steps use these (and records' Record.of for its
+    # info), never walk the part's dict themselves.
+
+    def info(self, part: str) -> Optional[Mapping[str, Any]]:
+        """The part's info, for a record to read (records.Record.of); None without the part."""
+        p = self.parts.get(part)
+        return p.get("info", {}) if p is not None else None
+
+    def inputs_of(self, part: str) -> Mapping[str, Any]:
+        """The inputs the part was made from ({} without the part)."""
+        return dict(self.parts.get(part, {}).get("inputs", {}))
+
+    def outputs_of(self, part: str) -> Mapping[str, Any]:
+        """The part's outputs, name -> record ({} without the part)."""
+        return dict(self.parts.get(part, {}).get("outputs", {}))
+
+    def inputs_digest(self, part: str) -> str:
+        return str(self.parts[part]["inputs_digest"])
+
+    def output_sha256(self, part: str, name: str) -> Optional[str]:
+        out = self.parts.get(part, {}).get("outputs", {}).get(name)
+        return str(out["sha256"]) if isinstance(out, Mapping) and "sha256" in out else None
+
+    def identity(self, part: str) -> str:
+        """What the part is, whole: its inputs' digest and its outputs (what a dependant keys on)."""
+        p = self.parts[part]
+        return digest_of({"inputs": p["inputs_digest"], "outputs": p["outputs"]})
+
+    def put_part(self, part: str, record: dict[str, Any]) -> None:
+        """A whole part record as part_record() made it."""
+        self.parts[part] = record
+
     def set_part(self, part: str, inputs: Mapping[str, Any], outputs: Mapping[str, Any], info: Mapping[str, Any]) -> None:
         self.parts[part] = part_record(inputs, outputs, info)
 
@@ -415,7 +458,7 @@ def file_record(path: Path, hashes: HashCache) -> dict[str, Any]:
 
 def hashes_of(layout: Layout) -> HashCache:
     """The work dir's hash cache, read-only in a dry run (which writes nothing there)."""
-    return HashCache(layout.hash_db, read_only=_dry_run)
+    return HashCache(layout.hash_db, read_only=layout.dry_run)
 
 
 @contextlib.contextmanager
@@ -525,30 +568,6 @@ class WouldBuild(Exception):
         self.what, self.why = what, why
 
 
-_dry_run = False
-
-
-@contextlib.contextmanager
-def dry_run(on: bool = True) -> Iterator[None]:
-    """While on, nothing is built: every step that would build raises WouldBuild."""
-    global _dry_run
-    before, _dry_run = _dry_run, on
-    try:
-        yield
-    finally:
-        _dry_run = before
-
-
-def dry_running() -> bool:
-    return _dry_run
-
-
-def would_build(what: str, why: str) -> None:
-    """The one check each builder makes before building: in a dry run, say so instead."""
-    if _dry_run:
-        raise WouldBuild(what, why)
-
-
 @dataclass(frozen=True)
 class Target:
     """What a step makes: one part of the artifact <kind>/<name>. An artifact of
@@ -575,7 +594,7 @@ def build_unless_fresh(layout: Layout, target: Target, want: Mapping[str, Any], 
     directory = layout.artifact_dir(target.kind, target.name)
     lock_name = f"{target.name}.{target.part}" if target.shared else target.name
     # A dry run reads only: it neither waits for a lock nor takes one.
-    with contextlib.nullcontext() if _dry_run else lock(layout, target.kind, lock_name):
+    with contextlib.nullcontext() if layout.dry_run else lock(layout, target.kind, lock_name):
         manifest = Manifest.read(directory)
         why = "asked for (--force)" if force else _staleness(layout, target, manifest, want, check)
         if manifest and why is None:
@@ -584,11 +603,11 @@ def build_unless_fresh(layout: Layout, target: Target, want: Mapping[str, Any], 
             return Outcome(manifest, directory, built=False)
         twin = None if force else _twin(layout, target, want)
         if twin is not None:
-            would_build(target.what, f"the same as {target.kind}/{twin[0].name}: its files would be linked, nothing built")
+            layout.would_build(target.what, f"the same as {target.kind}/{twin[0].name}: its files would be linked, nothing built")
             log.info(f"{target.what}: made from the same inputs as {target.kind}/{twin[0].name}; its files linked, nothing rebuilt")
             build = _linker(layout, target, *twin)
         else:
-            would_build(target.what, why or "")
+            layout.would_build(target.what, why or "")
         if target.shared:
             return _build_part(layout, target, build)
         manifest = Manifest(target.kind, target.name)
@@ -673,10 +692,15 @@ def keep_failed(layout: Layout, kind: Kind, name: str, tmp: Path) -> Path:
     return dest
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """path holds text whole or not at all (a reader never sees half of it): written beside it, then renamed."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_manifest(directory: Path, manifest: Manifest) -> None:
-    tmp = directory / (MANIFEST + ".tmp")
-    tmp.write_text(manifest.to_json())
-    os.replace(tmp, directory / MANIFEST)
+    write_atomically(directory / MANIFEST, manifest.to_json())
 
 
 TRASH = "old-"  # label prefix of an artifact staged() set aside: old-<kind>-<name>

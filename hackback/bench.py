@@ -25,12 +25,12 @@ from typing import Optional
 
 from . import download, elf, log, resources, tarballs
 from .artifacts import (HashCache, Layout, Manifest, Target, build_unless_fresh, digest_of, file_record, keep_failed, make_dir,
-                        new_tmp, would_build)
+                        new_tmp)
 from .config import SuiteSource as SourceConfig
 from .context import StepContext
 from .engine import Mount, RunSpec
 from .errors import ArtifactError, BenchmarkFailed, UsageError
-from .records import Member, Verdict
+from .records import BenchInfo, Member, Verdict
 from .suite_def import SuiteDef, native_roi_insts
 
 SUITE_TOOLS_REPO = "hackback-suite-tools"
@@ -101,7 +101,7 @@ def _download(ctx: StepContext, defn: SuiteDef, given: SourceConfig) -> Path:
     name = given.source.rstrip("/").rsplit("/", 1)[-1] or f"{defn.name}.tar"
     dest = ctx.layout.cache_dir("suite-downloads", f"{given.sha256.lower()[:16]}-{name}")
     if not dest.is_file():
-        would_build(f"the {defn.name} download", f"{given.source} is not in the work dir yet")
+        ctx.layout.would_build(f"the {defn.name} download", f"{given.source} is not in the work dir yet")
     return download.fetch(given.source, dest, given.sha256)
 
 
@@ -110,7 +110,7 @@ def _extracted(layout: Layout, defn: SuiteDef, tarball: Path, sha: str) -> Path:
     target = layout.cache_dir("suite-src", f"{defn.name}-{sha[:16]}")
     if target.is_dir():
         return target
-    would_build(f"the {defn.name} tree", f"{tarball} is not extracted yet")
+    layout.would_build(f"the {defn.name} tree", f"{tarball} is not extracted yet")
     make_dir(target.parent, "benchmark sources")
     tmp = new_tmp(layout, f"suite-src-{defn.name}")
     try:
@@ -131,7 +131,7 @@ def suite_tools(ctx: StepContext) -> str:
     ref = f"{SUITE_TOOLS_REPO}:{digest_of([ctx.tools.id, HashCache.sha256_uncached(dockerfile)])[:12]}"
     if ctx.engine.image_id(ref) is not None:
         return ref
-    would_build(f"the suite-tools image {ref}", "not built yet (the tools image, gfortran and valgrind)")
+    ctx.layout.would_build(f"the suite-tools image {ref}", "not built yet (the tools image, gfortran and valgrind)")
     work = new_tmp(ctx.layout, "suite-tools")
     try:
         shutil.copy2(dockerfile, work / "Dockerfile")
@@ -162,8 +162,7 @@ def ensure(ctx: StepContext, defn: SuiteDef, src: SourceTree, m: Member, force: 
             raise BenchmarkFailed(f"{m.label}'s gem5 build {problem}", "the suite's build script must link it static")
         verdict, insts = _native_verdict(defn, m, tmp)
         outputs = {rel: file_record(tmp / rel, ctx.hashes) for rel in (f"gem5/{binary}", f"native/{binary}", NATIVE_LOG)}
-        manifest.set_part("benchmark", want, outputs, {"member": m.to_json(), "source": src.origin, "verdict": verdict.to_json(),
-                                                       "native_roi_insts": insts, "suite_tools": tools})
+        manifest.set_part("benchmark", want, outputs, BenchInfo(m, verdict, src.origin, insts, tools).to_json())
 
     done = build_unless_fresh(ctx.layout, Target("benchmarks", name, "benchmark", f"benchmark {name}"), want, force, build)
     return read(done.directory, defn)
@@ -171,13 +170,12 @@ def ensure(ctx: StepContext, defn: SuiteDef, src: SourceTree, m: Member, force: 
 
 def read(directory: Path, defn: SuiteDef) -> BenchArtifact:
     manifest = Manifest.read(directory)
-    part = manifest.part("benchmark") if manifest else None
-    if manifest is None or part is None:
+    if manifest is None or not manifest.has("benchmark"):
         raise ArtifactError(f"{directory} holds no built benchmark (no manifest)", "build it with `hackback suite`")
-    info = part["info"]
-    m = Member.from_json(info["member"])
+    info = BenchInfo.of(manifest)
+    m = info.member
     return BenchArtifact(manifest.name, directory, m, directory / "gem5" / defn.binary(m.member, m.input),
-                         Verdict.from_json(info["verdict"]), info.get("native_roi_insts"), manifest)
+                         info.verdict, info.native_roi_insts, manifest)
 
 
 def _build(ctx: StepContext, defn: SuiteDef, src: SourceTree, m: Member, tools: str, tmp: Path, want: dict[str, object]) -> None:

@@ -16,14 +16,14 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from . import log
 from .artifacts import KINDS, Kind, Layout, Manifest, abandoned_tmp, lock, tmp_name, trash_of
 from .config import Config
 from .engine import LABEL, Engine
 from .errors import ArtifactError, DockerFailure, LockBusy, UsageError
-from .records import RunInfo
+from .records import Gem5Image, RunInfo
 
 Ask = Callable[[str], bool]
 
@@ -85,7 +85,7 @@ def clean(cfg: Config, request: Optional[CleanRequest] = None, confirm: Optional
         raise UsageError(f"--kind {req.kind!r} is not a kind of artifact", f"choose one of: {', '.join(KINDS)}")
     layout = Layout(cfg.work_dir)
     ask: Ask = _would if req.dry_run else (lambda _question: True) if req.yes else (confirm or _ask)
-    engine = engine or Engine.connect()
+    engine = engine or Engine.connect(cfg.work_dir)
     report = reap_orphans(engine, layout, dry=req.dry_run)  # first: it may put back an artifact a killed replace set aside
     _other_containers(engine, layout, req.all_owners, ask, report)
     # Planned before any artifact goes: the env manifests are what name the images.
@@ -185,9 +185,8 @@ def _wanted(kind: Kind, d: Path, name: Optional[str], report: CleanReport) -> bo
 
 
 def _run_checkpoint(manifest: Manifest) -> Optional[str]:
-    part = manifest.part("run")
     try:
-        return RunInfo.from_json(part["info"]).checkpoint.name if part is not None else None
+        return RunInfo.of(manifest).checkpoint.name if manifest.has("run") else None
     except ArtifactError:
         return None  # not a run this hackback can read: not matched by name
 
@@ -262,10 +261,9 @@ def _env_images(layout: Layout, name: Optional[str], report: CleanReport) -> lis
         except ArtifactError as e:
             _leave(report, f"left the env image of {d}: {e.message}")
             continue
-        gem5 = manifest.part("gem5") if manifest is not None and manifest.kind == "env" else None
-        image = (gem5 or {}).get("outputs", {}).get("image")
-        if isinstance(image, dict) and image.get("ref"):
-            out.append((d, str(image["ref"]), str(image.get("id") or "")))
+        image = Gem5Image.in_env(manifest) if manifest is not None and manifest.kind == "env" else None
+        if image is not None and image.ref:
+            out.append((d, image.ref, image.id))
     return out
 
 

@@ -29,9 +29,9 @@ from typing import Any, Optional, Sequence
 
 from . import config, log, restore, slurm
 from . import payload as payload_
-from .artifacts import Layout, Manifest, digest_of, dry_running, make_dir, would_build
+from .artifacts import Layout, Manifest, digest_of, make_dir, write_atomically
 from .context import StepContext
-from .engine import Engine, label_work_dir
+from .engine import Engine
 from .errors import ArtifactError, ClusterError, HackbackError, UsageError
 from .records import CheckpointArtifact, EnvArtifact, Member, RunResult
 from .resources import package_file
@@ -89,11 +89,11 @@ def submit(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts:
     todo = [p for p in todo if p.rid not in in_flight]
     log.info(f"{len(plans)} run(s): {len(done)} done already, {len(plans) - len(done) - len(todo)} pending or running in "
              f"an earlier job, {len(todo)} to submit")
-    if dry_running():
+    if ctx.layout.dry_run:
         for p in todo:
             log.info(f"plan:   {p.script.name} -> {p.rid}: would be a task of the array")
         if todo:
-            would_build(f"a Slurm job array of {len(todo)} task(s)", "listed above")
+            ctx.layout.would_build(f"a Slurm job array of {len(todo)} task(s)", "listed above")
         return done
     if todo:
         waiting_on.append(_submit(ctx, runs, todo, again))
@@ -277,9 +277,7 @@ def _finish(ctx: StepContext, batches: Sequence[Batch], done: Sequence[RunResult
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 # ---------------------------------------------------------------- on the node
@@ -297,8 +295,7 @@ def run_task(batch_dir: Path, index: int) -> None:
     try:
         # Not this node's environment: the config as it was resolved where it was submitted.
         cfg = config.load(flags=batch["config"], environ={}, cwd=batch_dir)
-        label_work_dir(cfg.work_dir)
-        ctx = StepContext(cfg, Layout(cfg.work_dir, node_hash_db=_node_hash_db()))
+        ctx = StepContext(cfg, Layout(cfg.work_dir, node_hash_db=_node_hash_db()), Engine.connect(cfg.work_dir))
         env = _env_here(ctx.engine, batch["env"])
         status["gem5_start"] = time.time()
         results = restore.restore(ctx, env, CheckpointArtifact.read(Path(batch["checkpoint"])), _work(cfg, task),

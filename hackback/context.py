@@ -1,12 +1,15 @@
-"""What every step works with, opened once per task: the config, the engine,
-the work dir's layout and its hash cache, and the tools image (asked for only
-by the steps that run in it)."""
+"""What every step works with, opened once per task: the config, the work
+dir's layout (which carries the task's --dry-run), the engine (which labels
+its containers with the task's work dir), the hash cache, the tools image
+(asked for only by the steps that run in it) and the task's memos. Every
+per-task fact lives here, none in a module's globals."""
 from __future__ import annotations
 
 import dataclasses
 import functools
-from dataclasses import dataclass
-from typing import Optional
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable, Optional, TypeVar
 
 from .artifacts import HashCache, Layout, hashes_of
 from .config import Config
@@ -14,16 +17,36 @@ from .engine import Engine
 from .records import ToolsImage
 from .tools_image import ensure_tools
 
+T = TypeVar("T")
+
+
+class Memo:
+    """What one task computes once and its steps share (a gem5 source's identity):
+    shared by the task's contexts, its worker threads' too."""
+
+    def __init__(self) -> None:
+        self._values: dict[Hashable, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self._values:
+                return self._values[key]  # type: ignore[no-any-return]
+        value = make()  # outside the lock: it may take seconds (and a second maker's result is the same)
+        with self._lock:
+            return self._values.setdefault(key, value)  # type: ignore[no-any-return]
+
 
 @dataclass(frozen=True)
 class StepContext:
     cfg: Config
     layout: Layout
     given_engine: Optional[Engine] = None
+    memo: Memo = field(default_factory=Memo, compare=False)
 
     @classmethod
-    def open(cls, cfg: Config, engine: Optional[Engine] = None) -> "StepContext":
-        return cls(cfg, Layout(cfg.work_dir), engine)
+    def open(cls, cfg: Config, engine: Optional[Engine] = None, dry_run: bool = False) -> "StepContext":
+        return cls(cfg, Layout(cfg.work_dir, dry_run=dry_run), engine)
 
     @functools.cached_property
     def hashes(self) -> HashCache:
@@ -33,7 +56,7 @@ class StepContext:
     @functools.cached_property
     def engine(self) -> Engine:
         """Connected on first use, so that bad input is refused before the engine is asked."""
-        return self.given_engine or Engine.connect()
+        return self.given_engine or Engine.connect(self.cfg.work_dir)
 
     @functools.cached_property
     def tools(self) -> ToolsImage:
@@ -45,9 +68,9 @@ class StepContext:
         cache when the work dir is the same."""
         if cfg.work_dir == self.cfg.work_dir:
             return dataclasses.replace(self, cfg=cfg, given_engine=self.engine)
-        return StepContext.open(cfg, self.engine)
+        return StepContext.open(cfg, Engine.connect(cfg.work_dir), self.layout.dry_run)
 
     def for_thread(self) -> "StepContext":
         """A context for a worker thread: its own engine connection and hash-cache
         connection (neither is shared across threads)."""
-        return StepContext(self.cfg, self.layout, Engine.connect())
+        return StepContext(self.cfg, self.layout, Engine.connect(self.cfg.work_dir), self.memo)

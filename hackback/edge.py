@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import signal
 import sys
-from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable
 
 from invoke.exceptions import Exit
 
-from . import config
-from .engine import label_work_dir
 from .errors import HackbackError
-
-
-def load_config(flags: Mapping[str, Any], config_file: Optional[str] = None) -> config.Config:
-    """The task's config; every container this process starts is labelled with its work dir."""
-    cfg = config.load(flags=flags, user_file=Path(config_file) if config_file else None)
-    label_work_dir(cfg.work_dir)
-    return cfg
 
 
 def _sigterm(signum: int, frame: Any) -> None:

@@ -11,6 +11,8 @@ import os
 import shlex
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ import docker
 import docker.errors
 import requests
 
-from . import log, reaper
+from . import log
 from .ownership import host_user, owner_label, parse_owner, pid_alive
 from .errors import ContainerFailed, DockerFailure, DockerUnavailable, StepStalled
 
@@ -65,18 +67,6 @@ class RunSpec:
     # is killed, for steps that save state on the way out (scons writes its
     # signature database); 0 kills at once. A second Ctrl-C kills at once.
     stop_grace: int = 0
-
-
-# The work dir every container this process starts is labelled with. Module
-# state, not an Engine attribute: each step connects its own Engine, and only
-# the edge (edge.load_config) knows the work dir of the task being run.
-_work_dir_label: Optional[str] = None
-
-
-def label_work_dir(work_dir: Optional[Path]) -> None:
-    """Label the containers this process starts from now on with work_dir (None: no label)."""
-    global _work_dir_label
-    _work_dir_label = str(work_dir.resolve()) if work_dir is not None else None
 
 
 Verdict = Literal["reap", "live", "unproven"]
@@ -127,14 +117,31 @@ class _Output:
         return line
 
 
-class Engine:
-    """A connected Docker engine. Create with Engine.connect()."""
+# The guards started by this process (python -m hackback.reaper OWNER): one per
+# process, not per task, since a guard watches the process's pid.
+_reapers: set[str] = set()
 
-    def __init__(self, client: Any) -> None:
+
+def _spawn_reaper(owner: str) -> None:
+    """Start the guard that removes this process's containers if it is killed, once per process."""
+    if owner in _reapers or os.environ.get("HACKBACK_NO_REAPER") == "1":
+        return
+    _reapers.add(owner)
+    subprocess.Popen([sys.executable, "-m", "hackback.reaper", owner], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
+
+
+class Engine:
+    """A connected Docker engine. Create with Engine.connect(work_dir): every
+    container it starts is labelled with that work dir (the task's), so that
+    `clean` reaps only the leftovers of its own work dir."""
+
+    def __init__(self, client: Any, work_dir: Optional[Path] = None) -> None:
         self._client = client
+        self.work_dir_label = str(work_dir.resolve()) if work_dir is not None else None
 
     @classmethod
-    def connect(cls) -> "Engine":
+    def connect(cls, work_dir: Optional[Path] = None) -> "Engine":
         try:
             client = docker.from_env(version="auto", timeout=600)
             client.ping()
@@ -144,7 +151,7 @@ class Engine:
                 f"no Docker engine answers at {where} ({_first_line(e)})",
                 "start one with `sudo dockerd &` (or `sudo systemctl start docker`), or set DOCKER_HOST",
             ) from None
-        return cls(client)
+        return cls(client, work_dir)
 
     # ------------------------------------------------------------ images
 
@@ -298,7 +305,7 @@ class Engine:
         kwargs = self._create_kwargs(spec, name)
         self._print_run(spec, name, kwargs)
         out = _Output(phase or spec.step, log_file, on_line)
-        reaper.spawn(owner_label())  # removes this process's containers if it is killed
+        _spawn_reaper(owner_label())  # removes this process's containers if it is killed
         container = self._call(self._client.containers.create, **kwargs)
         status = self._run_container(container, spec, out, until, watchdog)
         if status is None:
@@ -416,13 +423,12 @@ class Engine:
                 raise AssertionError(f"mount source must be absolute: {m.host}")
         return kwargs
 
-    @staticmethod
-    def _labels(spec: RunSpec) -> dict[str, str]:
+    def _labels(self, spec: RunSpec) -> dict[str, str]:
         # Owner and work dir together say whose leftover a container is: `clean`
         # reaps only those of its own work dir whose run is gone.
         labels = {LABEL: "1", LABEL_STEP: spec.step, LABEL_OWNER: owner_label()}
-        if _work_dir_label is not None:
-            labels[LABEL_WORKDIR] = _work_dir_label
+        if self.work_dir_label is not None:
+            labels[LABEL_WORKDIR] = self.work_dir_label
         return labels
 
     def _print_run(self, spec: RunSpec, name: str, kwargs: Mapping[str, Any]) -> None:
@@ -453,7 +459,7 @@ class Engine:
         """(id, name, owner) of our containers: all of them with all_owners, else only the
         provable leftovers of this process's work dir (see ContainerInfo.verdict)."""
         host = socket.gethostname()
-        work = Path(_work_dir_label) if _work_dir_label is not None else None
+        work = Path(self.work_dir_label) if self.work_dir_label is not None else None
         return [(c.id, c.name, c.owner) for c in self.labelled_containers()
                 if all_owners or (work is not None and c.verdict(work, host) == "reap")]
 

@@ -26,14 +26,14 @@ from typing import Any, Callable, Optional
 
 from . import elf, log, resources
 from .artifacts import (HashCache, Layout, Manifest, Target, WouldBuild, build_unless_fresh, digest_of, file_record, part_record,
-                        require_free, would_build)
+                        require_free)
 from .tools_image import LABEL_KIND
 from .config import Config
 from .context import StepContext
 from .engine import Engine, Mount, RunSpec
 from .errors import ArtifactError, UsageError
 from .gem5src import resolve
-from .records import EnvArtifact, Gem5Source
+from .records import EnvArtifact, Gem5Image, Gem5PartInfo, Gem5Source
 
 ENV_REPO = "hackback-env"
 SRC_MNT = "/hackback/gem5"
@@ -42,9 +42,6 @@ OUT_MNT = "/hackback/out"
 CONFIG_MNT = "/hackback/configs"
 BROUGHT_MNT = "/hackback/in"
 GEM5_BUILD_BYTES = 16 << 30  # an X86 gem5.opt tree without Ruby/SystemC (~10 GiB with -g) + its ccache
-
-
-_SOURCES: dict[tuple[Any, Path], Gem5Source] = {}
 
 
 # What a cold gem5 build costs here (README, "gem5"): a dry run says so before anyone starts one.
@@ -67,14 +64,14 @@ class _Ctx:
         self.layout, self.hashes = step.layout, step.hashes
         self.engine = step.engine
         # The source first: an unreachable upstream must fail before minutes of image builds.
-        # Once per process: the m5 and gem5 steps of one task share it.
-        key = (cfg.gem5, cfg.work_dir)
-        if key not in _SOURCES:
+        # Once per task: the m5 and gem5 steps of one task share it (hashing a tree takes seconds).
+        def resolved() -> Gem5Source:
             try:
-                _SOURCES[key] = resolve(cfg.gem5, self.layout, self.hashes)
+                return resolve(cfg.gem5, self.layout, self.hashes)
             except WouldBuild as e:  # a dry run: say what comes after the source, the compile above all
                 raise WouldBuild(f"env '{cfg.name}'", f"{e.what}: {e.why}; then {gem5_cost(cfg)}") from None
-        self.source = _SOURCES[key]
+
+        self.source = step.memo.get(("gem5 source", cfg.gem5, cfg.work_dir), resolved)
         self.tools = step.tools
         self.directory = self.layout.artifact_dir("env", cfg.name)
         self.brought_probe: Optional[dict[str, Any]] = None
@@ -128,7 +125,7 @@ def _ensure(ctx: _Ctx, want_gem5: bool, force: bool) -> EnvArtifact:
         if stale and not force:
             refuse_silent_rebuild(ctx.cfg, Manifest.read(ctx.directory), ctx.source.origin)
         if stale:
-            would_build(f"env '{cfg.name}' gem5", gem5_cost(cfg))
+            ctx.layout.would_build(f"env '{cfg.name}' gem5", gem5_cost(cfg))
         if brought is not None and stale:
             # A binary that does not fit is refused before m5 or anything else is built.
             ctx.brought_probe = probe(ctx.engine, ctx.tools.ref, brought, ctx.source.release)
@@ -136,7 +133,7 @@ def _ensure(ctx: _Ctx, want_gem5: bool, force: bool) -> EnvArtifact:
     built = False
     for part, inputs, build_part in parts:
         def build(work: Path, manifest: Manifest, part: str = part, build_part: Any = build_part) -> None:
-            manifest.parts[part] = build_part(ctx, work)
+            manifest.put_part(part, build_part(ctx, work))
 
         target = Target("env", cfg.name, part, f"env '{cfg.name}' {part}", shared=True)
         check = (lambda m: _image_missing(ctx, m)) if part == "gem5" else None
@@ -151,20 +148,19 @@ def refuse_silent_rebuild(cfg: Config, manifest: Optional[Manifest], origin: str
     command that left --gem5-src (or --gem5-binary) off, or changed the build
     options, says what changed and stops; --force (or the same source) goes on.
     Edits inside the same tree rebuild incrementally (minutes) and pass."""
-    part = manifest.part("gem5") if manifest is not None else None
-    if part is None or cfg.gem5.binary is not None:
+    if manifest is None or not manifest.has("gem5") or cfg.gem5.binary is not None:
         return  # nothing built yet, or packaging a binary: seconds
-    info = part.get("info", {})
+    info = Gem5PartInfo.of(manifest)
     where = f"env '{cfg.name}'"
-    if info.get("origin") == "brought":
-        raise UsageError(f"{where} packages a gem5 brought from {info.get('brought', {}).get('path')}; without --gem5-binary "
+    if info.origin == "brought":
+        raise UsageError(f"{where} packages a gem5 brought from {info.brought.path if info.brought else None}; without --gem5-binary "
                          f"this would compile gem5 from {origin} (hours)",
                          "pass that --gem5-binary again (or set gem5.binary), or `hackback env --force` to compile")
-    old = info.get("gem5_source", {}).get("origin")
+    old = info.gem5_source.origin
     if old and old != origin:
         raise UsageError(f"{where} has gem5 built from {old}; this would rebuild it from {origin} (hours of compiling)",
                          "pass the same --gem5-src (or set gem5.src in hackback.toml), or `hackback env --force` to rebuild")
-    old_options = info.get("build_options")
+    old_options = dict(info.build_options) if info.build_options is not None else None
     if old_options is not None and old_options != dict(cfg.gem5.build_options):
         raise UsageError(f"{where} was built with gem5.build_options {old_options}, now {dict(cfg.gem5.build_options)}: "
                          "that rebuilds most of gem5", "restore the options, or `hackback env --force` to rebuild with the new ones")
@@ -180,14 +176,15 @@ def _staleness(ctx: _Ctx, part: str, inputs: dict[str, Any]) -> Optional[str]:
 
 
 def _image_missing(ctx: _Ctx, manifest: Manifest) -> Optional[str]:
-    if ctx.engine.image_id(str(manifest.parts["gem5"]["outputs"]["image"]["ref"])) is None:
+    image = Gem5Image.in_env(manifest)
+    if image is None or ctx.engine.image_id(image.ref) is None:
         return "its env image is missing from the engine"
     return None
 
 
 def _artifact(ctx: _Ctx, manifest: Manifest) -> EnvArtifact:
-    gem5 = manifest.part("gem5")
-    image = str(gem5["outputs"]["image"]["ref"]) if gem5 else None
+    gem5 = Gem5Image.in_env(manifest)
+    image = gem5.ref if gem5 else None
     return EnvArtifact(ctx.cfg.name, ctx.directory, image, ctx.directory / "m5", manifest, ctx.tools, ctx.source)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import log, tarballs
-from .artifacts import HashCache, Layout, new_tmp, would_build
+from .artifacts import HashCache, Layout, new_tmp
 from .config import Gem5Config
 from .errors import Gem5SourceError, UsageError
 from .records import Gem5Source
@@ -89,7 +89,7 @@ def _clone(cfg: Gem5Config, layout: Layout) -> Path:
     target = layout.cache_dir("src", f"gem5-{cfg.version}")
     if (target / "SConstruct").is_file():
         return target
-    would_build("the gem5 source", f"a clone of gem5 {cfg.version} from {cfg.repo} into the work dir (or give --gem5-src)")
+    layout.would_build("the gem5 source", f"a clone of gem5 {cfg.version} from {cfg.repo} into the work dir (or give --gem5-src)")
     if shutil.which("git") is None:
         raise Gem5SourceError("git is not installed, so gem5 cannot be cloned", _HINT)
     log.info(f"cloning gem5 {cfg.version} from {cfg.repo} (the whole clone may take at most {cfg.clone_timeout}s: "
@@ -117,7 +117,7 @@ def _extract(tarball: Path, layout: Layout, hashes: HashCache) -> Path:
     target = layout.cache_dir("src", f"gem5-tar-{hashes.sha256(tarball)[:16]}")
     if target.is_dir():
         return target
-    would_build("the gem5 source", f"{tarball} extracted into the work dir")
+    layout.would_build("the gem5 source", f"{tarball} extracted into the work dir")
     tmp = new_tmp(layout, "gem5-tar")
     try:
         with log.step(f"extracting {tarball}"):

@@ -29,7 +29,7 @@ from .config import Config
 from .context import StepContext
 from .engine import Engine, Mount, RunSpec
 from .errors import ArtifactError, UsageError
-from .records import DISK, FASTINIT, ImageArtifact, ToolsImage
+from .records import DISK, FASTINIT, BaseInfo, ImageArtifact, ToolsImage
 
 GUEST = Path(__file__).resolve().parent / "guest"
 GUEST_FILES = ("stage1.sh", "provision.sh", "hack_back_ckpt.rcS", "hackback-guest.c", "autologin.conf", "bashrc-hook.sh",
@@ -59,12 +59,12 @@ def inputs(cfg: Config, tools: ToolsImage, m5_sha256: str) -> dict[str, Any]:
     }
 
 
-def layer_inputs(cfg: Config, base: dict[str, Any], hashes: HashCache) -> dict[str, Any]:
+def layer_inputs(cfg: Config, base: Manifest, hashes: HashCache) -> dict[str, Any]:
     """What the finished image is made from: the base as built, the user layer
     (each script's and file's sha256), and the lock-down."""
     img = cfg.image
     return {
-        "base": digest_of({"inputs": base["inputs_digest"], "outputs": base["outputs"]}),
+        "base": base.identity("base"),
         "lockdown_sha256": HashCache.sha256_uncached(GUEST / LOCKDOWN),
         "template": digest_of(render_template(_PLACEHOLDERS)),
         "user_packages": list(img.user_packages),
@@ -89,7 +89,7 @@ def ensure(ctx: StepContext, m5: Path, force: bool = False) -> ImageArtifact:
 
     base = build_unless_fresh(ctx.layout, Target("images", cfg.name, "base", f"image '{cfg.name}' base", shared=True),
                               base_want, force, build_base)
-    want = layer_inputs(cfg, base.manifest.parts["base"], ctx.hashes)
+    want = layer_inputs(cfg, base.manifest, ctx.hashes)
 
     def build_layer(tmp: Path, manifest: Manifest) -> None:
         require_free(ctx.layout.work_dir, cfg.image.size_mib * 2**20 + (1 << 30), "building the disk image")
@@ -193,30 +193,29 @@ def _stage1(b: _Build) -> None:
 def _build_layer(b: _Build, base_manifest: Manifest, manifest: Manifest) -> None:
     """The user layer and the lock-down, provisioned on a copy of the base (Packer
     reads the base read-only and writes a new disk); then the check."""
-    base = base_manifest.parts["base"]
-    info = base["info"]
+    info = BaseInfo.of(base_manifest)
     start = time.monotonic()
-    accel = str(info.get("accelerator", "tcg"))
+    accel = info.accelerator
     layer = _user_provisioners(b)
     what = f"the user layer ({_describe_layer(b.cfg)}) and the lock-down" if layer else "the lock-down"
     with log.step(f"image stage 3: Packer + QEMU ({accel}) provisioning {what} on a copy of the base"):
         provisioners: list[dict[str, Any]] = [{"type": "shell", "inline": ["mkdir -p /tmp/hackback"]}, *layer,
                         {"type": "shell", "script": f"{GUEST_MNT}/{LOCKDOWN}"}]
         base_dir = b.layout.artifact_dir("images", b.cfg.name)
-        boot = _Boot(f"{BASE_MNT}/{BASE_DISK}", f"{BASE_MNT}/vmlinuz", f"{BASE_MNT}/initrd.img", str(info["partuuid"]),
-                     _password(str(base["inputs_digest"])), (Mount(base_dir, BASE_MNT),))
+        boot = _Boot(f"{BASE_MNT}/{BASE_DISK}", f"{BASE_MNT}/vmlinuz", f"{BASE_MNT}/initrd.img", info.partuuid,
+                     _password(base_manifest.inputs_digest("base")), (Mount(base_dir, BASE_MNT),))
         _provision(b, accel, boot, provisioners, DISK, "")
     seconds = time.monotonic() - start
-    expect = expected_facts(str(base["inputs"]["m5_sha256"]), info["fs_uuid"], info["disk_id"],
-                            str(base["outputs"][GUEST_HELPER]["sha256"]))
+    expect = expected_facts(str(base_manifest.inputs_of("base")["m5_sha256"]), info.fs_uuid, info.disk_id,
+                            str(base_manifest.output_sha256("base", GUEST_HELPER)))
     problems = check(b.engine, b.tools, b.tmp / DISK, expect)
     if problems:
         raise ArtifactError(f"the built image failed its check: {problems[0]}", f"{len(problems)} problem(s); see the lines above")
     st = (b.tmp / DISK).stat()
     manifest.set_part("image", b.want, {DISK: file_record(b.tmp / DISK, b.hashes)}, {
-        "partuuid": info["partuuid"], "fs_uuid": info["fs_uuid"], "root_kernel_arg": f"root=PARTUUID={info['partuuid']}",
+        "partuuid": info.partuuid, "fs_uuid": info.fs_uuid, "root_kernel_arg": f"root=PARTUUID={info.partuuid}",
         "virtual_bytes": st.st_size, "allocated_bytes": st.st_blocks * 512, "accelerator": accel,
-        "tools_image": b.tools.ref, "tools": b.tools.versions, "packages": info.get("packages", {}),
+        "tools_image": b.tools.ref, "tools": b.tools.versions, "packages": dict(info.packages),
         "user_layer": {k: b.want[k] for k in ("user_packages", "user_files", "user_scripts")},
         "layer_seconds": round(seconds, 1),
     })
@@ -491,14 +490,13 @@ def check_existing(ctx: StepContext, path: Optional[Path], m5: Optional[Path]) -
     if not disk.is_file():
         raise UsageError(f"no image at {disk}", "build one with `hackback image`, or name one: --check PATH")
     manifest = Manifest.read(disk.parent)
-    helper_sha = None
-    if manifest and "base" in manifest.parts:
-        helper_sha = manifest.parts["base"]["outputs"].get(GUEST_HELPER, {}).get("sha256")
+    helper_sha = manifest.output_sha256("base", GUEST_HELPER) if manifest else None
+    # An image made before the base/layer split recorded m5 in its one part.
+    recorded = manifest and (manifest.inputs_of("base") or manifest.inputs_of("image")).get("m5_sha256")
     if m5 is not None:
         m5_sha = hashes.sha256(m5)
-    elif manifest and ("base" in manifest.parts or "m5_sha256" in manifest.parts.get("image", {}).get("inputs", {})):
-        # An image made before the base/layer split recorded m5 in its one part.
-        m5_sha = manifest.parts.get("base", manifest.parts.get("image", {}))["inputs"]["m5_sha256"]
+    elif recorded:
+        m5_sha = str(recorded)
     else:
         raise UsageError(f"{disk} has no manifest beside it to say which m5 it should hold", "give the m5 with --m5 PATH")
     problems = check(ctx.engine, ctx.tools, disk, expected_facts(m5_sha, helper_sha256=helper_sha))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import download, log
-from .artifacts import HashCache, Layout, dry_running, make_dir, new_tmp, require_free, would_build
+from .artifacts import HashCache, Layout, make_dir, new_tmp, require_free, write_atomically
 from .records import ToolsImage
 from .config import KernelConfig
 from .engine import Engine, Mount, RunSpec
@@ -66,8 +66,8 @@ def resolve(kc: KernelConfig, engine: Engine, tools: ToolsImage, layout: Layout,
             refresh: bool = False) -> KernelSource:
     validate(kc)
     root = layout.cache_dir("kernel-src")
-    if dry_running():
-        return _known(kc, root) or _would_fetch(kc)
+    if layout.dry_run:
+        return _known(kc, root) or _would_fetch(kc, layout)
     make_dir(root, "kernel sources (cache/kernel-src)")
     if kc.source == "debian":
         return _debian(kc, engine, tools, layout, root, hashes, refresh)
@@ -92,9 +92,9 @@ def _known(kc: KernelConfig, root: Path) -> Optional[KernelSource]:
     return None
 
 
-def _would_fetch(kc: KernelConfig) -> KernelSource:
+def _would_fetch(kc: KernelConfig, layout: Layout) -> KernelSource:
     what = f"{kc.package} from {kc.mirror} ({kc.suite})" if kc.source == "debian" else kc.url
-    would_build("the kernel source", f"{what} fetched and extracted into the work dir")
+    layout.would_build("the kernel source", f"{what} fetched and extracted into the work dir")
     raise AssertionError("unreachable: would_build raises in a dry run")
 
 
@@ -122,10 +122,8 @@ def _debian(kc: KernelConfig, engine: Engine, tools: ToolsImage, layout: Layout,
                  f"dpkg-deb --fsys-tarfile /hb/in/{deb.name} | tar -xO --wildcards './usr/src/linux-source-*.tar.*' "
                  "| tar -xJ -C /hb/out")
     origin = f"{kc.mirror} {kc.suite} {kc.package}={version}"
-    pin_tmp = pin.with_suffix(".json.tmp")
-    pin_tmp.write_text(json.dumps({"version": version, "sha256": sha, "tree": str(tree), "origin": origin,
+    write_atomically(pin, json.dumps({"version": version, "sha256": sha, "tree": str(tree), "origin": origin,
                                    "mirror": kc.mirror, "suite": kc.suite, "deb": deb.name}, indent=2) + "\n")
-    os.replace(pin_tmp, pin)
     log.info(f"kernel source: {kc.package} {version} (sha256 {sha[:16]}…), tree {tree}")
     return KernelSource("debian", tree, version, sha, origin)
 

@@ -6,15 +6,13 @@ the only module that knows the order. A step whose artifact was handed over
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from . import checkpoint, clean, cluster, config, env, export, image, kernel, log, report, restore, sample, suite
-from .artifacts import WouldBuild, dry_run
+from .artifacts import WouldBuild
 from .context import StepContext
-from .engine import label_work_dir
 from .errors import UsageError
 from .records import CheckpointArtifact
 
@@ -148,47 +146,41 @@ def dry_run_report(ctx: StepContext, req: Request, steps: Mapping[str, Step] = S
     as a real run would ask it, and stops where it would start building. A step
     after one that would be built would be built (or rerun) too. The results of
     the steps that are up to date, by name."""
+    assert ctx.layout.dry_run, "a dry run's context is opened dry"
     results: dict[str, Any] = {}
-    with dry_run():
-        given = handed_over(ctx, req, steps)
-        for name in plan(req.target, steps, given):
-            if name in given:
-                results[name] = given[name]
-                log.info(f"plan: {name:<10} taken as it is ({getattr(given[name], 'directory', given[name])})")
-                continue
-            behind = [d for d in steps[name].needs if d not in results]
-            if behind:
-                log.info(f"plan: {name:<10} would be made after {', '.join(behind)} (it needs what they make)")
-                continue
-            try:
-                build = steps[name].build
-                assert build is not None
-                results[name] = build(ctx, req, {d: results[d] for d in steps[name].needs})
-                log.info(f"plan: {name:<10} up to date")
-            except WouldBuild as e:
-                log.info(f"plan: {name:<10} would {'run' if name == 'restore' else 'build'} {e.what}: {e.why}")
+    given = handed_over(ctx, req, steps)
+    for name in plan(req.target, steps, given):
+        if name in given:
+            results[name] = given[name]
+            log.info(f"plan: {name:<10} taken as it is ({getattr(given[name], 'directory', given[name])})")
+            continue
+        behind = [d for d in steps[name].needs if d not in results]
+        if behind:
+            log.info(f"plan: {name:<10} would be made after {', '.join(behind)} (it needs what they make)")
+            continue
+        try:
+            build = steps[name].build
+            assert build is not None
+            results[name] = build(ctx, req, {d: results[d] for d in steps[name].needs})
+            log.info(f"plan: {name:<10} up to date")
+        except WouldBuild as e:
+            log.info(f"plan: {name:<10} would {'run' if name == 'restore' else 'build'} {e.what}: {e.why}")
     return results
 
 
-def open_context(flags: Mapping[str, Any], config_file: Optional[str] = None) -> StepContext:
-    """The task's context; every container this process starts is labelled with its work dir."""
+def open_context(flags: Mapping[str, Any], config_file: Optional[str] = None, dry_run: bool = False) -> StepContext:
+    """The task's context: its config, and its engine labelling every container with its work dir."""
     cfg = config.load(flags=flags, user_file=Path(config_file) if config_file else None)
-    label_work_dir(cfg.work_dir)
-    return StepContext.open(cfg)
+    return StepContext.open(cfg, dry_run=dry_run)
 
 
 def perform(req: Request) -> Any:
     """Carry out one task's request: check what can be checked without building,
     reap this work dir's leftovers, then run (or plan) the steps. A dry run is dry
     from the start: its checks read, and nothing is written or started."""
-    with dry_run(req.dry_run):
-        return _perform(req)
-
-
-def _perform(req: Request) -> Any:
     if req.target == "restore" and req.scripts:
         restore.scripts_from(req.scripts)  # a bad script is refused before the config is even read
-    ctx = open_context(req.flags, req.config_file)
+    ctx = open_context(req.flags, req.config_file, req.dry_run)
     if req.target == "restore":
         if not req.scripts:
             _resumes_inside_a_script(ctx, req)
@@ -239,7 +231,3 @@ def make_report(flags: Mapping[str, Any], config_file: Optional[str], checkpoint
 def clean_up(flags: Mapping[str, Any], config_file: Optional[str], request: clean.CleanRequest) -> Any:
     ctx = open_context(flags, config_file)
     return clean.clean(ctx.cfg, request, engine=None)
-
-
-def replace(req: Request, **changes: Any) -> Request:
-    return dataclasses.replace(req, **changes)

@@ -1,8 +1,8 @@
 """A guard that outlives a killed task: when the task's process is gone without
 cleaning up (kill -9, a hang-up of its terminal, an OOM kill), it removes the
 containers that process started, so a gem5 build or boot does not keep the
-cores for hours. The engine starts one, in a session of its own, with the
-process's first container; it polls the owner's pid every POLL seconds and,
+cores for hours. The engine starts one (engine._spawn_reaper), in a session
+of its own, with the process's first container; it polls the owner's pid every POLL seconds and,
 once the owner has exited (normally or not), removes what carries its owner
 label and exits itself.
 
@@ -10,30 +10,17 @@ label and exits itself.
 """
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 import sys
 import time
 
+from .engine import Engine
 from .ownership import parse_owner, pid_alive
 
 POLL = 2.0  # seconds; a killed task's containers are gone within a few of these
-_started: set[str] = set()
-
-
-def spawn(owner: str) -> None:
-    """Start the guard for this process's containers, once per process."""
-    if owner in _started or os.environ.get("HACKBACK_NO_REAPER") == "1":
-        return
-    _started.add(owner)
-    subprocess.Popen([sys.executable, "-m", "hackback.reaper", owner], start_new_session=True,
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
 
 
 def watch(owner: str) -> int:
-    from .engine import Engine  # the engine owns Docker; imported only when needed
-
     parsed = parse_owner(owner)
     if parsed is None or parsed[0] != socket.gethostname():
         return 2  # only a process of this host can be watched

@@ -47,6 +47,16 @@ class Record:
 
     _renamed: ClassVar[Mapping[str, str]] = MappingProxyType({})  # field -> JSON key, where they differ
     _nullable: ClassVar[frozenset[str]] = frozenset()  # fields written as null when None (not left out)
+    PART: ClassVar[str] = ""  # the manifest part whose info this record is, if it is one
+
+    @classmethod
+    def of(cls: type[R], manifest: Manifest, part: str = "") -> R:
+        """The record in the info of a manifest's part (its PART unless named)."""
+        info = manifest.info(part or cls.PART)
+        if info is None:
+            raise ArtifactError(f"{manifest.kind}/{manifest.name} has no '{part or cls.PART}' part",
+                                "the artifact is damaged or was made by another tool: build it again with --force")
+        return cls.from_json(info)
 
     def to_json(self) -> dict[str, Json]:
         out: dict[str, Json] = {}
@@ -331,6 +341,18 @@ class Verdict(Record):
 
 
 @dataclass(frozen=True)
+class BenchInfo(Record):
+    """A built suite member's manifest info: what it is, its native verdict and ROI count."""
+    PART: ClassVar[str] = "benchmark"
+
+    member: Member
+    verdict: Verdict  # its native run's
+    source: str = ""  # the suite's source, as handed over
+    native_roi_insts: Optional[int] = None  # callgrind's count of its ROI (suite.native_counts)
+    suite_tools: str = ""  # the image it was built in
+
+
+@dataclass(frozen=True)
 class WorkItem(Record):
     """A stats dump the run script made (or a marker it only noted, dump None)."""
 
@@ -526,6 +548,7 @@ class SampleAt(Record):
 class CheckpointInfo(Record):
     """A checkpoint's manifest info: what a restore must match, and how it was made
     (a boot; or, for a child, the restore of its parent that saved it)."""
+    PART: ClassVar[str] = "checkpoint"
 
     cpt: str  # the cpt.<tick> directory
     tick: int
@@ -593,6 +616,7 @@ class PayloadRef(Record):
 @dataclass(frozen=True)
 class RunInfo(Record):
     """A run's manifest info: what it restored, ran and measured, and how it ended."""
+    PART: ClassVar[str] = "run"
 
     checkpoint: CheckpointRef
     script: FileRef
@@ -632,6 +656,7 @@ class RunInfo(Record):
 @dataclass(frozen=True)
 class ProfileInfo(Record):
     """A ROI profiled on atomic: gem5's basic-block vectors, and the ROI's length."""
+    PART: ClassVar[str] = "profile"
 
     checkpoint: CheckpointRef
     base_interval: int
@@ -645,6 +670,7 @@ class ProfileInfo(Record):
 @dataclass(frozen=True)
 class SamplingInfo(Record):
     """The choice (SimPoint's, from a profile) and the sample checkpoints taken for it."""
+    PART: ClassVar[str] = "sampling"
 
     checkpoint: CheckpointRef
     interval: int  # instructions an interval (a multiple of the profile's base interval)
@@ -663,6 +689,7 @@ class SamplingInfo(Record):
 @dataclass(frozen=True)
 class EstimateInfo(Record):
     """A sampled estimate of one ROI on one CPU and caches, and the full detailed run's figures when there is one."""
+    PART: ClassVar[str] = "estimate"
 
     sampling: str
     board: Board
@@ -694,6 +721,53 @@ class EstimateInfo(Record):
 
 
 # ---------------------------------------------------------------- artifacts
+
+
+@dataclass(frozen=True)
+class BaseInfo(Record):
+    """An image's base part (stages 1 and 2: the bootstrapped, provisioned disk): what its layer and checks need."""
+    PART: ClassVar[str] = "base"
+
+    partuuid: str
+    fs_uuid: str
+    disk_id: str
+    accelerator: str = "tcg"
+    packages: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Origin(Record):
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class Brought(Record):
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Gem5PartInfo(Record):
+    """What an env's gem5 part says of how it was made: what refusing a silent rebuild compares."""
+    PART: ClassVar[str] = "gem5"
+
+    origin: str = "built"  # or "brought" (--gem5-binary)
+    brought: Optional[Brought] = None
+    gem5_source: Origin = field(default_factory=Origin)
+    build_options: Optional[Mapping[str, Any]] = None
+
+
+@dataclass(frozen=True)
+class Gem5Image(Record):
+    """An env's gem5 part's output: the env image and the gem5 binary inside it."""
+
+    ref: str
+    id: str = ""
+    binary: str = ""
+
+    @classmethod
+    def in_env(cls, manifest: Manifest) -> Optional["Gem5Image"]:
+        out = manifest.outputs_of("gem5").get("image")
+        return cls.from_json(out) if out is not None else None
 
 
 @dataclass(frozen=True)

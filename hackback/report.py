@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 from . import log, stats
 from .artifacts import Layout, Manifest, make_dir
 from .errors import HackbackError, UsageError
-from .records import CPU_JOIN, RunInfo, RunRecord
+from .records import CPU_JOIN, BenchInfo, RunInfo, RunRecord
 
 # (column, what it is); the figures' columns are read from stats.txt.
 COLUMNS = (
@@ -127,9 +127,12 @@ def _native(directory: Path) -> Optional[int]:
         manifest = Manifest.read(directory)
     except HackbackError:
         return None
-    part = manifest.part("benchmark") if manifest else None
-    count = part["info"].get("native_roi_insts") if part else None
-    return count if isinstance(count, int) else None
+    if manifest is None or not manifest.has("benchmark"):
+        return None
+    try:
+        return BenchInfo.of(manifest).native_roi_insts
+    except HackbackError:
+        return None
 
 
 def _last(per_dump: Sequence[dict[str, Any]], key: str) -> Optional[float]:

@@ -24,8 +24,7 @@ from typing import Any, Optional, Sequence, Union
 
 from . import gem5run, log, stats
 from . import payload as payload_
-from .artifacts import (HashCache, Kind, Layout, Manifest, Target, build_unless_fresh, digest_of, dry_running, file_record, keep_failed,
-                        would_build)
+from .artifacts import (HashCache, Kind, Layout, Manifest, Target, build_unless_fresh, digest_of, file_record, keep_failed)
 from .config import Config
 from .context import StepContext
 from .engine import Engine
@@ -266,7 +265,7 @@ def result_in(directory: Path, rid: str, reused: bool = False) -> RunResult:
 def restore(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts: Scripts,
             kernel: Optional[Path] = None, disk: Optional[Path] = None, force: bool = False) -> list[RunResult]:
     runs, plans = prepare(ctx, env, cpt, scripts, kernel, disk, force)
-    if dry_running():
+    if ctx.layout.dry_run:
         _plan_runs(ctx.layout, ctx.hashes, plans)
     child = ctx.cfg.restore.save_checkpoint
     if child:
@@ -378,7 +377,7 @@ def _plan_runs(layout: Layout, hashes: HashCache, plans: Sequence[Plan]) -> None
         if why:
             todo.append(plan.rid)
     if todo:
-        would_build(f"{len(todo)} of {len(plans)} run(s)", "listed above")
+        layout.would_build(f"{len(todo)} of {len(plans)} run(s)", "listed above")
 
 
 def _stop_our_containers(engine: Engine) -> None:

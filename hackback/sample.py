@@ -109,7 +109,7 @@ def profile(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, base: i
                                             if (tmp / n).is_file()}, info.to_json())
 
     done = build_unless_fresh(ctx.layout, Target("profiles", name, "profile", f"profile {name}"), want, False, build)
-    info = ProfileInfo.from_json(done.manifest.parts["profile"]["info"])
+    info = ProfileInfo.of(done.manifest)
     log.info(f"profile {name}: the ROI is {info.roi_insts:,} instructions, {info.intervals:,} intervals of {base:,} "
              f"profiled ({info.host_seconds:.0f} host s)")
     return done.directory, info
@@ -131,7 +131,7 @@ def choose_and_checkpoint(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArt
     g = env.gem5()
     manifest = Manifest.read(prof_dir)
     assert manifest is not None
-    want = {"checkpoint": cpt.identity_digest(), "profile": digest_of(manifest.parts["profile"]["outputs"]),
+    want = {"checkpoint": cpt.identity_digest(), "profile": digest_of(manifest.outputs_of("profile")),
             "rule": dataclasses.asdict(rule), "gem5_binary_sha256": g.binary_sha256,
             "run_script_sha256": gem5run.run_script_sha256()}
     name = cpt.name
@@ -159,7 +159,7 @@ def choose_and_checkpoint(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArt
         out.set_part("sampling", want, {str(p.relative_to(tmp)): file_record(p, ctx.hashes) for p in files}, info.to_json())
 
     done = build_unless_fresh(ctx.layout, Target("samplings", name, "sampling", f"sampling {name}"), want, False, build)
-    info = SamplingInfo.from_json(done.manifest.parts["sampling"]["info"])
+    info = SamplingInfo.of(done.manifest)
     detailed = sum(s.length + s.detailed_warmup for s in info.samples)
     log.info(f"sampling {name}: {info.intervals} intervals of {info.interval:,} instructions, k = {info.k}, "
              f"{len(info.samples)} samples; detailed instructions {detailed:,} = {detailed / info.roi_insts:.1%} of the ROI")
@@ -197,15 +197,15 @@ def sample_checkpoint(parent: CheckpointArtifact, directory: Path, info: Samplin
     directory, its system its parent's, its place and measure in its info."""
     manifest = Manifest.read(directory)
     assert manifest is not None
-    part = manifest.parts["sampling"]
     cpt, at = info.cpts[i], info.samples[i]
     name = f"{parent.name}-s{i:02d}"
     child = dataclasses.replace(parent.info, cpt=cpt, tick=int(cpt.split(".")[1]), saved_at="insts", sample=at,
                                 parent=None, measured=None, gem5_kernel=GEM5_KERNEL if parent.info.gem5_kernel else None)
     own = Manifest("checkpoints", name)
-    own.set_part("checkpoint", {"sampling": part["inputs_digest"], "sample": i},
-                 {k: v for k, v in part["outputs"].items() if k.startswith(f"{cpt}/") or k == GEM5_KERNEL}, child.to_json())
-    return CheckpointArtifact(name, directory, directory / cpt, own, CheckpointInfo.from_json(own.parts["checkpoint"]["info"]))
+    own.set_part("checkpoint", {"sampling": manifest.inputs_digest("sampling"), "sample": i},
+                 {k: v for k, v in manifest.outputs_of("sampling").items() if k.startswith(f"{cpt}/") or k == GEM5_KERNEL},
+                 child.to_json())
+    return CheckpointArtifact(name, directory, directory / cpt, own, CheckpointInfo.of(own))
 
 
 # ---------------------------------------------------------------- 3 and 4: the samples and the estimate

@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 from . import bench, cluster, log
 from . import payload as payload_
 from . import restore
-from .artifacts import Layout, dry_running, make_dir
+from .artifacts import Layout, make_dir
 from .config import Config
 from .config import SuiteSource as SourceConfig
 from .context import StepContext
@@ -102,7 +102,7 @@ def script_of(layout: Layout, defn: SuiteDef, m: Member) -> Path:
     """The member's restore script, under <work_dir>/suites/scripts/ (written when its text changes)."""
     path = layout.work_dir / "suites" / "scripts" / f"{bench.name_of(m)}.sh"
     text = defn.script(m)
-    if dry_running():
+    if layout.dry_run:
         return path if path.is_file() else _written(path, text, dry=True)
     return path if path.is_file() and path.read_text() == text else _written(path, text)
 

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 
 from . import log, resources
-from .artifacts import Layout, digest_of, dry_running, new_tmp, require_free, sha256_file, would_build
+from .artifacts import Layout, digest_of, new_tmp, require_free, sha256_file, write_atomically
 from .config import Config
 from .engine import Engine, RunSpec
 from .errors import DockerFailure, HostCommandFailed, UsageError
@@ -38,7 +38,7 @@ def ensure_base(cfg: Config, engine: Engine, layout: Layout) -> BaseImage:
         image_id = engine.image_id(ref)
         if image_id:
             return BaseImage(ref, image_id, f"bootstrapped from {cfg.base.mirror}")
-    would_build(f"the base image ({cfg.base.image} or {ref})", "not there yet: pulled or bootstrapped, then the tools image")
+    layout.would_build(f"the base image ({cfg.base.image} or {ref})", "not there yet: pulled or bootstrapped, then the tools image")
     if mode in ("auto", "pull"):
         if engine.pull(cfg.base.image):
             return BaseImage(cfg.base.image, engine.image_id(cfg.base.image) or "", "pulled")
@@ -105,7 +105,7 @@ def ensure_tools(cfg: Config, engine: Engine, layout: Layout) -> ToolsImage:
     ref = tools_ref(cfg, base)
     image_id = engine.image_id(ref)
     if image_id is None:
-        would_build(f"the tools image {ref}", "not built yet (and everything made with it is built after it)")
+        layout.would_build(f"the tools image {ref}", "not built yet (and everything made with it is built after it)")
         require_free(layout.work_dir, 3 << 30, "building the tools image")
         with log.step(f"tools image {ref} (base {base.ref}, {base.origin})"):
             image_id = engine.build(
@@ -121,15 +121,13 @@ def ensure_tools(cfg: Config, engine: Engine, layout: Layout) -> ToolsImage:
 def tools_versions(engine: Engine, layout: Layout, ref: str, image_id: str) -> dict[str, str]:
     """Versions as installed in the image, read once and remembered per image id."""
     cache = layout.cache_dir("tools", image_id.replace(":", "-") + ".versions")
-    if not cache.is_file() and dry_running():
+    if not cache.is_file() and layout.dry_run:
         return {}  # a dry run starts no container: versions not read yet are not known
     if not cache.is_file():
         lines: list[str] = []
         engine.run(RunSpec(ref, ["cat", "/etc/hackback-tools-versions"], step="tools-versions", kvm=False), on_line=lines.append)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n")
-        os.replace(tmp, cache)
+        write_atomically(cache, "\n".join(lines) + "\n")
     out = {}
     for line in cache.read_text().splitlines():
         key, _, value = line.partition("=")

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Optional
 import pytest
 
 from conftest import run_info_json
-from hackback import artifacts, clean, config, edge, engine as engine_mod, log
+from hackback import artifacts, clean, config, log
 from hackback.artifacts import Layout, Manifest, lock, staged, write_manifest
 from hackback.clean import CleanRequest
 from hackback.engine import LABEL, LABEL_OWNER, LABEL_STEP, LABEL_WORKDIR, ContainerInfo, Engine, RunSpec
@@ -398,11 +398,7 @@ def test_every_container_hackback_starts_carries_its_work_dir(engine: Engine, ba
         client = docker.from_env(version="auto")
         seen.extend(c.labels for c in client.containers.list(all=True, filters={"label": f"{LABEL_STEP}=t-c-label"}))
 
-    engine_mod.label_work_dir(tmp_path)
-    try:
-        engine.run(RunSpec(base_image, ["echo", "hi"], step="t-c-label"), on_line=look)
-    finally:
-        engine_mod.label_work_dir(None)
+    Engine.connect(tmp_path).run(RunSpec(base_image, ["echo", "hi"], step="t-c-label"), on_line=look)
     assert seen and seen[0][LABEL_WORKDIR] == str(tmp_path.resolve())
     assert seen[0][LABEL_OWNER] == f"{socket.gethostname()}:{os.getpid()}"
 

@@ -90,20 +90,24 @@ def test_a_dry_run_says_what_would_be_built_and_why_and_builds_nothing(monkeypat
         # What a real step does: ask build_unless_fresh, which in a dry run says why instead of building.
         m = Manifest("images", "default")
         m.set_part("image", {"m5_sha256": "old"}, {}, {})
-        d = Layout(tmp_path).artifact_dir("images", "default")
+        d = ctx.layout.artifact_dir("images", "default")
         d.mkdir(parents=True)
         artifacts.write_manifest(d, m)
-        out = artifacts.build_unless_fresh(Layout(tmp_path), artifacts.Target("images", "default", "image", "image 'default'"),
+        out = artifacts.build_unless_fresh(ctx.layout, artifacts.Target("images", "default", "image", "image 'default'"),
                                            {"m5_sha256": "new"}, False, lambda tmp, man: calls.append("BUILT"))
         return str(out)
 
     doubles["image"] = Step("image", ("m5",), image_is_stale)
-    done = pipeline.dry_run_report(None, Request("checkpoint"), doubles)  # type: ignore[arg-type]
+    import types
+
+    dry_ctx = types.SimpleNamespace(layout=Layout(tmp_path, dry_run=True))  # a test double of the task's context: its layout only
+    done = pipeline.dry_run_report(dry_ctx, Request("checkpoint"), doubles)  # type: ignore[arg-type]
     out = printed.getvalue()
     assert "plan: image      would build image 'default': its inputs changed (m5_sha256)" in out
     assert "plan: checkpoint would be made after image" in out
     assert "plan: kernel     up to date" in out and "BUILT" not in calls and "checkpoint" not in calls
     assert set(done) == {"env", "m5", "kernel"}
-    assert not artifacts.dry_running()  # the mode ends with the report
-    with pytest.raises(WouldBuild), artifacts.dry_run():
-        artifacts.would_build("x", "y")
+    # The dry run is the context's, not the process's: another task's layout builds.
+    with pytest.raises(WouldBuild):
+        Layout(tmp_path, dry_run=True).would_build("x", "y")
+    assert Layout(tmp_path).would_build("x", "y") is None

@@ -64,7 +64,8 @@ def test_suite_members_get_a_row_each_with_their_verdict_and_native_count_and_a_
     bench = work / "benchmarks" / "npb-is-S-1t"
     bench.mkdir(parents=True)
     b = Manifest("benchmarks", "npb-is-S-1t")
-    b.set_part("benchmark", {}, {}, {"native_roi_insts": 390})
+    b.set_part("benchmark", {}, {}, {"member": {"suite": "npb", "member": "is", "input": "S", "threads": 1},
+                                     "verdict": {"passed": True, "said": "Verification = SUCCESSFUL"}, "native_roi_insts": 390})
     write_manifest(bench, b)
     rep = report.report(Layout(work), report.Selection(), tmp_path / "out")
     suite = list(csv.DictReader((tmp_path / "out" / "suite.csv").open()))
