@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from . import accel, gem5run, kernel_config, log
 from .artifacts import Layout, Manifest, Target, build_unless_fresh, file_record, keep_failed
 from .config import Config
 from .context import StepContext
+from .step import Request, Step
 from .engine import Engine, Mount, RunSpec
 from .errors import ArtifactError, HackbackError, UsageError
 from .records import (FASTINIT, GEM5_KERNEL, Board, BootBoard, CheckpointArtifact, CheckpointInfo, EnvArtifact, FileRef, Gem5Build,
@@ -144,14 +145,6 @@ def find(layout: Layout, ref: str) -> CheckpointArtifact:
                      f"known names: {', '.join(known)}" if known else "take one with `hackback checkpoint`")
 
 
-def name_of(layout: Layout, ref: str) -> str:
-    """A checkpoint's name from a NAME or a DIR (the report selects runs by name)."""
-    path = Path(ref).expanduser()
-    if ("/" in ref or not layout.artifact_dir("checkpoints", ref).is_dir()) and path.is_dir():
-        return CheckpointArtifact.read(path).name
-    return ref
-
-
 def _require_kvm(ctx: StepContext, env: EnvArtifact, image: ImageArtifact) -> None:
     works, why = accel.kvm_runs_guests(ctx.engine, ctx.layout, env.tools.ref, env.tools.versions.get("qemu", ""), image.kernel)
     if not works:
@@ -270,3 +263,44 @@ def _readable_run(directory: Path) -> Optional[RunRecord]:
     except HackbackError as e:
         log.warn(f"{directory} left out: {e.message}")
         return None
+
+
+# ---------------------------------------------------------------- the steps
+
+
+class CheckpointStep(Step):
+    name = "checkpoint"
+    needs = ("env", "image", "kernel")
+
+    def given(self, ctx: StepContext, req: Request) -> Optional[CheckpointArtifact]:
+        # A task that uses a checkpoint takes it as it was made (memory, cores,
+        # kernel, image): never re-derived from today's config, so a plain restore
+        # after `hackback checkpoint --cores 2` uses that 2-core checkpoint.
+        if req.checkpoint is not None:
+            return find(ctx.layout, req.checkpoint)
+        return existing(ctx.cfg) if req.target != self.name else None
+
+    def ensure(self, ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> CheckpointArtifact:
+        return ensure(ctx, deps["env"], deps["image"], deps["kernel"], force=req.forced(self.name))
+
+
+class CheckpointsStep(Step):
+    """`hackback checkpoints`: the checkpoints as a tree."""
+
+    name = "checkpoints"
+    builds = False
+
+    def ensure(self, ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> list[str]:
+        lines = tree(ctx.layout)
+        for line in lines or [f"no checkpoints in {ctx.layout.work_dir} yet (take one with `hackback checkpoint`)"]:
+            print(line)
+        return lines
+
+
+CHECKPOINT = CheckpointStep()
+CHECKPOINTS = CheckpointsStep()
+
+
+def asked_for(ctx: StepContext, req: Request) -> Optional[CheckpointArtifact]:
+    """The checkpoint a task would use, found before anything builds (None: it would be taken)."""
+    return CHECKPOINT.given(ctx, req)

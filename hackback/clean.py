@@ -16,14 +16,16 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 from . import log
 from .artifacts import KINDS, Kind, Layout, Manifest, abandoned_tmp, lock, tmp_name, trash_of
 from .config import Config
 from .engine import LABEL, Engine
 from .errors import ArtifactError, DockerFailure, LockBusy, UsageError
+from .context import StepContext
 from .records import Gem5Image, RunInfo
+from .step import Request, Step
 
 Ask = Callable[[str], bool]
 
@@ -299,3 +301,18 @@ def _ask(question: str) -> bool:
     if not sys.stdin.isatty():
         raise UsageError(f"refusing to {question[:-1]} without a terminal to ask", "add --yes to confirm")
     return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+class CleanStep(Step):
+    """`hackback clean`: reaps what killed runs left, removes what it is asked to (asking first)."""
+
+    name = "clean"
+    builds = False
+
+    def ensure(self, ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> CleanReport:
+        asked = CleanRequest(kind=req.kind, name=req.artifact, images=req.images, all_owners=req.all_owners, yes=req.yes,
+                             dry_run=ctx.layout.dry_run)
+        return clean(ctx.cfg, asked, engine=ctx.engine)
+
+
+CLEAN = CleanStep()

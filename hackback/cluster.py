@@ -1,5 +1,6 @@
-"""`hackback restore --on slurm`: the restores a local `hackback restore` would run,
-as one Slurm job array over the one checkpoint.
+"""The restore step, and the two executors of its one plan (restore.prepare):
+here, -j at a time (restore.execute), or with `--on slurm` as one Slurm job
+array over the one checkpoint (this module); both end in restore.finish.
 
 The submitting side does every check a local restore does (scripts, payload,
 the checkpoint's kernel, image and gem5) and everything the steps before need,
@@ -25,16 +26,17 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
-from . import config, log, restore, slurm
+from . import checkpoint, config, log, restore, slurm
 from . import payload as payload_
 from .artifacts import Layout, Manifest, digest_of, make_dir, write_atomically
 from .context import StepContext
 from .engine import Engine
-from .errors import ArtifactError, ClusterError, HackbackError, UsageError
+from .errors import ArtifactError, HackbackError, TaskFailed, UsageError
 from .records import CheckpointArtifact, EnvArtifact, Member, RunResult
 from .resources import package_file
+from .step import Request, Step, check_files
 
 TASKS = "tasks.json"
 # A task's status file written on a node may take a while to show on the
@@ -63,26 +65,63 @@ class Batch:
         return self.directory / "logs" / f"task-{index}.log"
 
 
-class TaskFailed(ClusterError):
-    """A task of the array failed; its exit status is the one the local restore would have had."""
+# ---------------------------------------------------------------- the step and its executors
 
-    def __init__(self, message: str, hint: str, exit_code: int) -> None:
-        super().__init__(message, hint)
-        self.exit_code = exit_code
+
+class RestoreStep(Step):
+    name = "restore"
+    needs = ("env", "checkpoint")
+    verb = "run"
+
+    def refuse(self, req: Request) -> None:
+        if req.scripts:
+            restore.scripts_from(req.scripts)  # a bad script is refused before the config is even read
+
+    def check(self, ctx: StepContext, req: Request) -> None:
+        if not req.scripts:  # only a checkpoint saved inside its script's ROI resumes without one
+            cpt = checkpoint.asked_for(ctx, req)
+            if cpt is None or not cpt.info.resumes_inside:
+                restore.scripts_from(())  # says: no script given
+        restore.check_payload(ctx.cfg)
+        check_files(req)
+        check_executor(ctx.cfg)
+
+    def ensure(self, ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> list[RunResult]:
+        cpt = deps["checkpoint"]
+        scripts = restore.scripts_from(req.scripts) if req.scripts or not cpt.info.resumes_inside else []
+        return restore_runs(ctx, deps["env"], cpt, scripts, req.kernel, req.disk, force=req.forced(self.name))
+
+
+RESTORE = RestoreStep()
+
+
+def restore_runs(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts: restore.Scripts,
+                 kernel: Optional[Path] = None, disk: Optional[Path] = None, force: bool = False) -> list[RunResult]:
+    """The runs of these scripts: one plan (every check a run needs, each run's id),
+    then one of two executors, by restore.on."""
+    runs, plans = restore.prepare(ctx, env, cpt, scripts, kernel, disk, force)
+    if ctx.cfg.restore.on == "slurm":
+        return submit(ctx, runs, plans)
+    return restore.execute(runs, plans)
+
+
+def check_executor(cfg: config.Config) -> None:
+    """What --on slurm refuses before anything builds."""
+    if cfg.restore.on != "slurm":
+        return
+    slurm.require()
+    if cfg.restore.save_checkpoint:
+        raise UsageError("--save-checkpoint is one restore, not a job array", "run it locally (without --on slurm)")
 
 
 # ---------------------------------------------------------------- submitting side
 
 
-def submit(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts: restore.Scripts,
-           kernel: Optional[Path] = None, disk: Optional[Path] = None, force: bool = False) -> list[RunResult]:
+def submit(ctx: StepContext, runs: restore.Restores, plans: Sequence[restore.Plan]) -> list[RunResult]:
     """Submit the runs not done yet as one job array; with slurm.wait, follow it to
     the end. The results of the runs that are done (all of them after a wait)."""
-    slurm.require()
-    if ctx.cfg.restore.save_checkpoint:
-        raise UsageError("--save-checkpoint is one restore, not a job array", "run it locally (without --on slurm)")
-    runs, plans = restore.prepare(ctx, env, cpt, scripts, kernel, disk, force)
-    done, todo, again = _split(ctx, plans, force)
+    check_executor(ctx.cfg)
+    done, todo, again = _split(ctx, plans, runs.force)
     live = _live_batches(ctx.layout)
     in_flight = {rid for b in live for rid in b.rids}
     waiting_on = [b for b in live if set(b.rids) & {p.rid for p in todo}]
@@ -263,17 +302,7 @@ def _finish(ctx: StepContext, batches: Sequence[Batch], done: Sequence[RunResult
             if not status["ok"]:
                 failures.append(TaskFailed(str(status.get("message", f"task {i} failed")), f"its log is {b.log_of(i)}",
                                            int(status.get("exit_code", 1))))
-    if len(results) > 1:
-        log.info(f"{len(results)} runs:")
-    for r in results:
-        log.info(r.summary())
-    if len(failures) == 1:
-        raise failures[0]
-    if failures:
-        first = failures[0]
-        total = len(done) + sum(len(b.rids) for b in batches)
-        raise TaskFailed(f"{len(failures)} of {total} runs failed; first: {first.message}", first.hint, first.exit_code)
-    return results
+    return restore.finish(results, failures, len(done) + sum(len(b.rids) for b in batches))
 
 
 def _write_json(path: Path, data: Any) -> None:

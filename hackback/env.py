@@ -22,7 +22,7 @@ import shlex
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from . import elf, log, resources
 from .artifacts import (HashCache, Layout, Manifest, Target, WouldBuild, build_unless_fresh, digest_of, file_record, part_record,
@@ -30,6 +30,7 @@ from .artifacts import (HashCache, Layout, Manifest, Target, WouldBuild, build_u
 from .tools_image import LABEL_KIND
 from .config import Config
 from .context import StepContext
+from .step import Request, Step
 from .engine import Engine, Mount, RunSpec
 from .errors import ArtifactError, UsageError
 from .gem5src import resolve
@@ -430,3 +431,31 @@ def probe(engine: Engine, tools_ref: str, binary: Path, release: str, what: Opti
              f"{'protocol ' + info['protocol'] if info.get('protocol') else 'no Ruby protocol'}, "
              f"{len(info['version_tags'])} checkpoint version tags")
     return info
+
+
+# ---------------------------------------------------------------- the steps
+
+
+class M5Step(Step):
+    """The x86 m5 utility (what the image step needs); an explicit image.m5 (--m5) stands in for it."""
+
+    name = "m5"
+
+    def given(self, ctx: StepContext, req: Request) -> Optional[Path]:
+        return ctx.cfg.image.m5
+
+    def ensure(self, ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> Path:
+        return ensure_m5(ctx, force=req.forced(self.name)).m5
+
+
+class EnvStep(Step):
+    """m5 and the env image with gem5."""
+
+    name = "env"
+
+    def ensure(self, ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> EnvArtifact:
+        return ensure(ctx, force=req.forced(self.name))
+
+
+M5 = M5Step()
+ENV = EnvStep()

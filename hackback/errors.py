@@ -148,3 +148,11 @@ class ClusterError(HackbackError):
     """Slurm refused or failed something hackback asked of it (sbatch, squeue)."""
 
     exit_code = 15
+
+
+class TaskFailed(ClusterError):
+    """A task of a Slurm array failed; its exit status is the one the local restore would have had."""
+
+    def __init__(self, message: str, hint: str, exit_code: int = 1) -> None:
+        super().__init__(message, hint)
+        self.exit_code = exit_code

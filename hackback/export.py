@@ -31,11 +31,12 @@ import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from . import log
 from .artifacts import Manifest, Target, build_unless_fresh, file_record, make_dir
 from .context import StepContext
+from .step import Request, Step
 from .records import CheckpointArtifact
 
 VERSION = "1.0.0"
@@ -185,3 +186,14 @@ def sparse_copy(src: Path, dest: Path) -> None:
             pos = hole
         fo.truncate(size)
     shutil.copystat(src, dest)
+
+
+class ExportStep(Step):
+    name = "export"
+    needs = ("checkpoint",)
+
+    def ensure(self, ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> Exported:
+        return export(ctx, deps["checkpoint"], req.resource_dir, force=req.forced(self.name))
+
+
+EXPORT = ExportStep()

@@ -20,13 +20,14 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from . import accel as _accel
 from . import elf, log
 from .artifacts import HashCache, Layout, Manifest, Target, build_unless_fresh, digest_of, file_record, require_free
 from .config import Config
 from .context import StepContext
+from .step import Request, Step
 from .engine import Engine, Mount, RunSpec
 from .errors import ArtifactError, UsageError
 from .records import DISK, FASTINIT, BaseInfo, ImageArtifact, ToolsImage
@@ -502,3 +503,31 @@ def check_existing(ctx: StepContext, path: Optional[Path], m5: Optional[Path]) -
     problems = check(ctx.engine, ctx.tools, disk, expected_facts(m5_sha, helper_sha256=helper_sha))
     if problems:
         raise ArtifactError(f"{disk} failed the check: {problems[0]}", f"{len(problems)} problem(s) in all; rebuild with `hackback image --force`")
+
+
+# ---------------------------------------------------------------- the steps
+
+
+class ImageStep(Step):
+    name = "image"
+    needs = ("m5",)
+
+    def ensure(self, ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> ImageArtifact:
+        return ensure(ctx, deps["m5"], force=req.forced(self.name))
+
+
+class ImageCheckStep(Step):
+    """`hackback image --check [PATH]`: checks a built image, builds nothing."""
+
+    name = "image-check"
+    builds = False
+
+    def ensure(self, ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> None:
+        if ctx.layout.dry_run:
+            log.info(f"plan: would check {req.check if isinstance(req.check, Path) else 'the built image'} in a container")
+            return None
+        return check_existing(ctx, req.check if isinstance(req.check, Path) else None, ctx.cfg.image.m5)
+
+
+IMAGE = ImageStep()
+IMAGE_CHECK = ImageCheckStep()

@@ -14,12 +14,13 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from . import elf, kernel_config, kernel_patch, kernel_src, log
 from .artifacts import HashCache, Layout, Manifest, Target, build_unless_fresh, copy_file, file_record, require_free
 from .config import Config
 from .context import StepContext
+from .step import Request, Step
 from .engine import Engine, Mount, RunSpec
 from .records import KernelArtifact, ToolsImage
 from .errors import ArtifactError, ConfigError
@@ -246,3 +247,13 @@ class _Progress:
 
     def summary(self) -> None:
         self.show(f"[kernel] {self.compiled} files compiled")
+
+
+class KernelStep(Step):
+    name = "kernel"
+
+    def ensure(self, ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> KernelArtifact:
+        return ensure(ctx, force=req.forced(self.name))
+
+
+KERNEL = KernelStep()

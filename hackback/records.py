@@ -24,7 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar, Mapping, Optional, TypeVar
 
-from .artifacts import Manifest, digest_of
+from .artifacts import Layout, Manifest, digest_of
 from .errors import ArtifactError, UsageError
 
 FASTINIT = "/sbin/hackback-fastinit"  # in every image: init= for a fast boot (no init system)
@@ -1027,3 +1027,11 @@ class RunResult:
                    "script exit status not reported; ")
                 + f"ended by {_CAUSES.get(self.cause, self.cause)}; {self.sim_seconds:.4f} simulated s, {self.host_seconds:.1f} host s"
                 + (f"; {stats}" if stats else "") + f"\n    {self.directory}")
+
+
+def checkpoint_name_of(layout: Layout, ref: str) -> str:
+    """A checkpoint's name from a NAME or a DIR (the report selects runs by name)."""
+    path = Path(ref).expanduser()
+    if ("/" in ref or not layout.artifact_dir("checkpoints", ref).is_dir()) and path.is_dir():
+        return CheckpointArtifact.read(path).name
+    return ref

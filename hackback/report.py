@@ -15,12 +15,14 @@ import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from . import log, stats
 from .artifacts import Layout, Manifest, make_dir
 from .errors import HackbackError, UsageError
-from .records import CPU_JOIN, BenchInfo, RunInfo, RunRecord
+from .context import StepContext
+from .records import CPU_JOIN, BenchInfo, RunInfo, RunRecord, checkpoint_name_of
+from .step import Request, Step
 
 # (column, what it is); the figures' columns are read from stats.txt.
 COLUMNS = (
@@ -347,3 +349,19 @@ def _size_key(value: Any) -> tuple[float, str]:
 def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
     got = [v for v in values if v is not None]
     return sum(got) / len(got) if got else None
+
+
+class ReportStep(Step):
+    """`hackback report`: reads runs/, writes tables and plots (a dry run says where)."""
+
+    name = "report"
+    builds = False
+
+    def ensure(self, ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> Report:
+        # --checkpoint and --script take what they take on restore (a name or a directory; a file), matched by name.
+        select = Selection(checkpoint_name_of(ctx.layout, req.of_checkpoint) if req.of_checkpoint else None,
+                           Path(req.of_script).name if req.of_script else None, req.of_cpu)
+        return report(ctx.layout, select, req.out, ctx.layout.dry_run)
+
+
+REPORT = ReportStep()

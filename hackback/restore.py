@@ -13,6 +13,7 @@ Several scripts run in parallel (restore.jobs), each in its own container.
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import dataclasses
 import os
 import re
@@ -264,7 +265,13 @@ def result_in(directory: Path, rid: str, reused: bool = False) -> RunResult:
 
 def restore(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, scripts: Scripts,
             kernel: Optional[Path] = None, disk: Optional[Path] = None, force: bool = False) -> list[RunResult]:
-    runs, plans = prepare(ctx, env, cpt, scripts, kernel, disk, force)
+    """The runs of these scripts, planned and run here (a cluster node's one task runs this too)."""
+    return execute(*prepare(ctx, env, cpt, scripts, kernel, disk, force))
+
+
+def execute(runs: Restores, plans: Sequence[Plan]) -> list[RunResult]:
+    """The local executor of a restore's plan: its runs here, -j at a time, then the one ending."""
+    ctx = runs.ctx
     if ctx.layout.dry_run:
         _plan_runs(ctx.layout, ctx.hashes, plans)
     child = ctx.cfg.restore.save_checkpoint
@@ -286,8 +293,9 @@ def run_batch(batch: Batch, jobs: int) -> list[RunResult]:
 
 
 def finish(done: Sequence[RunResult], failures: Sequence[HackbackError], total: int) -> list[RunResult]:
-    """The one ending of a batch of runs, however they ran: every run's summary,
-    then the failure (one), or how many failed and the first."""
+    """The one ending of a batch of runs, however they ran (here, or as a Slurm
+    array): every run's summary, then the failure (one), or how many failed and
+    the first (its kind, hint and exit status)."""
     if len(done) > 1:
         log.info(f"{len(done)} runs:")
     for r in done:
@@ -295,8 +303,10 @@ def finish(done: Sequence[RunResult], failures: Sequence[HackbackError], total: 
     if failures:
         if len(failures) == 1:
             raise failures[0]
-        first = failures[0]
-        raise type(first)(f"{len(failures)} of {total} runs failed; first: {first.message}", first.hint)
+        combined = copy.copy(failures[0])
+        combined.message = f"{len(failures)} of {total} runs failed; first: {failures[0].message}"
+        combined.args = (combined.message,)
+        raise combined
     return list(done)
 
 

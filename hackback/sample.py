@@ -26,12 +26,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from . import gem5run, log, restore, sampling
 from .artifacts import Kind, Manifest, Target, build_unless_fresh, digest_of, file_record, keep_failed
+from .checkpoint import asked_for as checkpoint_asked_for
 from .context import StepContext
 from .errors import ArtifactError, MismatchError, UsageError
+from .step import Request, Step
 from .records import (GEM5_KERNEL, Board, CheckpointArtifact, CheckpointInfo, EnvArtifact, EstimateInfo, Gem5Result,
                       ProfileInfo, RunRecord, RunResult, SampleAt, SamplingInfo)
 
@@ -306,3 +308,20 @@ def _atomic(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, board: 
     readfile.unlink(missing_ok=True)
     return result
 
+
+class SampleStep(Step):
+    name = "sample"
+    needs = ("env", "checkpoint")
+
+    def check(self, ctx: StepContext, req: Request) -> None:
+        """From a checkpoint at a ROI's start, single-core: refused before anything builds."""
+        found = checkpoint_asked_for(ctx, req)
+        if found is None:
+            raise UsageError("no checkpoint to sample from", "name one saved at a region of interest: --checkpoint NAME")
+        check(found)
+
+    def ensure(self, ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> EstimateInfo:
+        return run(ctx, deps["env"], deps["checkpoint"])
+
+
+SAMPLE = SampleStep()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from . import bench, cluster, log
 from . import payload as payload_
@@ -28,6 +28,7 @@ from .config import SuiteSource as SourceConfig
 from .context import StepContext
 from .errors import UsageError
 from .records import CheckpointArtifact, EnvArtifact, Member, RunResult
+from .step import Request, Step, check_files
 from .suite_def import SuiteDef
 
 
@@ -93,9 +94,7 @@ def run(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, asked: Aske
 
 def _restores(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, works: Sequence[restore.Work],
               asked: Asked) -> list[RunResult]:
-    if ctx.cfg.restore.on == "slurm":
-        return cluster.submit(ctx, env, cpt, works, asked.kernel, asked.disk, force=asked.force)
-    return restore.restore(ctx, env, cpt, works, asked.kernel, asked.disk, force=asked.force)
+    return cluster.restore_runs(ctx, env, cpt, works, asked.kernel, asked.disk, force=asked.force)
 
 
 def script_of(layout: Layout, defn: SuiteDef, m: Member) -> Path:
@@ -129,3 +128,24 @@ def _compare(results: Sequence[RunResult], layout: Layout, defn: SuiteDef) -> No
         if native and gem5:
             log.info(f"{r.member.label}: ROI {gem5:,.0f} instructions in gem5, {native:,} natively (callgrind): "
                      f"{(gem5 - native) / native:+.2%} (the kernel's share: interrupts, page faults, the console)")
+
+
+class SuiteStep(Step):
+    name = "suite"
+    needs = ("env", "checkpoint")
+
+    def check(self, ctx: StepContext, req: Request) -> None:
+        check(ctx, asked_of(req))
+        restore.check_payload(ctx.cfg)
+        check_files(req)
+        cluster.check_executor(ctx.cfg)
+
+    def ensure(self, ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> list[RunResult]:
+        return run(ctx, deps["env"], deps["checkpoint"], asked_of(req))
+
+
+def asked_of(req: Request) -> Asked:
+    return Asked(req.source, req.sha256, req.kernel, req.disk, req.forced("suite"))
+
+
+SUITE = SuiteStep()

@@ -12,7 +12,6 @@ from typing import Any, Callable, Optional
 
 from invoke import Collection, Task
 
-from . import clean as _clean
 from . import config, pipeline
 from .edge import guarded
 
@@ -141,6 +140,7 @@ class TaskSpec:
     options: tuple[str, ...]
     run: Callable[["TaskSpec", dict[str, Any]], Any]
     positional: tuple[str, ...] = ()  # options also given as the task's first arguments (hackback suite npb; see cli.reorder)
+    reads: bool = False  # a task that reads the work dir (report, checkpoints, clean): only --work-dir is config
 
 
 def _request(spec: TaskSpec, given: dict[str, Any]) -> pipeline.Request:
@@ -149,16 +149,22 @@ def _request(spec: TaskSpec, given: dict[str, Any]) -> pipeline.Request:
     # An iterable flag not given is [] to invoke: not given, so config decides.
     # A bool flag not given is False to invoke: the same, so an unset --wait leaves slurm.wait to config.
     flags = {key: None if _not_given(o, given.get(o)) else given.get(o) for o in spec.options if (key := OPTIONS[o].key)}
+    if spec.reads:
+        flags = {"work_dir": given.get("work-dir")}
 
     def path(option: str) -> Optional[Path]:
         return Path(given[option]) if given.get(option) else None
 
     check = given.get("check")
     return pipeline.Request(
-        spec.name, flags, config_file=given.get("config"), force=bool(given.get("force")),
-        dry_run=bool(given.get("dry-run")), scripts=tuple(given.get("script") or ()), checkpoint=given.get("checkpoint"),
-        kernel=path("kernel"), disk=path("image"), check=check if check in (None, True) else Path(check),
-        resource_dir=path("resource-dir"), source=given.get("source"), sha256=given.get("sha256"),
+        target="image-check" if check else spec.name, flags=flags, config_file=given.get("config"),
+        force=bool(given.get("force")), dry_run=bool(given.get("dry-run")), scripts=tuple(given.get("script") or ()),
+        checkpoint=given.get("checkpoint"), kernel=path("kernel"), disk=path("image"),
+        check=check if check in (None, True) else Path(check), resource_dir=path("resource-dir"),
+        source=given.get("source"), sha256=given.get("sha256"),
+        of_checkpoint=given.get("of-checkpoint"), of_script=given.get("of-script"), of_cpu=given.get("of-cpu"),
+        out=path("out"), kind=given.get("kind"), artifact=given.get("name") if spec.reads else None,
+        images=bool(given.get("images")), all_owners=bool(given.get("all-owners")), yes=bool(given.get("yes")),
     )
 
 
@@ -168,23 +174,6 @@ def _not_given(option: str, value: Any) -> bool:
 
 def _build(spec: TaskSpec, given: dict[str, Any]) -> Any:
     return guarded(lambda: pipeline.perform(_request(spec, given)))
-
-
-def _clean_task(spec: TaskSpec, given: dict[str, Any]) -> Any:
-    request = _clean.CleanRequest(kind=given.get("kind"), name=given.get("name"), images=bool(given.get("images")),
-                                  all_owners=bool(given.get("all-owners")), yes=bool(given.get("yes")),
-                                  dry_run=bool(given.get("dry-run")))
-    return guarded(lambda: pipeline.clean_up({"work_dir": given.get("work-dir")}, given.get("config"), request))
-
-
-def _report_task(spec: TaskSpec, given: dict[str, Any]) -> Any:
-    return guarded(lambda: pipeline.make_report({"work_dir": given.get("work-dir")}, given.get("config"),
-                                                given.get("of-checkpoint"), given.get("of-script"), given.get("of-cpu"),
-                                                Path(given["out"]) if given.get("out") else None, bool(given.get("dry-run"))))
-
-
-def _list_task(spec: TaskSpec, given: dict[str, Any]) -> Any:
-    return guarded(lambda: pipeline.list_checkpoints({"work_dir": given.get("work-dir")}, given.get("config")))
 
 
 TASKS = (
@@ -220,13 +209,13 @@ TASKS = (
     there is one. Only the samples rerun for another CPU or cache size.""",
              ("checkpoint", "cpu", "caches", "l1d", "l1i", "l2", "jobs", "reference", "gem5-src", "gem5-binary", *COMMON), _build),
     TaskSpec("checkpoints", "List the checkpoints as a tree: parent and children, tick, how each was made, runs using it.",
-             ("work-dir", "config", "dry-run"), _list_task),
+             ("work-dir", "config", "dry-run"), _build, reads=True),
     TaskSpec("export", "Write gem5 resources JSON for the checkpoint, its kernel and disk (obtain_resource, offline).",
              ("checkpoint", "resource-dir", "gem5-src", "gem5-binary", *COMMON), _build),
     TaskSpec("report", "The runs as a table (terminal, CSV, Markdown) and plots (PNG), read from their stats.txt.",
-             ("of-checkpoint", "of-script", "of-cpu", "out", "work-dir", "config", "dry-run"), _report_task),
+             ("of-checkpoint", "of-script", "of-cpu", "out", "work-dir", "config", "dry-run"), _build, reads=True),
     TaskSpec("clean", "Reap containers and temp paths killed runs of this work dir left; remove artifacts (asks first).",
-             ("kind", "name", "images", "all-owners", "yes", "work-dir", "config", "dry-run"), _clean_task),
+             ("kind", "name", "images", "all-owners", "yes", "work-dir", "config", "dry-run"), _build, reads=True),
 )
 
 

@@ -181,6 +181,7 @@ def test_the_checkpoint_is_a_name_or_a_directory_and_an_unknown_one_lists_the_kn
     from hackback import checkpoint
     from hackback.artifacts import Layout, Manifest, write_manifest
     from hackback.errors import UsageError
+    from hackback.records import checkpoint_name_of
 
     layout = Layout(tmp_path / "work")
     d = layout.artifact_dir("checkpoints", "roi")
@@ -190,7 +191,7 @@ def test_the_checkpoint_is_a_name_or_a_directory_and_an_unknown_one_lists_the_kn
     m.set_part("checkpoint", {}, {}, checkpoint_info_json("cpt.42"))
     write_manifest(d, m)
     assert checkpoint.find(layout, "roi").directory == d == checkpoint.find(layout, str(d)).directory
-    assert checkpoint.name_of(layout, str(d)) == "roi" == checkpoint.name_of(layout, "roi")
+    assert checkpoint_name_of(layout, str(d)) == "roi" == checkpoint_name_of(layout, "roi")
     with pytest.raises(UsageError, match="no checkpoint 'nope'") as e:
         checkpoint.find(layout, "nope")
     assert "known names: roi" in e.value.one_line()

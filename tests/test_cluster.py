@@ -17,7 +17,7 @@ from hackback import checkpoint, cluster, slurm
 from hackback.artifacts import HashCache, Layout, Manifest, write_manifest
 from hackback.context import StepContext
 from hackback.engine import Engine
-from hackback.errors import ClusterError, UsageError
+from hackback.errors import ClusterError, TaskFailed, UsageError
 from hackback.records import EnvArtifact, Gem5Source
 from test_checkpoint_restore import TAGS, env_double, inputs_double, script, standin_image  # noqa: F401 (a fixture)
 
@@ -54,7 +54,7 @@ def world(engine: Engine, tools, standin_image: str, slurm_cluster, tmp_path_fac
 
 def _submit(world: dict[str, Any], scripts: list[Path], **flags: object) -> list[Any]:
     ctx = StepContext.open(world["cfg"](**flags), world["engine"])
-    return cluster.submit(ctx, world["env"], world["cpt"], scripts)
+    return cluster.restore_runs(ctx, world["env"], world["cpt"], scripts)
 
 
 def _batches(world: dict[str, Any]) -> list[Path]:
@@ -70,7 +70,7 @@ def test_three_restores_run_as_a_job_array_and_a_rerun_submits_only_what_is_miss
     scripts = [script(tmp_path, "a.rcS", 'echo "a on $(hostname)"'), script(tmp_path, "b.rcS", 'echo "b ran"'),
                script(tmp_path, "fails.rcS", 'echo "about to fail"; exit 3')]
     start = time.monotonic()
-    with pytest.raises(cluster.TaskFailed) as failed:
+    with pytest.raises(TaskFailed) as failed:
         _submit(world, scripts, slurm__wait=True)
     print(f"3 tasks through Slurm: {time.monotonic() - start:.1f} s")
     # The failing script's exit status comes back as a local restore's would: the exit code and the summary.
@@ -86,14 +86,14 @@ def test_three_restores_run_as_a_job_array_and_a_rerun_submits_only_what_is_miss
     assert "a on " in (a / "console.log").read_text()
     assert len(_batches(world)) == 1
     # Rerun: nothing is submitted (the failed script's run is done too), the failure reported again.
-    with pytest.raises(cluster.TaskFailed):
+    with pytest.raises(TaskFailed):
         _submit(world, scripts, slurm__wait=True)
     assert len(_batches(world)) == 1 and "3 done already" in capsys.readouterr().out
     # One run removed: only that one is submitted.
     import shutil
 
     shutil.rmtree(a)
-    with pytest.raises(cluster.TaskFailed):
+    with pytest.raises(TaskFailed):
         _submit(world, scripts, slurm__wait=True)
     batches = _batches(world)
     assert len(batches) == 2 and json.loads(batches[-1].read_text())["rids"] == [a.name]
@@ -101,7 +101,7 @@ def test_three_restores_run_as_a_job_array_and_a_rerun_submits_only_what_is_miss
     # --rerun-failed: only the failed script's run goes again, and it really runs again on the node.
     failing = next(r for r in runs if "-fails-" in r.name)
     before = Manifest.read(failing).parts["run"]["built_at"]  # type: ignore[union-attr]
-    with pytest.raises(cluster.TaskFailed):
+    with pytest.raises(TaskFailed):
         _submit(world, scripts, slurm__wait=True, slurm__rerun_failed=True)
     batches = _batches(world)
     assert len(batches) == 3 and json.loads(batches[-1].read_text())["rids"] == [failing.name]

@@ -1,30 +1,45 @@
-"""The make-like order of steps. The builders here are test doubles that only
+"""The make-like order of steps. The steps here are test doubles that only
 record calls: this checks our own orchestration, not any step."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 import pytest
 
 from hackback import pipeline
-from hackback.pipeline import Request, Step
+from hackback.step import Request, Step
 
-ALL_BUILT = {name: Step(s.name, s.needs) for name, s in pipeline.STEPS.items()}
+
+class DoubleStep(Step):
+    """A test double of a step: the shipped step's name and needs, an ensure that
+    only records its call (or the one given), and what the test hands over."""
+
+    def __init__(self, name: str, needs: tuple[str, ...], ensure: Optional[Callable[..., Any]] = None,
+                 handed: Any = None) -> None:
+        self.name, self.needs = name, needs  # type: ignore[misc]
+        self._ensure, self._handed = ensure, handed
+
+    def given(self, ctx: Any, req: Request) -> Any:
+        return self._handed
+
+    def ensure(self, ctx: Any, req: Request, deps: Mapping[str, Any]) -> Any:
+        assert self._ensure is not None, f"{self.name} has no ensure in this test"
+        return self._ensure(ctx, req, deps)
+
+
+ALL_BUILT = {name: DoubleStep(s.name, s.needs) for name, s in pipeline.STEPS.items()}
 
 
 def recording_doubles(calls: list[str], given: Mapping[str, Any] = {}) -> dict[str, Step]:
-    """The shipped table's order with test-double builders that only record their calls."""
-    def make(name: str) -> pipeline.Builder:
+    """The shipped table's order with test-double steps that only record their calls."""
+    def make(name: str) -> Callable[..., str]:
         def double(ctx: Any, req: Request, deps: Mapping[str, Any]) -> str:
             calls.append(name)
             return f"{name}({','.join(sorted(deps.values()))})"
 
         return double
 
-    def handed(name: str) -> pipeline.Given:
-        return lambda ctx, req: given.get(name)
-
-    return {name: Step(name, s.needs, make(name), handed(name)) for name, s in ALL_BUILT.items()}
+    return {name: DoubleStep(name, s.needs, make(name), given.get(name)) for name, s in ALL_BUILT.items()}
 
 
 def test_restore_plans_every_step_it_needs_dependencies_first() -> None:
@@ -38,17 +53,17 @@ def test_restore_plans_every_step_it_needs_dependencies_first() -> None:
 
 def test_each_step_runs_once_and_gets_its_dependencies_results() -> None:
     calls: list[str] = []
-    result = pipeline.run(None, Request("checkpoint"), recording_doubles(calls))  # type: ignore[arg-type]
+    result = pipeline.run(None, Request(target="checkpoint"), recording_doubles(calls))  # type: ignore[arg-type]
     assert sorted(calls) == sorted(set(calls))
     assert result == "checkpoint(env(),image(m5()),kernel())"
 
 
 def test_a_handed_over_artifact_is_not_built_nor_what_only_it_needed() -> None:
     calls: list[str] = []
-    result = pipeline.run(None, Request("restore"), recording_doubles(calls, {"checkpoint": "given-cpt"}))  # type: ignore[arg-type]
+    result = pipeline.run(None, Request(target="restore"), recording_doubles(calls, {"checkpoint": "given-cpt"}))  # type: ignore[arg-type]
     assert result == "restore(env(),given-cpt)" and sorted(calls) == ["env", "restore"]
     calls.clear()
-    assert pipeline.run(None, Request("image"), recording_doubles(calls, {"m5": "my-m5"})) == "image(my-m5)"  # type: ignore[arg-type]
+    assert pipeline.run(None, Request(target="image"), recording_doubles(calls, {"m5": "my-m5"})) == "image(my-m5)"  # type: ignore[arg-type]
     assert calls == ["image"]
 
 
@@ -58,18 +73,20 @@ def test_shipped_table_has_every_step_built_and_restore_needs_everything() -> No
     assert pipeline.plan("restore") == ["env", "m5", "image", "kernel", "checkpoint", "restore"]
 
 
-def test_the_step_table_has_a_builder_for_every_step_and_a_task_for_each_target() -> None:
+def test_every_task_is_a_step_of_the_one_table_and_every_step_implements_the_protocol() -> None:
     from hackback.tasks import TASKS
 
-    assert all(s.build is not None for s in pipeline.STEPS.values())
-    from hackback.tasks import _build
-
-    assert {t.name for t in TASKS if t.run is _build} <= set(pipeline.STEPS)
-    assert {t.name for t in TASKS if t.run is not _build} == {"clean", "checkpoints", "report"}  # they read, not build
+    assert {t.name for t in TASKS} | {"m5", "image-check"} == set(pipeline.STEPS)
+    for s in pipeline.STEPS.values():
+        assert type(s).ensure is not Step.ensure, f"{s.name} has no ensure"
+        assert all(d in pipeline.STEPS for d in s.needs), s.name
+    # The reading tasks have no dependencies and build nothing; every building one does.
+    assert {s.name for s in pipeline.STEPS.values() if not s.builds} == {"clean", "checkpoints", "report", "image-check"}
+    assert all(not s.needs for s in pipeline.STEPS.values() if not s.builds)
 
 
 def test_cycles_are_caught() -> None:
-    steps = {"a": Step("a", ("b",)), "b": Step("b", ("a",))}
+    steps: dict[str, Step] = {"a": DoubleStep("a", ("b",)), "b": DoubleStep("b", ("a",))}
     with pytest.raises(AssertionError, match="cycle"):
         pipeline.plan("a", steps)
 
@@ -97,11 +114,11 @@ def test_a_dry_run_says_what_would_be_built_and_why_and_builds_nothing(monkeypat
                                            {"m5_sha256": "new"}, False, lambda tmp, man: calls.append("BUILT"))
         return str(out)
 
-    doubles["image"] = Step("image", ("m5",), image_is_stale)
+    doubles["image"] = DoubleStep("image", ("m5",), image_is_stale)
     import types
 
     dry_ctx = types.SimpleNamespace(layout=Layout(tmp_path, dry_run=True))  # a test double of the task's context: its layout only
-    done = pipeline.dry_run_report(dry_ctx, Request("checkpoint"), doubles)  # type: ignore[arg-type]
+    done = pipeline.dry_run_report(dry_ctx, Request(target="checkpoint"), doubles)  # type: ignore[arg-type]
     out = printed.getvalue()
     assert "plan: image      would build image 'default': its inputs changed (m5_sha256)" in out
     assert "plan: checkpoint would be made after image" in out

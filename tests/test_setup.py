@@ -22,7 +22,8 @@ def test_setup_installs_hackback_on_stock_debian_and_the_readme_commands_work(en
 mkdir -p /tmp/hb && tar -C /src --exclude=./.venv --exclude=./.git --exclude=./build -cf - . | tar -C /tmp/hb -xf -
 cd /tmp/hb
 bash scripts/setup-python.sh
-echo "== system python: hackback $(cd / && python3 -c 'import hackback' 2>/dev/null && echo importable || echo absent)"
+# -I: neither the cwd (/tmp/hb holds hackback/) nor / (whose /hackback mount point a bare import takes for a namespace package)
+echo "== system python: hackback $(python3 -I -c 'import hackback' 2>/dev/null && echo importable || echo absent)"
 ls /usr/lib/python3*/EXTERNALLY-MANAGED >/dev/null && echo "== PEP 668 marker present"
 echo "== invoke --list"; .venv/bin/invoke --list
 echo "== hackback --list"; .venv/bin/hackback --list
