@@ -143,7 +143,7 @@ def test_a_node_without_the_env_image_loads_the_saved_copy_or_fails_in_one_line(
     saved = tmp_path / "saved.tar"
     engine.save_image(ref, saved)
     engine.remove_image(ref, force=False)  # untags: the base stays
-    rec = cluster._env_record(world["env"], saved)
+    rec = world["env"].to_json(saved)
     rec["image"] = ref
     try:
         env = cluster._env_here(engine, rec)
