@@ -6,7 +6,9 @@ that task's flags (`hackback -w DIR checkpoints`), refused in one line otherwise
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import textwrap
 from typing import Optional, Sequence
 
 from invoke import Program
@@ -20,6 +22,25 @@ CORE = {"--help": True, "-h": True, "--version": False, "-V": False, "--list": F
 
 
 class HackbackProgram(Program):  # type: ignore[misc]
+    def print_columns(self, tuples: Sequence[tuple[str, Optional[str]]]) -> None:
+        """Flags and their help in two columns, as invoke's; when the widest flag would
+        leave its help under 30 columns, each help goes on the lines below its flag
+        (invoke's own wrap fails on the negative width)."""
+        width = shutil.get_terminal_size((80, 24)).columns
+        name_width = max(len(name) for name, _ in tuples)
+        pad = self.leading_indent + " " * (name_width + self.col_padding)
+        stacked = width - len(pad) - 1 < 30
+        help_width = max(width - 4 - self.leading_indent_width, 30) if stacked else width - len(pad) - 1
+        for name, help_str in tuples:
+            chunks = textwrap.wrap(help_str or "", width=help_width, break_on_hyphens=False)  # flags stay whole
+            if stacked:
+                print(self.leading_indent + name)
+                print("".join(f"{self.leading_indent}    {c}\n" for c in chunks), end="")
+            else:
+                print((self.leading_indent + name).ljust(len(pad)) + (chunks[0] if chunks else "").rstrip())
+                print("".join(f"{' ' * len(pad)}{c}\n" for c in chunks[1:]), end="")
+        print("")
+
     def print_help(self) -> None:
         print(f"Usage: {self.binary} TASK [--options]   ({self.binary} TASK --help for a task's options)")
         print("")

@@ -257,8 +257,7 @@ def _estimate(ctx: StepContext, name: str, info: SamplingInfo, prof: ProfileInfo
                        tuple(r.run_id for r in results), est.l1d_miss_rate, est.l2_miss_rate, full_cpi,
                        full.host_seconds if full else None, full.run_id if full else None,
                        full_fig.get("l1d_miss_rate"), full_fig.get("l2_miss_rate"))
-    _write(ctx, out)
-    _show(out)
+    _show(out, _write(ctx, out))
     return out
 
 
@@ -270,14 +269,14 @@ def _measured(r: RunResult, cluster: int) -> sampling.Measured:
                              f.get("l2_accesses"), f.get("l2_misses"))
 
 
-def _write(ctx: StepContext, est: EstimateInfo) -> None:
+def _write(ctx: StepContext, est: EstimateInfo) -> Path:
     name = f"{est.sampling}-{est.board.id_part()}-{digest_of(est.board.to_json())[:8]}"
     want = {"runs": list(est.runs), "full_run": est.full_run}
-    build_unless_fresh(ctx.layout, Target("estimates", name, "estimate", f"estimate {name}"), want, False,
-                       lambda tmp, m: m.set_part("estimate", want, {}, est.to_json()))
+    return build_unless_fresh(ctx.layout, Target("estimates", name, "estimate", f"estimate {name}"), want, False,
+                              lambda tmp, m: m.set_part("estimate", want, {}, est.to_json())).directory
 
 
-def _show(e: EstimateInfo) -> None:
+def _show(e: EstimateInfo, where: Path) -> None:
     ci = f"{e.cpi:.4f} ± {e.half_width:.4f} (±{e.half_width / e.cpi:.1%})"
     log.info(f"sampled {e.sampling} on {e.board.label()}: CPI {ci}, IPC {1 / e.cpi:.4f}; {e.samples} samples in {e.k} "
              f"clusters; detailed instructions {e.detailed_insts / e.roi_insts:.1%} of the ROI; samples {e.sample_host_seconds:.0f} "
@@ -288,6 +287,7 @@ def _show(e: EstimateInfo) -> None:
                  f"{(e.full_host_seconds or 0) / max(e.sample_host_seconds, 1e-9):.1f}x the samples'")
     else:
         log.info("    no full detailed run of this ROI on this board to check it against (--reference runs one)")
+    log.info(f"    {where}")
 
 
 def _atomic(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, board: Board, tmp: Path, how: _Pass) -> Gem5Result:
