@@ -28,7 +28,7 @@ import _common  # noqa: F401 (SIGTERM unwinds; repo on sys.path)
 from hackback.records import ImageArtifact
 from hackback.context import StepContext
 from hackback import checkpoint, config, env, image, kernel
-from hackback.artifacts import Layout
+from hackback.layout import Layout
 from hackback.engine import Engine
 
 HERE = Path(__file__).resolve().parent

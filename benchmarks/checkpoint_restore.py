@@ -33,7 +33,8 @@ from _common import gem5_work_args, report
 from hackback.records import CheckpointArtifact, ImageArtifact
 from hackback.context import StepContext
 from hackback import checkpoint, config, env, gem5run, kernel, restore
-from hackback.artifacts import Layout, Manifest
+from hackback.layout import Layout
+from hackback.manifest import Manifest
 from hackback.engine import Engine
 
 

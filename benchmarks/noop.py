@@ -19,7 +19,7 @@ from pathlib import Path
 from _common import report, timed
 
 from hackback import gem5src, pipeline
-from hackback.artifacts import HashCache
+from hackback.hashes import HashCache
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     src = Path(args.gem5_src)
     from hackback import config
-    from hackback.artifacts import Layout
+    from hackback.layout import Layout
 
     cfg = config.load(flags={"work_dir": args.work_dir, "gem5.src": str(src)}, environ={})
     tree = gem5src.resolve(cfg.gem5, Layout(cfg.work_dir), HashCache(Layout(cfg.work_dir).hash_db)).path  # a tarball's extraction

@@ -17,7 +17,8 @@ from pathlib import Path
 from _common import gem5_work_args, report
 
 from hackback import config, env, restore
-from hackback.artifacts import Layout, Manifest
+from hackback.layout import Layout
+from hackback.manifest import Manifest
 from hackback.context import StepContext
 from hackback.records import CheckpointArtifact
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from _common import report, timed
 
 from hackback import tools_image, config, resources
-from hackback.artifacts import Layout
+from hackback.layout import Layout
 from hackback.engine import Engine
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Literal
 
 from . import log
-from .artifacts import Layout, digest_of, write_atomically
+from .hashes import digest_of
+from .layout import Layout
+from .manifest import write_atomically
 from .engine import UNTIL_MET, Engine, Mount, RunSpec, kvm_usable_on_host
 from .errors import UsageError
 

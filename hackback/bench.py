@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Optional
 
 from . import download, elf, log, resources, tarballs
-from .artifacts import (HashCache, Layout, Manifest, Target, build_unless_fresh, digest_of, file_record, keep_failed, make_dir,
-                        new_tmp)
+from .build import Target, build_unless_fresh, keep_failed, new_tmp
+from .hashes import HashCache, digest_of, file_record
+from .layout import Layout, make_dir
+from .manifest import Manifest
 from .config import SuiteSource as SourceConfig
 from .context import StepContext
 from .engine import Mount, RunSpec

@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from . import accel, gem5run, kernel_config, log
-from .artifacts import Layout, Manifest, Target, build_unless_fresh, file_record, keep_failed
+from .build import Target, build_unless_fresh, keep_failed
+from .hashes import file_record
+from .layout import Layout
+from .manifest import Manifest
 from .config import Config
 from .context import StepContext
 from .step import Request, Step

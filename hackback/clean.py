@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional
 
 from . import log
-from .artifacts import KINDS, Kind, Layout, Manifest, abandoned_tmp, lock, tmp_name, trash_of
+from .build import abandoned_tmp, lock, tmp_name, trash_of
+from .layout import KINDS, Kind, Layout
+from .manifest import Manifest
 from .config import Config
 from .engine import LABEL, Engine
 from .errors import ArtifactError, DockerFailure, LockBusy, UsageError

@@ -30,7 +30,9 @@ from typing import Any, Mapping, Optional, Sequence
 
 from . import checkpoint, config, log, restore, slurm
 from . import payload as payload_
-from .artifacts import Layout, Manifest, digest_of, make_dir, write_atomically
+from .hashes import digest_of
+from .layout import Layout, make_dir
+from .manifest import Manifest, write_atomically
 from .context import StepContext
 from .engine import Engine
 from .errors import ArtifactError, HackbackError, TaskFailed, UsageError

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
-from . import elf
+from . import elf, resources
 from .errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -22,7 +22,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on older Pythons only
     import tomli as tomllib
 
-DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
+DEFAULTS_FILE = resources.package_file("defaults.toml")
 USER_FILE_NAME = "hackback.toml"
 ENV_PREFIX = "HACKBACK_"
 

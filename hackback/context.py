@@ -11,7 +11,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Optional, TypeVar
 
-from .artifacts import HashCache, Layout, hashes_of
+from .hashes import HashCache, hashes_of
+from .layout import Layout
 from .config import Config
 from .engine import Engine
 from .records import ToolsImage

@@ -13,7 +13,8 @@ from typing import Callable, Optional
 import requests
 
 from . import log
-from .artifacts import make_dir, require_free, sha256_file
+from .hashes import sha256_file
+from .layout import make_dir, require_free
 from .errors import DiskSpaceError, DownloadError
 
 CHUNK = 1 << 20

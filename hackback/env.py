@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from . import elf, log, resources
-from .artifacts import (HashCache, Layout, Manifest, Target, WouldBuild, build_unless_fresh, digest_of, file_record, part_record,
-                        require_free)
+from .build import Target, build_unless_fresh
+from .hashes import HashCache, digest_of, file_record
+from .layout import Layout, WouldBuild, require_free
+from .manifest import Manifest, part_record
 from .tools_image import LABEL_KIND
 from .config import Config
 from .context import StepContext

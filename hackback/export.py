@@ -34,7 +34,10 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from . import log
-from .artifacts import Manifest, Target, build_unless_fresh, file_record, make_dir
+from .build import Target, build_unless_fresh
+from .hashes import file_record
+from .layout import make_dir
+from .manifest import Manifest
 from .context import StepContext
 from .step import Request, Step
 from .records import CheckpointArtifact

@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Callable, Mapping, Optional
 
 from . import log, resources, stats
-from .artifacts import HashCache, digest_of
+from .hashes import HashCache, digest_of
 from .engine import Engine, Mount, RunSpec
 from .errors import ArtifactError, Gem5RunFailed
 from .records import Board, Gem5Result, GuestRoom

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Optional
 
 from . import log, tarballs
-from .artifacts import HashCache, Layout, new_tmp
+from .build import new_tmp
+from .hashes import HashCache
+from .layout import Layout
 from .config import Gem5Config
 from .errors import Gem5SourceError, UsageError
 from .records import Gem5Source

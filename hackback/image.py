@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from . import accel as _accel
-from . import elf, log
-from .artifacts import HashCache, Layout, Manifest, Target, build_unless_fresh, digest_of, file_record, require_free
+from . import elf, log, resources
+from .build import Target, build_unless_fresh
+from .hashes import HashCache, digest_of, file_record
+from .layout import Layout, require_free
+from .manifest import Manifest
 from .config import Config
 from .context import StepContext
 from .step import Request, Step
@@ -32,7 +35,7 @@ from .engine import Engine, Mount, RunSpec
 from .errors import ArtifactError, UsageError
 from .records import DISK, FASTINIT, BaseInfo, ImageArtifact, ToolsImage
 
-GUEST = Path(__file__).resolve().parent / "guest"
+GUEST = resources.package_file("guest")
 GUEST_FILES = ("stage1.sh", "provision.sh", "hack_back_ckpt.rcS", "hackback-guest.c", "autologin.conf", "bashrc-hook.sh",
                "check.sh", "fastinit")  # the base's; lockdown.sh is the finished image's
 GUEST_HELPER = "hackback-guest"  # built from hackback-guest.c in stage 1, at /sbin/hackback-guest

@@ -16,8 +16,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from . import elf, kernel_config, kernel_patch, kernel_src, log
-from .artifacts import HashCache, Layout, Manifest, Target, build_unless_fresh, copy_file, file_record, require_free
+from . import elf, kernel_config, kernel_patch, kernel_src, log, resources
+from .build import Target, build_unless_fresh
+from .hashes import HashCache, file_record
+from .layout import Layout, copy_file, require_free
+from .manifest import Manifest
 from .config import Config
 from .context import StepContext
 from .step import Request, Step
@@ -25,7 +28,7 @@ from .engine import Engine, Mount, RunSpec
 from .records import KernelArtifact, ToolsImage
 from .errors import ArtifactError, ConfigError
 
-LINUX_DIR = Path(__file__).resolve().parent / "linux"  # data: the build script, config fragment, patches
+LINUX_DIR = resources.package_file("linux")  # data: the build script, config fragment, patches
 BUILD_SCRIPT = LINUX_DIR / "build.sh"
 SRC_MNT, BUILD_MNT, FRAG_MNT, BASE_MNT = "/hackback/linux", "/hackback/kbuild", "/hackback/fragment.config", "/hackback/base.config"
 KERNEL_BUILD_BYTES = 4 << 30  # source 1.6 GiB + an x86_64_defconfig tree without debug info 0.5 GiB, with room

@@ -7,9 +7,10 @@ import re
 from pathlib import Path
 from typing import Optional
 
+from . import resources
 from .errors import ConfigError
 
-FRAGMENT = Path(__file__).resolve().parent / "linux" / "gem5.config"
+FRAGMENT = resources.package_file("linux/gem5.config")
 _SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 _UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
 

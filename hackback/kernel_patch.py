@@ -13,12 +13,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from . import log
-from .artifacts import HashCache, Layout, digest_of, new_tmp
+from . import log, resources
+from .build import new_tmp
+from .hashes import HashCache, digest_of
+from .layout import Layout
 from .engine import Engine, Mount, RunSpec
 from .errors import ArtifactError
 
-PATCH_DIR = Path(__file__).resolve().parent / "linux" / "patches"
+PATCH_DIR = resources.package_file("linux/patches")
 _MARKER = ".hackback-patched"
 _TARGET = re.compile(r"^\+\+\+ b/(\S+)", re.M)
 

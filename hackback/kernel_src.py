@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import download, log
-from .artifacts import HashCache, Layout, make_dir, new_tmp, require_free, write_atomically
+from .build import new_tmp
+from .hashes import HashCache
+from .layout import Layout, make_dir, require_free
+from .manifest import write_atomically
 from .records import ToolsImage
 from .config import KernelConfig
 from .engine import Engine, Mount, RunSpec

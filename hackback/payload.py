@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
-from . import log
-from .artifacts import HashCache, digest_of
+from . import log, resources
+from .hashes import HashCache, digest_of
 from .errors import ResultsLost, UsageError
 
-HEADER = Path(__file__).resolve().parent / "guest" / "payload-header.sh"
+HEADER = resources.package_file("guest/payload-header.sh")
 SCRIPT_AT = 4096  # the header is padded to this; the script follows
 ALIGN = 4096
 MAX_STREAM = 2**31 - 1  # gem5's readfile offset is a 32-bit int

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from . import checkpoint, clean, cluster, config, env, export, image, kernel, log, report, sample, suite
-from .artifacts import WouldBuild
+from .layout import WouldBuild
 from .context import StepContext
 from .step import Request as Request  # the tasks build it
 from .step import Step

@@ -24,7 +24,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar, Mapping, Optional, TypeVar
 
-from .artifacts import Layout, Manifest, digest_of
+from .hashes import digest_of
+from .layout import Layout
+from .manifest import Manifest
 from .errors import ArtifactError, UsageError
 
 FASTINIT = "/sbin/hackback-fastinit"  # in every image: init= for a fast boot (no init system)

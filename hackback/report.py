@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from . import log, stats
-from .artifacts import Layout, Manifest, make_dir
+from .layout import Layout, make_dir
+from .manifest import Manifest
 from .errors import HackbackError, UsageError
 from .context import StepContext
 from .records import CPU_JOIN, BenchInfo, RunInfo, RunRecord, checkpoint_name_of

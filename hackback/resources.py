@@ -3,7 +3,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-_PKG = Path(__file__).resolve().parent
+
+
+def _package() -> Path:
+    # The package's own directory wherever this module sits inside it (a subpackage
+    # too): the data directories (guest/, linux/, sbatch/, suites/) are at its top.
+    here = Path(__file__).resolve()
+    return next(p for p in here.parents if p.name == "hackback" and (p / "__init__.py").is_file())
+
+
+PACKAGE = _package()
+_PKG = PACKAGE
 
 
 def _top(name: str, marker: str) -> Path:

@@ -25,7 +25,10 @@ from typing import Any, Optional, Sequence, Union
 
 from . import gem5run, log, stats
 from . import payload as payload_
-from .artifacts import (HashCache, Kind, Layout, Manifest, Target, build_unless_fresh, digest_of, file_record, keep_failed)
+from .build import Target, build_unless_fresh, keep_failed
+from .hashes import HashCache, digest_of, file_record
+from .layout import Kind, Layout
+from .manifest import Manifest
 from .config import Config
 from .context import StepContext
 from .engine import Engine

@@ -29,7 +29,10 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from . import gem5run, log, restore, sampling
-from .artifacts import Kind, Manifest, Target, build_unless_fresh, digest_of, file_record, keep_failed
+from .build import Target, build_unless_fresh, keep_failed
+from .hashes import digest_of, file_record
+from .layout import Kind
+from .manifest import Manifest
 from .checkpoint import asked_for as checkpoint_asked_for
 from .context import StepContext
 from .errors import ArtifactError, MismatchError, UsageError

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Optional, Sequence
 from . import bench, cluster, log
 from . import payload as payload_
 from . import restore
-from .artifacts import Layout, make_dir
+from .layout import Layout, make_dir
 from .config import Config
 from .config import SuiteSource as SourceConfig
 from .context import StepContext

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .artifacts import digest_of, sha256_file
+from .hashes import digest_of, sha256_file
 from .errors import UsageError
 from .records import Member, Verdict, WorkItem
 from .resources import package_file

@@ -12,7 +12,10 @@ import shutil
 import subprocess
 
 from . import log, resources
-from .artifacts import Layout, digest_of, new_tmp, require_free, sha256_file, write_atomically
+from .build import new_tmp
+from .hashes import digest_of, sha256_file
+from .layout import Layout, require_free
+from .manifest import write_atomically
 from .config import Config
 from .engine import Engine, RunSpec
 from .errors import DockerFailure, HostCommandFailed, UsageError

@@ -92,7 +92,7 @@ def tools(engine, session_work: Path) -> Iterator[object]:  # type: ignore[no-un
     before the session is kept; one this session built is removed after it,
     unless HACKBACK_TEST_KEEP_IMAGES=1."""
     from hackback import tools_image
-    from hackback.artifacts import Layout
+    from hackback.layout import Layout
 
     cfg = config.load(flags={"work_dir": str(session_work)}, environ={})
     before = {tag for _id, tags, _l in engine.images() for tag in tags}

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hackback import artifacts
-from hackback.artifacts import HashCache, Layout, Manifest, lock, staged, write_manifest
+from hackback.build import Target, abandoned_tmp, build_unless_fresh, lock, new_tmp, staged
+from hackback.hashes import HashCache, file_record, sha256_file
+from hackback.layout import Layout, make_dir, require_free
+from hackback.manifest import Manifest, write_manifest
 from hackback.errors import ArtifactError, ConfigError, DiskSpaceError, LockBusy
 
 
@@ -19,7 +21,7 @@ def test_manifest_round_trip_and_freshness(tmp_path: Path) -> None:
     hashes = HashCache(tmp_path / "hashes.db")
     (d / "out.bin").write_bytes(b"x" * 10)
     m = Manifest("images", "default")
-    m.set_part("image", {"template": "abc", "m5": "123"}, {"out.bin": artifacts.file_record(d / "out.bin", hashes)}, {"note": 1})
+    m.set_part("image", {"template": "abc", "m5": "123"}, {"out.bin": file_record(d / "out.bin", hashes)}, {"note": 1})
     write_manifest(d, m)
     back = Manifest.read(d)
     assert back is not None and back.parts == m.parts
@@ -37,7 +39,7 @@ def test_freshness_sees_a_file_changed_in_place_at_the_same_size(tmp_path: Path)
     disk = d / "disk.img"
     disk.write_bytes(b"\0" * 4096)
     m = Manifest("images", "default")
-    m.set_part("image", {}, {"disk.img": artifacts.file_record(disk, hashes)}, {})
+    m.set_part("image", {}, {"disk.img": file_record(disk, hashes)}, {})
     assert m.is_fresh("image", {}, d, hashes)
     with open(disk, "r+b") as f:  # one byte, in place: same size, same inode
         f.seek(1000)
@@ -61,7 +63,7 @@ def test_hash_cache_reads_a_file_once_until_it_changes(tmp_path: Path) -> None:
     f.write_bytes(os.urandom(1 << 20))
     cache = HashCache(tmp_path / "h.sqlite")
     first = cache.sha256(f)
-    assert first == artifacts.sha256_file(f)
+    assert first == sha256_file(f)
     assert cache.sha256(f) == first and cache.reads == 1
     again = HashCache(tmp_path / "h.sqlite")  # remembered across processes
     assert again.sha256(f) == first and again.reads == 0
@@ -142,19 +144,19 @@ def test_lock_excludes_a_second_writer(tmp_path: Path) -> None:
 
 def test_abandoned_staging_is_found_only_for_dead_runs(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
-    mine = artifacts.new_tmp(layout, "images-x")
-    proc = multiprocessing.get_context("fork").Process(target=artifacts.new_tmp, args=(layout, "images-y"))
+    mine = new_tmp(layout, "images-x")
+    proc = multiprocessing.get_context("fork").Process(target=new_tmp, args=(layout, "images-y"))
     proc.start()
     proc.join()
-    found = artifacts.abandoned_tmp(layout)
+    found = abandoned_tmp(layout)
     assert mine not in found
     assert [p.name.split(".")[0] for p in found] == ["images-y"]
 
 
 def test_require_free_names_the_shortfall(tmp_path: Path) -> None:
-    artifacts.require_free(tmp_path, 1, "a tiny step")
+    require_free(tmp_path, 1, "a tiny step")
     with pytest.raises(DiskSpaceError, match="needs about .* GiB free") as e:
-        artifacts.require_free(tmp_path / "not" / "yet", 1 << 60, "a huge step")
+        require_free(tmp_path / "not" / "yet", 1 << 60, "a huge step")
     assert "work_dir" in e.value.hint
 
 
@@ -257,7 +259,7 @@ class TestReadOnlyWorkDir:
 
         monkeypatch.setattr(Path, "mkdir", denied)
         with pytest.raises(ConfigError, match="permission denied") as e:
-            artifacts.make_dir(tmp_path / "w" / ".tmp", "staging")
+            make_dir(tmp_path / "w" / ".tmp", "staging")
         assert str(tmp_path / "w" / ".tmp") in e.value.one_line()
 
 
@@ -267,7 +269,7 @@ class TestCorruptHashDatabase:
         db.write_bytes(b"this is not SQLite" * 300)
         cache = HashCache(db)
         (tmp_path / "f").write_bytes(b"x")
-        assert cache.sha256(tmp_path / "f") == artifacts.sha256_file(tmp_path / "f")  # the fresh one works
+        assert cache.sha256(tmp_path / "f") == sha256_file(tmp_path / "f")  # the fresh one works
         aside = [p for p in tmp_path.iterdir() if p.name.startswith(".hashes.sqlite.corrupt-")]
         assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not SQLite")  # kept, not deleted
         err = capsys.readouterr().err
@@ -282,7 +284,7 @@ class TestCorruptHashDatabase:
         (tmp_path / "f").write_bytes(b"x")
         capsys.readouterr()
         cache = HashCache(db)  # set aside, started again: no raw sqlite3.DatabaseError
-        assert cache.sha256(tmp_path / "f") == artifacts.sha256_file(tmp_path / "f")
+        assert cache.sha256(tmp_path / "f") == sha256_file(tmp_path / "f")
         aside = [p for p in tmp_path.iterdir() if p.name.startswith("h.sqlite.corrupt-") and not p.name.endswith(("-wal", "-shm"))]
         assert len(aside) == 1 and aside[0].read_bytes() == bytes(data)  # the damaged file, kept as it was
         err = capsys.readouterr().err
@@ -349,13 +351,13 @@ def test_tree_digest_is_remembered_until_any_file_changes(tmp_path: Path) -> Non
 
 def test_digests_follow_a_staged_artifact_into_place(tmp_path: Path) -> None:
     layout = Layout(tmp_path / "work")
-    target = artifacts.Target("images", "default", "image", "image 'default'")
-    out = artifacts.build_unless_fresh(layout, target, {"a": 1}, False,
-                                       lambda tmp, m: m.set_part("image", {"a": 1}, {"disk.img": artifacts.file_record(
+    target = Target("images", "default", "image", "image 'default'")
+    out = build_unless_fresh(layout, target, {"a": 1}, False,
+                                       lambda tmp, m: m.set_part("image", {"a": 1}, {"disk.img": file_record(
                                            _write(tmp / "disk.img", b"x" * 4096), HashCache(layout.hash_db))}, {}))
     hashes = HashCache(layout.hash_db)
     assert hashes.sha256(out.directory / "disk.img") and hashes.reads == 0  # known already: not read again
-    again = artifacts.build_unless_fresh(layout, target, {"a": 1}, False, lambda t, m: None)
+    again = build_unless_fresh(layout, target, {"a": 1}, False, lambda t, m: None)
     assert not again.built
 
 
@@ -364,22 +366,22 @@ def test_a_shared_artifact_builds_one_part_and_keeps_the_others(tmp_path: Path) 
 
     def part(name: str, data: bytes) -> Any:
         def build(tmp: Path, m: Manifest) -> None:
-            m.set_part(name, {"v": data.decode()}, {name: artifacts.file_record(_write(tmp / name, data), HashCache(layout.hash_db))}, {})
+            m.set_part(name, {"v": data.decode()}, {name: file_record(_write(tmp / name, data), HashCache(layout.hash_db))}, {})
         return build
 
-    m5 = artifacts.Target("env", "default", "m5", "env 'default' m5", shared=True)
-    gem5 = artifacts.Target("env", "default", "gem5", "env 'default' gem5", shared=True)
-    assert artifacts.build_unless_fresh(layout, m5, {"v": "1"}, False, part("m5", b"1")).built
-    assert artifacts.build_unless_fresh(layout, gem5, {"v": "a"}, False, part("gem5", b"a")).built
-    out = artifacts.build_unless_fresh(layout, m5, {"v": "2"}, False, part("m5", b"2"))
+    m5 = Target("env", "default", "m5", "env 'default' m5", shared=True)
+    gem5 = Target("env", "default", "gem5", "env 'default' gem5", shared=True)
+    assert build_unless_fresh(layout, m5, {"v": "1"}, False, part("m5", b"1")).built
+    assert build_unless_fresh(layout, gem5, {"v": "a"}, False, part("gem5", b"a")).built
+    out = build_unless_fresh(layout, m5, {"v": "2"}, False, part("m5", b"2"))
     assert out.built and set(out.manifest.parts) == {"m5", "gem5"}
     assert (out.directory / "m5").read_bytes() == b"2" and (out.directory / "gem5").read_bytes() == b"a"
     hashes = HashCache(layout.hash_db)
     before = hashes.reads
     hashes.sha256(out.directory / "gem5")  # kept by a hard link into the new version: not read again
     assert hashes.reads == before
-    assert not artifacts.build_unless_fresh(layout, gem5, {"v": "a"}, False, part("gem5", b"a")).built
-    gone = artifacts.build_unless_fresh(layout, gem5, {"v": "a"}, False, part("gem5", b"a"), check=lambda m: "image gone")
+    assert not build_unless_fresh(layout, gem5, {"v": "a"}, False, part("gem5", b"a")).built
+    gone = build_unless_fresh(layout, gem5, {"v": "a"}, False, part("gem5", b"a"), check=lambda m: "image gone")
     assert gone.built  # what the manifest cannot see is asked too
 
 
@@ -394,11 +396,11 @@ def test_an_artifact_made_from_the_same_inputs_under_another_name_is_linked_not_
 
     def build(tmp: Path, m: Manifest) -> None:
         calls.append(tmp.name)
-        m.set_part("kernel", {"a": 1}, {"vmlinux": artifacts.file_record(_write(tmp / "vmlinux", b"k" * 4096), HashCache(layout.hash_db))}, {})
+        m.set_part("kernel", {"a": 1}, {"vmlinux": file_record(_write(tmp / "vmlinux", b"k" * 4096), HashCache(layout.hash_db))}, {})
         _write(tmp / "build.log", b"log")
 
-    first = artifacts.build_unless_fresh(layout, artifacts.Target("kernels", "default", "kernel", "kernel"), {"a": 1}, False, build)
-    second = artifacts.build_unless_fresh(layout, artifacts.Target("kernels", "other", "kernel", "kernel"), {"a": 1}, False, build)
+    first = build_unless_fresh(layout, Target("kernels", "default", "kernel", "kernel"), {"a": 1}, False, build)
+    second = build_unless_fresh(layout, Target("kernels", "other", "kernel", "kernel"), {"a": 1}, False, build)
     assert len(calls) == 1 and second.built  # made, by linking
     assert (second.directory / "vmlinux").stat().st_ino == (first.directory / "vmlinux").stat().st_ino
     hashes = HashCache(layout.hash_db)
@@ -407,7 +409,7 @@ def test_an_artifact_made_from_the_same_inputs_under_another_name_is_linked_not_
     assert hashes.reads == before  # the link changed the inode's ctime, not what the cache knows
     assert (second.directory / "build.log").is_file()
     assert second.manifest.parts["kernel"]["info"]["linked_from"] == str(first.directory)
-    third = artifacts.build_unless_fresh(layout, artifacts.Target("kernels", "third", "kernel", "kernel"), {"a": 2}, False, build)
+    third = build_unless_fresh(layout, Target("kernels", "third", "kernel", "kernel"), {"a": 2}, False, build)
     assert len(calls) == 2 and third.built  # other inputs: built
-    forced = artifacts.build_unless_fresh(layout, artifacts.Target("kernels", "other", "kernel", "kernel"), {"a": 1}, True, build)
+    forced = build_unless_fresh(layout, Target("kernels", "other", "kernel", "kernel"), {"a": 1}, True, build)
     assert len(calls) == 3 and forced.built  # --force builds, never links

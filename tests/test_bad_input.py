@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hackback.records import CheckpointArtifact
-from hackback.artifacts import Manifest, write_manifest
+from hackback.manifest import Manifest, write_manifest
 from hackback.errors import ArtifactError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import suite_source
 from hackback import bench, elf
-from hackback.artifacts import HashCache
+from hackback.hashes import HashCache
 from hackback.config import SuiteSource
 from hackback.context import StepContext
 from hackback.records import Member

@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 
 from hackback import checkpoint, elf, restore
-from hackback.artifacts import HashCache, Layout, Manifest, digest_of, file_record
+from hackback.hashes import HashCache, digest_of, file_record
+from hackback.layout import Layout
+from hackback.manifest import Manifest
 from hackback.context import StepContext
 from hackback.engine import Engine
 from hackback.errors import Gem5RunFailed, MismatchError, ScriptFailed, UsageError

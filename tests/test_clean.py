@@ -17,8 +17,11 @@ from typing import Any, Callable, Iterator, Optional
 import pytest
 
 from conftest import run_info_json
-from hackback import artifacts, clean, config, log
-from hackback.artifacts import Layout, Manifest, lock, staged, write_manifest
+from hackback import clean, config, log
+from hackback import build as build_module
+from hackback.build import abandoned_tmp, lock, new_tmp, staged, trash_of
+from hackback.manifest import Manifest, part_record, write_manifest
+from hackback.layout import Layout
 from hackback.clean import CleanRequest
 from hackback.engine import LABEL, LABEL_OWNER, LABEL_STEP, LABEL_WORKDIR, ContainerInfo, Engine, RunSpec
 from hackback.ownership import parse_owner
@@ -219,7 +222,7 @@ def test_replace_keeps_the_old_artifact_until_the_new_one_is_in(tmp_path: Path, 
     # Killed between the renames: the old one is set aside, recognisably, not lost...
     _killed_replace(layout, 1)
     assert not final.exists()
-    aside = [p for p in layout.tmp_dir.iterdir() if artifacts.trash_of(p.name) == ("kernels", "k")]
+    aside = [p for p in layout.tmp_dir.iterdir() if trash_of(p.name) == ("kernels", "k")]
     assert [(p / "vmlinux").read_text() for p in aside] == ["v1"]
     # ...and the next holder of its lock (the next build) puts it back.
     with lock(layout, "kernels", "k"):
@@ -252,7 +255,7 @@ def test_an_interrupt_between_the_renames_puts_the_old_artifact_back(tmp_path: P
         if done[0] == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(artifacts.os, "rename", rename)
+    monkeypatch.setattr(build_module.os, "rename", rename)
     with pytest.raises(KeyboardInterrupt):
         with staged(layout, "kernels", "k") as t:
             (t / "vmlinux").write_text("v2")
@@ -263,9 +266,9 @@ def test_an_interrupt_between_the_renames_puts_the_old_artifact_back(tmp_path: P
 def test_abandoned_staging_is_recognised_on_a_host_name_with_dots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "gethostname", lambda: DOTTED_HOST)
     layout = Layout(tmp_path)
-    mine = artifacts.new_tmp(layout, "images-x")
+    mine = new_tmp(layout, "images-x")
     assert mine.name.startswith(f"images-x.{DOTTED_HOST}.{os.getpid()}.")
-    proc = multiprocessing.get_context("fork").Process(target=artifacts.new_tmp, args=(layout, "kernels-my.kernel"))
+    proc = multiprocessing.get_context("fork").Process(target=new_tmp, args=(layout, "kernels-my.kernel"))
     proc.start()
     proc.join()
     gone = dead_pid()
@@ -273,9 +276,9 @@ def test_abandoned_staging_is_recognised_on_a_host_name_with_dots(tmp_path: Path
     elsewhere.mkdir()
     trash = layout.tmp_dir / f"old-kernels-my.kernel.{DOTTED_HOST}.{gone}.abcd1234"
 
-    found = artifacts.abandoned_tmp(layout)
+    found = abandoned_tmp(layout)
     assert [p.name.split(f".{DOTTED_HOST}.")[0] for p in found] == ["kernels-my.kernel"]
-    assert artifacts.trash_of(trash.name) == ("kernels", "my.kernel")
+    assert trash_of(trash.name) == ("kernels", "my.kernel")
     report = clean.reap_orphans(NoContainers(), layout)  # type: ignore[arg-type]
     assert report.tmp_paths == found and mine.is_dir() and elsewhere.is_dir()
 
@@ -424,7 +427,7 @@ def _env_manifest(work: Path, name: str, ref: str, image_id: str) -> None:
     d = work / "env" / name
     d.mkdir(parents=True)
     m = Manifest("env", name)
-    m.parts["gem5"] = artifacts.part_record({}, {"image": {"ref": ref, "id": image_id}}, {})
+    m.parts["gem5"] = part_record({}, {"image": {"ref": ref, "id": image_id}}, {})
     write_manifest(d, m)
 
 

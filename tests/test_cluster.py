@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from hackback import checkpoint, cluster, slurm
-from hackback.artifacts import HashCache, Layout, Manifest, write_manifest
+from hackback.hashes import HashCache
+from hackback.layout import Layout
+from hackback.manifest import Manifest, write_manifest
 from hackback.context import StepContext
 from hackback.engine import Engine
 from hackback.errors import ClusterError, TaskFailed, UsageError

@@ -14,7 +14,7 @@ import docker
 import pytest
 
 from hackback import tools_image, clean
-from hackback.artifacts import Layout
+from hackback.layout import Layout
 from hackback.engine import LABEL, LABEL_OWNER, LABEL_STEP, LABEL_WORKDIR, Engine, Mount, RunSpec
 from hackback.errors import ContainerFailed, DockerUnavailable
 

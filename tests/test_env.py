@@ -155,7 +155,7 @@ def test_env_image_runs_gem5_and_rerun_is_a_no_op(gem5_src: Path, gem5_binary: O
 
 
 def _env_manifest(info: dict) -> "Manifest":  # type: ignore[type-arg]
-    from hackback.artifacts import Manifest
+    from hackback.manifest import Manifest
 
     m = Manifest("env", "default")
     m.set_part("gem5", {"x": 1}, {}, info)

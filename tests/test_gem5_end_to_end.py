@@ -21,7 +21,8 @@ from typing import Any, Optional
 import pytest
 
 from conftest import REPO, hackback_env, invoke
-from hackback.artifacts import HashCache, Manifest
+from hackback.hashes import HashCache
+from hackback.manifest import Manifest
 
 pytestmark = pytest.mark.gem5
 HELLO = REPO / "examples" / "hello.rcS"
@@ -225,7 +226,7 @@ def test_a_changed_copy_of_the_image_is_refused(restores, env: dict[str, str], c
 
 def test_kvm_boot_is_refused_within_a_minute_where_kvm_cannot_run_a_guest(env: dict[str, str], gem5_world: dict[str, Path], checkpoint_dir: Path, engine, tools) -> None:  # type: ignore[no-untyped-def]
     from hackback import accel
-    from hackback.artifacts import Layout
+    from hackback.layout import Layout
 
     work = gem5_world["work"]
     img = work / "images" / "default" / "vmlinuz"

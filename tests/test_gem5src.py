@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from hackback import gem5src
-from hackback.artifacts import HashCache, Layout
+from hackback.hashes import HashCache
+from hackback.layout import Layout
 from hackback.errors import Gem5SourceError, UsageError
 
 

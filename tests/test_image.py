@@ -18,7 +18,8 @@ import pytest
 from hackback.records import DISK, ImageArtifact
 from hackback.context import StepContext
 from hackback import config, image, qemu
-from hackback.artifacts import HashCache, Layout
+from hackback.hashes import HashCache
+from hackback.layout import Layout
 from hackback.engine import Engine, Mount, RunSpec
 from hackback.errors import ArtifactError, UsageError
 

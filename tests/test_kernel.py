@@ -20,7 +20,7 @@ import pytest
 from hackback.records import FASTINIT, ImageArtifact
 from hackback.context import StepContext
 from hackback import kernel, kernel_config, kernel_src, log
-from hackback.artifacts import Layout
+from hackback.layout import Layout
 from hackback.errors import ConfigError, ContainerFailed, DiskSpaceError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -268,7 +268,7 @@ class _ToolsRef:
 @pytest.fixture(scope="module")
 def debian_source(engine, tools, session_work: Path):  # type: ignore[no-untyped-def]
     from hackback import config
-    from hackback.artifacts import HashCache
+    from hackback.hashes import HashCache
 
     cfg = config.load(flags={"work_dir": str(session_work)}, environ={})
     layout = Layout(cfg.work_dir)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from hackback import kernel_patch
-from hackback.artifacts import HashCache, Layout
+from hackback.hashes import HashCache
+from hackback.layout import Layout
 
 pytestmark = pytest.mark.docker
 APIC = Path("arch/x86/kernel/apic/apic.c")

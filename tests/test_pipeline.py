@@ -94,11 +94,14 @@ def test_cycles_are_caught() -> None:
 def test_a_dry_run_says_what_would_be_built_and_why_and_builds_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import io
 
-    from hackback import artifacts, log
+    from hackback import log
+    from hackback.build import Target, build_unless_fresh
+    from hackback.manifest import write_manifest
 
     printed = io.StringIO()
     monkeypatch.setattr(log, "_out", printed)
-    from hackback.artifacts import Layout, Manifest, WouldBuild
+    from hackback.layout import Layout, WouldBuild
+    from hackback.manifest import Manifest
 
     calls: list[str] = []
     doubles = recording_doubles(calls)
@@ -109,8 +112,8 @@ def test_a_dry_run_says_what_would_be_built_and_why_and_builds_nothing(monkeypat
         m.set_part("image", {"m5_sha256": "old"}, {}, {})
         d = ctx.layout.artifact_dir("images", "default")
         d.mkdir(parents=True)
-        artifacts.write_manifest(d, m)
-        out = artifacts.build_unless_fresh(ctx.layout, artifacts.Target("images", "default", "image", "image 'default'"),
+        write_manifest(d, m)
+        out = build_unless_fresh(ctx.layout, Target("images", "default", "image", "image 'default'"),
                                            {"m5_sha256": "new"}, False, lambda tmp, man: calls.append("BUILT"))
         return str(out)
 

@@ -99,7 +99,7 @@ def test_a_result_says_whether_it_named_its_roi_dump() -> None:
 
 @pytest.mark.parametrize("damage", [{"sim_seconds": "0.02"}, {"board": {"cpu": "o3"}}, {"cause": None}])
 def test_a_damaged_run_manifest_is_one_line_naming_it(tmp_path: Path, damage: dict) -> None:  # type: ignore[type-arg]
-    from hackback.artifacts import Manifest, write_manifest
+    from hackback.manifest import Manifest, write_manifest
 
     m = Manifest("runs", "r")
     m.set_part("run", {}, {}, {**PREVIOUS_RUN, **damage})
@@ -110,7 +110,7 @@ def test_a_damaged_run_manifest_is_one_line_naming_it(tmp_path: Path, damage: di
 
 
 def test_a_run_result_summary_names_its_roi(tmp_path: Path) -> None:
-    from hackback.artifacts import Manifest, write_manifest
+    from hackback.manifest import Manifest, write_manifest
 
     m = Manifest("runs", "r")
     m.set_part("run", {}, {}, {**PREVIOUS_RUN, "script_status": "0", "roi": {"insts": 3.0, "ipc": 0.25, "dump": 1}})

@@ -9,7 +9,8 @@ import pytest
 from conftest import run_info_json
 from hackback import report
 from hackback.errors import UsageError
-from hackback.artifacts import Layout, Manifest, write_manifest
+from hackback.layout import Layout
+from hackback.manifest import Manifest, write_manifest
 
 STATS = """
 ---------- Begin Simulation Statistics ----------

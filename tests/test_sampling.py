@@ -100,7 +100,7 @@ def test_the_estimate_weighs_cpi_inverts_it_and_gives_an_interval_from_the_sampl
 def test_a_checkpoint_sampling_cannot_start_from_is_refused_in_one_line(tmp_path: Path, info: dict, says: str) -> None:  # type: ignore[type-arg]
     from conftest import checkpoint_info_json
     from hackback import sample
-    from hackback.artifacts import Manifest, write_manifest
+    from hackback.manifest import Manifest, write_manifest
     from hackback.records import CheckpointArtifact
 
     (tmp_path / "cpt.100").mkdir()

@@ -8,7 +8,7 @@ import pytest
 
 from hackback.records import ToolsImage
 from hackback import tools_image, config
-from hackback.artifacts import Layout
+from hackback.layout import Layout
 from hackback.engine import Engine, RunSpec
 
 pytestmark = pytest.mark.docker
