@@ -25,11 +25,12 @@ from typing import Any
 
 import _common  # noqa: F401 (SIGTERM unwinds; repo on sys.path)
 
-from hackback.records import ImageArtifact
-from hackback.context import StepContext
-from hackback import checkpoint, config, env, image, kernel
-from hackback.layout import Layout
-from hackback.engine import Engine
+from hackback.store.records import ImageArtifact
+from hackback.protocol.context import StepContext
+from hackback.steps import checkpoint, env, image, kernel
+from hackback.base import config
+from hackback.store.layout import Layout
+from hackback.base.engine import Engine
 
 HERE = Path(__file__).resolve().parent
 SETTINGS: dict[str, dict[str, Any]] = {

@@ -30,12 +30,14 @@ from typing import Any
 
 from _common import gem5_work_args, report
 
-from hackback.records import CheckpointArtifact, ImageArtifact
-from hackback.context import StepContext
-from hackback import checkpoint, config, env, gem5run, kernel, restore
-from hackback.layout import Layout
-from hackback.manifest import Manifest
-from hackback.engine import Engine
+from hackback.store.records import CheckpointArtifact, ImageArtifact
+from hackback.protocol.context import StepContext
+from hackback.steps import checkpoint, env, kernel, restore
+from hackback.base import config
+from hackback.services import gem5run
+from hackback.store.layout import Layout
+from hackback.store.manifest import Manifest
+from hackback.base.engine import Engine
 
 
 def overhead(cfg: Any, e: Any, cpt: Any, script: Path, repeat: int, engine: Engine, label: str) -> float:
@@ -126,7 +128,7 @@ def main() -> None:
             mcpt = checkpoint.ensure(StepContext.open(mcfg, engine), e, img, k)
             by_memory[memory] = overhead(mcfg, e, mcpt, scripts[0], args.repeat, engine, f"bench-mem-{memory}")
         if len(by_memory) > 1:
-            from hackback.config import memory_bytes
+            from hackback.base.config import memory_bytes
 
             pts = sorted((memory_bytes(m) or 0, w) for m, w in by_memory.items())
             (b0, w0), (b1, w1) = pts[0], pts[-1]

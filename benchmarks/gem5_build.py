@@ -18,8 +18,9 @@ from pathlib import Path
 
 from _common import report, timed
 
-from hackback.context import StepContext
-from hackback import config, env
+from hackback.protocol.context import StepContext
+from hackback.base import config
+from hackback.steps import env
 
 
 def main() -> None:

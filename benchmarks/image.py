@@ -15,10 +15,11 @@ from pathlib import Path
 
 from _common import report, timed
 
-from hackback.records import ImageArtifact
-from hackback.context import StepContext
-from hackback import config, image
-from hackback.engine import Engine
+from hackback.store.records import ImageArtifact
+from hackback.protocol.context import StepContext
+from hackback.base import config
+from hackback.steps import image
+from hackback.base.engine import Engine
 
 
 def main() -> None:

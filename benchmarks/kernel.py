@@ -17,9 +17,11 @@ from pathlib import Path
 
 from _common import report, timed
 
-from hackback.records import KernelArtifact
-from hackback.context import StepContext
-from hackback import config, kernel, kernel_config
+from hackback.store.records import KernelArtifact
+from hackback.protocol.context import StepContext
+from hackback.base import config
+from hackback.steps import kernel
+from hackback.services import kernel_config
 
 
 def main() -> None:

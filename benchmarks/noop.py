@@ -18,8 +18,9 @@ from pathlib import Path
 
 from _common import report, timed
 
-from hackback import gem5src, pipeline
-from hackback.hashes import HashCache
+from hackback.services import gem5src
+from hackback import pipeline
+from hackback.store.hashes import HashCache
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,8 +33,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     src = Path(args.gem5_src)
-    from hackback import config
-    from hackback.layout import Layout
+    from hackback.base import config
+    from hackback.store.layout import Layout
 
     cfg = config.load(flags={"work_dir": args.work_dir, "gem5.src": str(src)}, environ={})
     tree = gem5src.resolve(cfg.gem5, Layout(cfg.work_dir), HashCache(Layout(cfg.work_dir).hash_db)).path  # a tarball's extraction

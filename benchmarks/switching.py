@@ -16,11 +16,12 @@ from pathlib import Path
 
 from _common import gem5_work_args, report
 
-from hackback import config, env, restore
-from hackback.layout import Layout
-from hackback.manifest import Manifest
-from hackback.context import StepContext
-from hackback.records import CheckpointArtifact
+from hackback.base import config
+from hackback.steps import env, restore
+from hackback.store.layout import Layout
+from hackback.store.manifest import Manifest
+from hackback.protocol.context import StepContext
+from hackback.store.records import CheckpointArtifact
 
 CHASE = Path(__file__).resolve().parent.parent / "examples" / "pointer-chase"
 

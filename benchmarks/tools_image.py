@@ -13,9 +13,10 @@ from pathlib import Path
 
 from _common import report, timed
 
-from hackback import tools_image, config, resources
-from hackback.layout import Layout
-from hackback.engine import Engine
+from hackback.services import tools_image
+from hackback.base import config, resources
+from hackback.store.layout import Layout
+from hackback.base.engine import Engine
 
 
 def main() -> None:

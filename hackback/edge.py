@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from invoke.exceptions import Exit
 
-from .errors import HackbackError
+from .base.errors import HackbackError
 
 
 def _sigterm(signum: int, frame: Any) -> None:

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from invoke.exceptions import Exit
 
-from . import cluster
+from .steps import cluster
 from .edge import guarded
 
 

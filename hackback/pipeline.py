@@ -11,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from . import checkpoint, clean, cluster, config, env, export, image, kernel, log, report, sample, suite
-from .layout import WouldBuild
-from .context import StepContext
-from .step import Request as Request  # the tasks build it
-from .step import Step
+from .steps import checkpoint, clean, cluster, env, export, image, kernel, report, sample, suite
+from .base import config, log
+from .store.layout import WouldBuild
+from .protocol.context import StepContext
+from .protocol.step import Request as Request
+from .protocol.step import Step
 
 STEPS: dict[str, Step] = {
     s.name: s

@@ -12,7 +12,8 @@ from typing import Any, Callable, Optional
 
 from invoke import Collection, Task
 
-from . import config, pipeline
+from .base import config
+from . import pipeline
 from .edge import guarded
 
 

@@ -23,8 +23,8 @@ from typing import Iterator, Optional
 
 import pytest
 
-from hackback import config
-from hackback.config import Config
+from hackback.base import config
+from hackback.base.config import Config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,8 +43,8 @@ def make_config(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def engine():  # type: ignore[no-untyped-def]
-    from hackback.engine import Engine
-    from hackback.errors import DockerUnavailable
+    from hackback.base.engine import Engine
+    from hackback.base.errors import DockerUnavailable
 
     try:
         return Engine.connect()
@@ -91,8 +91,8 @@ def tools(engine, session_work: Path) -> Iterator[object]:  # type: ignore[no-un
     Images are content-addressed and shared with real use: one that existed
     before the session is kept; one this session built is removed after it,
     unless HACKBACK_TEST_KEEP_IMAGES=1."""
-    from hackback import tools_image
-    from hackback.layout import Layout
+    from hackback.services import tools_image
+    from hackback.store.layout import Layout
 
     cfg = config.load(flags={"work_dir": str(session_work)}, environ={})
     before = {tag for _id, tags, _l in engine.images() for tag in tags}
@@ -108,7 +108,7 @@ def tools(engine, session_work: Path) -> Iterator[object]:  # type: ignore[no-un
 def m5_standin(engine, tools, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
     """tests/data/m5-standin.c built as hackback requires any m5 to be: a static
     x86-64 executable (compiled in the tools image, which has gcc and libc.a)."""
-    from hackback.engine import Mount, RunSpec
+    from hackback.base.engine import Mount, RunSpec
 
     src = REPO / "tests" / "data" / "m5-standin.c"
     out = tmp_path_factory.mktemp("m5-standin")
@@ -121,8 +121,8 @@ def m5_standin(engine, tools, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def guest_helper(engine, tools, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
     """hackback/guest/hackback-guest.c compiled as image stage 1 compiles it (the tools image's gcc, static)."""
-    from hackback.engine import Mount, RunSpec
-    from hackback.image import GUEST
+    from hackback.base.engine import Mount, RunSpec
+    from hackback.steps.image import GUEST
 
     out = tmp_path_factory.mktemp("guest-helper")
     engine.run(RunSpec(tools.ref, ["gcc", "-static", "-Os", "-Wall", "-Werror", "-o", "/out/hackback-guest", "/src/hackback-guest.c"],
@@ -260,7 +260,7 @@ def result_of(**fields: object) -> "Gem5Result":
     """A run script's result with these fields (the rest as a plain restore's)."""
     base: dict[str, object] = {"mode": "restore", "cause": "exit", "expected": "exit", "ok": True, "sim_seconds": 1.5,
                             "host_seconds": 3600.0, "final_tick": 1}
-    from hackback.records import Gem5Result
+    from hackback.store.records import Gem5Result
 
     return Gem5Result.from_json({**base, **fields})
 

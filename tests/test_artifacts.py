@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from hackback.build import Target, abandoned_tmp, build_unless_fresh, lock, new_tmp, staged
-from hackback.hashes import HashCache, file_record, sha256_file
-from hackback.layout import Layout, make_dir, require_free
-from hackback.manifest import Manifest, write_manifest
-from hackback.errors import ArtifactError, ConfigError, DiskSpaceError, LockBusy
+from hackback.store.build import Target, abandoned_tmp, build_unless_fresh, lock, new_tmp, staged
+from hackback.store.hashes import HashCache, file_record, sha256_file
+from hackback.store.layout import Layout, make_dir, require_free
+from hackback.store.manifest import Manifest, write_manifest
+from hackback.base.errors import ArtifactError, ConfigError, DiskSpaceError, LockBusy
 
 
 def test_manifest_round_trip_and_freshness(tmp_path: Path) -> None:
@@ -194,7 +194,7 @@ def _without_write_access(action: Callable[[Path], object]) -> str:
     import shutil
     import tempfile
 
-    from hackback.errors import HackbackError
+    from hackback.base.errors import HackbackError
 
     base = Path(tempfile.mkdtemp(prefix="hackback-ro-"))
     base.chmod(0o755)  # `nobody` must be able to reach it

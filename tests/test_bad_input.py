@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from hackback.records import CheckpointArtifact
-from hackback.manifest import Manifest, write_manifest
-from hackback.errors import ArtifactError
+from hackback.store.records import CheckpointArtifact
+from hackback.store.manifest import Manifest, write_manifest
+from hackback.base.errors import ArtifactError
 
 REPO = Path(__file__).resolve().parent.parent
 

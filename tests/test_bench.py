@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from conftest import suite_source
-from hackback import bench, elf
-from hackback.hashes import HashCache
-from hackback.config import SuiteSource
-from hackback.context import StepContext
-from hackback.records import Member
-from hackback.suite_def import SuiteDef
+from hackback.steps import bench
+from hackback.base import elf
+from hackback.store.hashes import HashCache
+from hackback.base.config import SuiteSource
+from hackback.protocol.context import StepContext
+from hackback.store.records import Member
+from hackback.services.suite_def import SuiteDef
 
 pytestmark = pytest.mark.docker
 
@@ -47,7 +48,7 @@ def test_a_member_builds_static_verifies_natively_and_is_reproducible(make_confi
 
 
 def test_a_tarball_that_is_not_the_one_its_sha256_names_is_refused(make_config, engine, tools) -> None:  # type: ignore[no-untyped-def]
-    from hackback.errors import UsageError
+    from hackback.base.errors import UsageError
 
     src = suite_source("npb")
     ctx = StepContext.open(make_config(), engine)

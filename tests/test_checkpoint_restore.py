@@ -21,15 +21,16 @@ from typing import Any
 
 import pytest
 
-from hackback import checkpoint, elf, restore
-from hackback.hashes import HashCache, digest_of, file_record
-from hackback.layout import Layout
-from hackback.manifest import Manifest
-from hackback.context import StepContext
-from hackback.engine import Engine
-from hackback.errors import Gem5RunFailed, MismatchError, ScriptFailed, UsageError
-from hackback.ownership import owner_label
-from hackback.records import CheckpointArtifact, EnvArtifact, ImageArtifact, KernelArtifact
+from hackback.steps import checkpoint, restore
+from hackback.base import elf
+from hackback.store.hashes import HashCache, digest_of, file_record
+from hackback.store.layout import Layout
+from hackback.store.manifest import Manifest
+from hackback.protocol.context import StepContext
+from hackback.base.engine import Engine
+from hackback.base.errors import Gem5RunFailed, MismatchError, ScriptFailed, UsageError
+from hackback.base.ownership import owner_label
+from hackback.store.records import CheckpointArtifact, EnvArtifact, ImageArtifact, KernelArtifact
 
 pytestmark = pytest.mark.docker
 DATA = Path(__file__).resolve().parent / "data"
@@ -264,8 +265,8 @@ def test_a_checkpoint_directory_without_a_manifest_is_refused(tmp_path: Path) ->
 
 def test_the_standin_does_notice_a_writable_input(world: dict[str, Any], engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """So that the read-only assertions above are not vacuous."""
-    from hackback import gem5run
-    from hackback.engine import Mount
+    from hackback.services import gem5run
+    from hackback.base.engine import Mount
 
     real = gem5run.mounts
 

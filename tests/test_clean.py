@@ -17,15 +17,16 @@ from typing import Any, Callable, Iterator, Optional
 import pytest
 
 from conftest import run_info_json
-from hackback import clean, config, log
-from hackback import build as build_module
-from hackback.build import abandoned_tmp, lock, new_tmp, staged, trash_of
-from hackback.manifest import Manifest, part_record, write_manifest
-from hackback.layout import Layout
-from hackback.clean import CleanRequest
-from hackback.engine import LABEL, LABEL_OWNER, LABEL_STEP, LABEL_WORKDIR, ContainerInfo, Engine, RunSpec
-from hackback.ownership import parse_owner
-from hackback.errors import ConfigError, UsageError
+from hackback.steps import clean
+from hackback.base import config, log
+from hackback.store import build as build_module
+from hackback.store.build import abandoned_tmp, lock, new_tmp, staged, trash_of
+from hackback.store.manifest import Manifest, part_record, write_manifest
+from hackback.store.layout import Layout
+from hackback.steps.clean import CleanRequest
+from hackback.base.engine import LABEL, LABEL_OWNER, LABEL_STEP, LABEL_WORKDIR, ContainerInfo, Engine, RunSpec
+from hackback.base.ownership import parse_owner
+from hackback.base.errors import ConfigError, UsageError
 
 DOTTED_HOST = "node7.cluster.example.org"
 
@@ -310,7 +311,8 @@ def test_an_owner_label_splits_on_its_last_colon_and_only_provable_leftovers_are
 
 @pytest.fixture(scope="module")
 def base_image(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> str:
-    from hackback import tools_image, config
+    from hackback.services import tools_image
+    from hackback.base import config
 
     work = tmp_path_factory.mktemp("base-work")
     cfg = config.load(flags={"work_dir": str(work)}, environ={})

@@ -192,11 +192,11 @@ def test_an_option_before_the_task_name_that_is_not_the_tasks_is_one_line(argv: 
 
 def test_the_checkpoint_is_a_name_or_a_directory_and_an_unknown_one_lists_the_known(tmp_path: Path) -> None:
     from conftest import checkpoint_info_json
-    from hackback import checkpoint
-    from hackback.layout import Layout
-    from hackback.manifest import Manifest, write_manifest
-    from hackback.errors import UsageError
-    from hackback.records import checkpoint_name_of
+    from hackback.steps import checkpoint
+    from hackback.store.layout import Layout
+    from hackback.store.manifest import Manifest, write_manifest
+    from hackback.base.errors import UsageError
+    from hackback.store.records import checkpoint_name_of
 
     layout = Layout(tmp_path / "work")
     d = layout.artifact_dir("checkpoints", "roi")

@@ -13,14 +13,15 @@ from typing import Any
 
 import pytest
 
-from hackback import checkpoint, cluster, slurm
-from hackback.hashes import HashCache
-from hackback.layout import Layout
-from hackback.manifest import Manifest, write_manifest
-from hackback.context import StepContext
-from hackback.engine import Engine
-from hackback.errors import ClusterError, TaskFailed, UsageError
-from hackback.records import EnvArtifact, Gem5Source
+from hackback.steps import checkpoint, cluster
+from hackback.services import slurm
+from hackback.store.hashes import HashCache
+from hackback.store.layout import Layout
+from hackback.store.manifest import Manifest, write_manifest
+from hackback.protocol.context import StepContext
+from hackback.base.engine import Engine
+from hackback.base.errors import ClusterError, TaskFailed, UsageError
+from hackback.store.records import EnvArtifact, Gem5Source
 from test_checkpoint_restore import TAGS, env_double, inputs_double, script, standin_image  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slurm]
@@ -38,7 +39,7 @@ def env_on_disk(tools, image_ref: str, directory: Path) -> EnvArtifact:  # type:
 @pytest.fixture(scope="module")
 def world(engine: Engine, tools, standin_image: str, slurm_cluster, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """One work dir for the module: the env image's saved copy is made once."""
-    from hackback import config
+    from hackback.base import config
 
     root = tmp_path_factory.mktemp("cluster")
 
@@ -66,7 +67,7 @@ def _batches(world: dict[str, Any]) -> list[Path]:
 def test_three_restores_run_as_a_job_array_and_a_rerun_submits_only_what_is_missing(world: dict[str, Any], tmp_path: Path,
                                                                                      capsys: pytest.CaptureFixture[str],
                                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from hackback import log
+    from hackback.base import log
 
     monkeypatch.setattr(log, "_out", sys.stdout)  # what hackback prints, captured (it binds stdout at import)
     scripts = [script(tmp_path, "a.rcS", 'echo "a on $(hostname)"'), script(tmp_path, "b.rcS", 'echo "b ran"'),
@@ -159,7 +160,7 @@ def test_a_node_without_the_env_image_loads_the_saved_copy_or_fails_in_one_line(
 
 
 def test_bad_cluster_input_is_refused_before_anything_is_submitted(world: dict[str, Any], tmp_path: Path) -> None:
-    from hackback.errors import ConfigError
+    from hackback.base.errors import ConfigError
 
     with pytest.raises(ConfigError, match="slurm.time"):
         world["cfg"](slurm__time="four hours")
@@ -177,7 +178,7 @@ def test_an_array_of_100_tasks_completes_and_what_each_costs(world: dict[str, An
     scripts.mkdir()
     for i in range(100):
         (scripts / f"s{i:03d}.rcS").write_text(f"#!/bin/sh\necho task {i}\n")
-    from hackback import restore
+    from hackback.steps import restore
 
     start = time.monotonic()
     _submit(world, restore.scripts_from([str(scripts)]))  # returns once submitted

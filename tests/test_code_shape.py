@@ -107,4 +107,4 @@ def test_no_module_keeps_per_task_state_in_a_global() -> None:
     the one `global` left is the terminal's live progress display (one per process)."""
     globals_ = [f"{path}:{node.lineno} global {', '.join(node.names)}" for path, text in _sources().items()
                 for node in ast.walk(ast.parse(text)) if isinstance(node, ast.Global)]
-    assert globals_ == [g for g in globals_ if g.startswith("hackback/log.py:") and g.endswith("global _live")], globals_
+    assert globals_ == [g for g in globals_ if g.startswith("hackback/base/log.py:") and g.endswith("global _live")], globals_

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hackback import config
-from hackback.errors import ConfigError
+from hackback.base import config
+from hackback.base.errors import ConfigError
 
 
 def test_shipped_defaults_load_and_are_frozen(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hackback import config, reference, tasks
+from hackback.base import config
+from hackback import reference, tasks
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -11,9 +11,9 @@ from typing import Iterator
 
 import pytest
 
-from hackback import download
-from hackback.download import DownloadError
-from hackback.errors import DiskSpaceError
+from hackback.services import download
+from hackback.services.download import DownloadError
+from hackback.base.errors import DiskSpaceError
 
 PAYLOAD = os.urandom(3 * download.CHUNK + 12345)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

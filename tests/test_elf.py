@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hackback import elf
-from hackback.errors import ArtifactError
+from hackback.base import elf
+from hackback.base.errors import ArtifactError
 
 
 def test_a_dynamic_host_executable_is_seen_as_such() -> None:

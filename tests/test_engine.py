@@ -13,17 +13,18 @@ from pathlib import Path
 import docker
 import pytest
 
-from hackback import tools_image, clean
-from hackback.layout import Layout
-from hackback.engine import LABEL, LABEL_OWNER, LABEL_STEP, LABEL_WORKDIR, Engine, Mount, RunSpec
-from hackback.errors import ContainerFailed, DockerUnavailable
+from hackback.services import tools_image
+from hackback.steps import clean
+from hackback.store.layout import Layout
+from hackback.base.engine import LABEL, LABEL_OWNER, LABEL_STEP, LABEL_WORKDIR, Engine, Mount, RunSpec
+from hackback.base.errors import ContainerFailed, DockerUnavailable
 
 pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
 def image(engine: Engine, session_work: Path) -> str:
-    from hackback import config
+    from hackback.base import config
 
     cfg = config.load(flags={"work_dir": str(session_work)}, environ={})
     return tools_image.ensure_base(cfg, engine, Layout(cfg.work_dir)).ref
@@ -98,7 +99,7 @@ def test_mounts_are_read_only_unless_written_and_outputs_are_the_users(engine: E
 def test_kvm_is_passed_through_when_the_host_has_it(engine: Engine, image: str) -> None:
     lines: list[str] = []
     engine.run(RunSpec(image, ["sh", "-c", "test -c /dev/kvm && echo yes || echo no"], step="t-kvm"), on_line=lines.append)
-    from hackback.engine import kvm_usable_on_host
+    from hackback.base.engine import kvm_usable_on_host
 
     assert lines == (["yes"] if kvm_usable_on_host() else ["no"])
 
@@ -159,7 +160,7 @@ def test_one_host_directory_can_be_mounted_twice(engine: Engine, image: str, tmp
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGHUP])
 def test_a_killed_task_leaves_no_container_running(engine: Engine, image: str, sig: int) -> None:
     """kill -9 (or a hang-up) of the process that started a container: the guard
-    it left (hackback/reaper.py) removes the container well within 60 s."""
+    it left (hackback/base/reaper.py) removes the container well within 60 s."""
     # Under nohup this test process ignores SIGHUP, and so would its child: set it back to the default there.
     code = ("import signal, sys; signal.signal(signal.SIGHUP, signal.SIG_DFL); from hackback.engine import Engine, RunSpec; "
             f"Engine.connect().run(RunSpec({image!r}, ['sleep', '300'], step='t-killed', kvm=False), on_line=lambda l: None)")

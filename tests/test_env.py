@@ -16,10 +16,11 @@ from typing import Optional
 import pytest
 
 from conftest import REPO, hackback_env, invoke
-from hackback.context import StepContext
-from hackback import config, elf, env
-from hackback.engine import Engine, Mount, RunSpec
-from hackback.errors import UsageError
+from hackback.protocol.context import StepContext
+from hackback.base import config, elf
+from hackback.steps import env
+from hackback.base.engine import Engine, Mount, RunSpec
+from hackback.base.errors import UsageError
 
 
 # ---------------------------------------------------------------- nothing needed: what a file can tell
@@ -155,7 +156,7 @@ def test_env_image_runs_gem5_and_rerun_is_a_no_op(gem5_src: Path, gem5_binary: O
 
 
 def _env_manifest(info: dict) -> "Manifest":  # type: ignore[type-arg]
-    from hackback.manifest import Manifest
+    from hackback.store.manifest import Manifest
 
     m = Manifest("env", "default")
     m.set_part("gem5", {"x": 1}, {}, info)

@@ -21,8 +21,8 @@ from typing import Any, Optional
 import pytest
 
 from conftest import REPO, hackback_env, invoke
-from hackback.hashes import HashCache
-from hackback.manifest import Manifest
+from hackback.store.hashes import HashCache
+from hackback.store.manifest import Manifest
 
 pytestmark = pytest.mark.gem5
 HELLO = REPO / "examples" / "hello.rcS"
@@ -225,8 +225,8 @@ def test_a_changed_copy_of_the_image_is_refused(restores, env: dict[str, str], c
 
 
 def test_kvm_boot_is_refused_within_a_minute_where_kvm_cannot_run_a_guest(env: dict[str, str], gem5_world: dict[str, Path], checkpoint_dir: Path, engine, tools) -> None:  # type: ignore[no-untyped-def]
-    from hackback import accel
-    from hackback.layout import Layout
+    from hackback.services import accel
+    from hackback.store.layout import Layout
 
     work = gem5_world["work"]
     img = work / "images" / "default" / "vmlinuz"
@@ -366,7 +366,7 @@ def test_your_own_gem5_config_runs_under_hackbacks_run_management(env: dict[str,
     assert "pseudo_inst::readfile" in (run / "trace.out").read_text()
     rec = Manifest.read(run).parts["run"]  # type: ignore[union-attr]
     assert rec["inputs"]["gem5_config"] == str(mine) and "trace.out" in rec["outputs"]
-    from hackback import gem5run
+    from hackback.services import gem5run
 
     assert rec["inputs"]["run_script_sha256"] == gem5run.run_script_sha256(mine) != gem5run.run_script_sha256()
 
@@ -397,7 +397,7 @@ def test_a_config_outside_hackback_obtains_our_artifacts_through_the_exported_js
     disk, checkpoint) and each resource again (the md5 check), restores at the
     checkpoint's tick and the guest runs the script. Then with the resource
     directory seeded by the export (sparse): gem5 copies nothing."""
-    from hackback.engine import Mount, RunSpec
+    from hackback.base.engine import Mount, RunSpec
 
     seeded = tmp_path / "seeded"
     out = invoke(env, "export", "--resource-dir", str(seeded), timeout=1800)

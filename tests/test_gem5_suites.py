@@ -17,7 +17,7 @@ from typing import Optional
 import pytest
 
 from conftest import hackback_env, invoke, suite_source
-from hackback.manifest import Manifest
+from hackback.store.manifest import Manifest
 
 pytestmark = pytest.mark.gem5
 SWITCHING_O3 = ["--cpu", "o3", "--caches", "l1l2", "--switch-from", "atomic"]

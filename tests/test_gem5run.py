@@ -15,9 +15,10 @@ from unittest import mock
 
 import pytest
 
-from hackback import gem5run, log, resources
+from hackback.services import gem5run
+from hackback.base import log, resources
 from conftest import result_of
-from hackback.records import Board
+from hackback.store.records import Board
 
 CONFIGS = resources.configs_dir()
 RUN_SCRIPT = CONFIGS / gem5run.RUN_SCRIPT
@@ -69,8 +70,8 @@ def test_gem5run_reads_the_same_values() -> None:
     assert dict(c.expected) == {k: v for k, v in CONTRACT["expected"].items() if k != "_doc"}
     assert c.wrong_ending_status == CONTRACT["exit_status"]["wrong_ending"]
     # The shipped config's cache sizes are the run script's defaults, and reach it as arguments.
-    from hackback import config
-    from hackback.records import Board
+    from hackback.base import config
+    from hackback.store.records import Board
 
     r = config.load(environ={}).restore
     assert (r.l1d, r.l1i, r.l2) == tuple(CONTRACT["cache_defaults"][k] for k in ("l1d", "l1i", "l2"))

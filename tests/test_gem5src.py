@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from hackback import gem5src
-from hackback.hashes import HashCache
-from hackback.layout import Layout
-from hackback.errors import Gem5SourceError, UsageError
+from hackback.services import gem5src
+from hackback.store.hashes import HashCache
+from hackback.store.layout import Layout
+from hackback.base.errors import Gem5SourceError, UsageError
 
 
 def test_describe_reads_release_tags_and_git_state(tmp_path: Path, fake_gem5_tree: Path) -> None:

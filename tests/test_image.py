@@ -15,13 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from hackback.records import DISK, ImageArtifact
-from hackback.context import StepContext
-from hackback import config, image, qemu
-from hackback.hashes import HashCache
-from hackback.layout import Layout
-from hackback.engine import Engine, Mount, RunSpec
-from hackback.errors import ArtifactError, UsageError
+from hackback.store.records import DISK, ImageArtifact
+from hackback.protocol.context import StepContext
+from hackback.base import config
+from hackback.steps import image
+from hackback.services import qemu
+from hackback.store.hashes import HashCache
+from hackback.store.layout import Layout
+from hackback.base.engine import Engine, Mount, RunSpec
+from hackback.base.errors import ArtifactError, UsageError
 
 REPO = Path(__file__).resolve().parent.parent
 

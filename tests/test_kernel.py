@@ -17,11 +17,13 @@ from typing import Any
 
 import pytest
 
-from hackback.records import FASTINIT, ImageArtifact
-from hackback.context import StepContext
-from hackback import kernel, kernel_config, kernel_src, log
-from hackback.layout import Layout
-from hackback.errors import ConfigError, ContainerFailed, DiskSpaceError
+from hackback.store.records import FASTINIT, ImageArtifact
+from hackback.protocol.context import StepContext
+from hackback.steps import kernel
+from hackback.services import kernel_config, kernel_src
+from hackback.base import log
+from hackback.store.layout import Layout
+from hackback.base.errors import ConfigError, ContainerFailed, DiskSpaceError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -127,7 +129,7 @@ class TestPrebuiltMustBeLinux:
 
     def test_ensure_refuses_it_and_leaves_no_artifact(self, make_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
         prog = _elf_exec(tmp_path / "prog", b"\0" * 100)
-        from hackback import context
+        from hackback.protocol import context
 
         monkeypatch.setattr(context, "ensure_tools", lambda cfg, engine, layout: _ToolsDouble())
         monkeypatch.setattr(kernel_src, "resolve", lambda *a, **kw: kernel_src.KernelSource(
@@ -147,7 +149,7 @@ class TestPrebuiltOnAFullDisk:
     URL = "http://example.invalid/vmlinux"
 
     def _ensure(self, make_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-        from hackback import context
+        from hackback.protocol import context
 
         vmlinux = _elf_exec(tmp_path / "vmlinux", b"\0" * (1 << 20) + b"Linux version 6.1.0 (gcc)")
         monkeypatch.setattr(context, "ensure_tools", lambda cfg, engine, layout: _ToolsDouble())
@@ -267,8 +269,8 @@ class _ToolsRef:
 
 @pytest.fixture(scope="module")
 def debian_source(engine, tools, session_work: Path):  # type: ignore[no-untyped-def]
-    from hackback import config
-    from hackback.hashes import HashCache
+    from hackback.base import config
+    from hackback.store.hashes import HashCache
 
     cfg = config.load(flags={"work_dir": str(session_work)}, environ={})
     layout = Layout(cfg.work_dir)
@@ -317,7 +319,9 @@ def test_a_fragment_without_a_required_option_fails_in_one_line_before_compiling
 def test_built_kernel_boots_the_image_under_qemu_to_the_autologin(engine, tools, tmp_path: Path, request: pytest.FixtureRequest) -> None:  # type: ignore[no-untyped-def]
     if os.environ.get("HACKBACK_TEST_SLOW") != "1":
         pytest.skip("slow tier: a kernel build takes ~12 min on 2 cores; set HACKBACK_TEST_SLOW=1 to run it")
-    from hackback import config, image, qemu
+    from hackback.base import config
+    from hackback.steps import image
+    from hackback.services import qemu
 
     work = os.environ.get("HACKBACK_TEST_WORK_DIR") or str(tmp_path / "work")
     cfg = config.load(flags={"work_dir": work}, environ={})

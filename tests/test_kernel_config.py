@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from hackback import kernel_config
-from hackback.errors import ConfigError
+from hackback.services import kernel_config
+from hackback.base.errors import ConfigError
 
 
 def test_fragment_holds_what_gem5_x86_needs() -> None:

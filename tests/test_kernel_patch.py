@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from hackback import kernel_patch
-from hackback.hashes import HashCache
-from hackback.layout import Layout
+from hackback.services import kernel_patch
+from hackback.store.hashes import HashCache
+from hackback.store.layout import Layout
 
 pytestmark = pytest.mark.docker
 APIC = Path("arch/x86/kernel/apic/apic.c")
@@ -22,7 +22,8 @@ def test_patches_are_data_files_with_a_reason() -> None:
 
 
 def test_patches_apply_to_a_copy_and_leave_the_pristine_source_as_it_was(engine, tools, session_work: Path) -> None:  # type: ignore[no-untyped-def]
-    from hackback import config, kernel_src
+    from hackback.base import config
+    from hackback.services import kernel_src
 
     cfg = config.load(flags={"work_dir": str(session_work)}, environ={})
     layout = Layout(cfg.work_dir)

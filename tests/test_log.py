@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from hackback import log
+from hackback.base import log
 
 
 def _drain(fd: int) -> str:

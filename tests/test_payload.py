@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hackback import payload
-from hackback.errors import ResultsLost, UsageError
+from hackback.services import payload
+from hackback.base.errors import ResultsLost, UsageError
 
 
 def _tree(root: Path) -> Path:

@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping, Optional
 import pytest
 
 from hackback import pipeline
-from hackback.step import Request, Step
+from hackback.protocol.step import Request, Step
 
 
 class DoubleStep(Step):
@@ -94,14 +94,14 @@ def test_cycles_are_caught() -> None:
 def test_a_dry_run_says_what_would_be_built_and_why_and_builds_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import io
 
-    from hackback import log
-    from hackback.build import Target, build_unless_fresh
-    from hackback.manifest import write_manifest
+    from hackback.base import log
+    from hackback.store.build import Target, build_unless_fresh
+    from hackback.store.manifest import write_manifest
 
     printed = io.StringIO()
     monkeypatch.setattr(log, "_out", printed)
-    from hackback.layout import Layout, WouldBuild
-    from hackback.manifest import Manifest
+    from hackback.store.layout import Layout, WouldBuild
+    from hackback.store.manifest import Manifest
 
     calls: list[str] = []
     doubles = recording_doubles(calls)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hackback.image import GUEST
+from hackback.steps.image import GUEST
 
 RCS = GUEST / "hack_back_ckpt.rcS"
 
@@ -112,7 +112,7 @@ def test_the_script_inherits_the_guard_so_nested_shells_do_nothing(guest) -> Non
 
 
 def _stream(tmp: Path, body: str) -> bytes:
-    from hackback import payload
+    from hackback.services import payload
 
     data = tmp / "data"
     (data / "inputs").mkdir(parents=True)
@@ -147,7 +147,7 @@ def test_a_broken_payload_ends_the_run_without_running_the_script(guest, tmp_pat
 
 
 def test_a_stream_cut_short_inside_the_script_does_not_run_a_cut_script(guest, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from hackback import payload
+    from hackback.services import payload
 
     data = _stream(tmp_path, "#!/bin/sh\necho never\n" + "# padding\n" * 50)
     out, calls = guest(data[: payload.SCRIPT_AT + 12])  # the script's first 12 bytes only: "#!/bin/sh\nec"
@@ -156,7 +156,7 @@ def test_a_stream_cut_short_inside_the_script_does_not_run_a_cut_script(guest, t
 
 
 def _header_run(engine, tools, stream: Path) -> tuple[int, list[str]]:  # type: ignore[no-untyped-def]
-    from hackback.engine import Mount, RunSpec
+    from hackback.base.engine import Mount, RunSpec
 
     lines: list[str] = []
     status = engine.run(RunSpec(tools.ref, ["sh", "/in/stream"], step="t-payload-header", kvm=False, network="none",

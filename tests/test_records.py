@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hackback.errors import ArtifactError
-from hackback.records import (Board, CheckpointInfo, Gem5Result, RunInfo, RunResult, RunRecord, ScriptEnd, ScriptStatus)
+from hackback.base.errors import ArtifactError
+from hackback.store.records import (Board, CheckpointInfo, Gem5Result, RunInfo, RunResult, RunRecord, ScriptEnd,
+                                    ScriptStatus)
 
 GEM5 = {"release": "24.0.0.1", "version_tags": ["a", "b"], "origin": "built", "commit": None, "tree_sha256": "t",
         "binary_sha256": "b", "env_image": "hackback-env:1", "binary": "/opt/hackback/bin/gem5.opt"}
@@ -99,7 +100,7 @@ def test_a_result_says_whether_it_named_its_roi_dump() -> None:
 
 @pytest.mark.parametrize("damage", [{"sim_seconds": "0.02"}, {"board": {"cpu": "o3"}}, {"cause": None}])
 def test_a_damaged_run_manifest_is_one_line_naming_it(tmp_path: Path, damage: dict) -> None:  # type: ignore[type-arg]
-    from hackback.manifest import Manifest, write_manifest
+    from hackback.store.manifest import Manifest, write_manifest
 
     m = Manifest("runs", "r")
     m.set_part("run", {}, {}, {**PREVIOUS_RUN, **damage})
@@ -110,7 +111,7 @@ def test_a_damaged_run_manifest_is_one_line_naming_it(tmp_path: Path, damage: di
 
 
 def test_a_run_result_summary_names_its_roi(tmp_path: Path) -> None:
-    from hackback.manifest import Manifest, write_manifest
+    from hackback.store.manifest import Manifest, write_manifest
 
     m = Manifest("runs", "r")
     m.set_part("run", {}, {}, {**PREVIOUS_RUN, "script_status": "0", "roi": {"insts": 3.0, "ipc": 0.25, "dump": 1}})

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from conftest import run_info_json
-from hackback import report
-from hackback.errors import UsageError
-from hackback.layout import Layout
-from hackback.manifest import Manifest, write_manifest
+from hackback.steps import report
+from hackback.base.errors import UsageError
+from hackback.store.layout import Layout
+from hackback.store.manifest import Manifest, write_manifest
 
 STATS = """
 ---------- Begin Simulation Statistics ----------

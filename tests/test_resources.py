@@ -5,7 +5,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from hackback import resources
+from hackback.base import resources
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from conftest import result_of
-from hackback.records import Board, RunResult, ScriptStatus
-from hackback import checkpoint, gem5run, kernel_config, restore
-from hackback.errors import ScriptFailed, UsageError
+from hackback.store.records import Board, RunResult, ScriptStatus
+from hackback.steps import checkpoint, restore
+from hackback.services import gem5run, kernel_config
+from hackback.base.errors import ScriptFailed, UsageError
 
 
 def test_scripts_from_takes_files_and_directories_and_refuses_bad_ones(tmp_path: Path) -> None:
@@ -137,7 +138,7 @@ def test_a_restore_ends_by_default_and_the_limit_message_says_how_to_lift_it(mak
 
 
 def test_a_payload_the_guest_could_not_unpack_is_the_scripts_status_whatever_came_after() -> None:
-    from hackback import restore
+    from hackback.steps import restore
 
     # An older image: the payload's header says so, then its rcS prints the header's exit status.
     assert restore._script_status("HACKBACK-SCRIPT-EXIT payload\nHACKBACK-SCRIPT-EXIT 125\n") == "payload"

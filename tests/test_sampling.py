@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hackback import sampling
-from hackback.errors import UsageError
+from hackback.services import sampling
+from hackback.base.errors import UsageError
 
 
 def _write(path: Path, vectors: list[dict[int, int]]) -> Path:
@@ -99,9 +99,9 @@ def test_the_estimate_weighs_cpi_inverts_it_and_gives_an_interval_from_the_sampl
 ])
 def test_a_checkpoint_sampling_cannot_start_from_is_refused_in_one_line(tmp_path: Path, info: dict, says: str) -> None:  # type: ignore[type-arg]
     from conftest import checkpoint_info_json
-    from hackback import sample
-    from hackback.manifest import Manifest, write_manifest
-    from hackback.records import CheckpointArtifact
+    from hackback.steps import sample
+    from hackback.store.manifest import Manifest, write_manifest
+    from hackback.store.records import CheckpointArtifact
 
     (tmp_path / "cpt.100").mkdir()
     (tmp_path / "cpt.100" / "m5.cpt").write_text("[root]\n")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from hackback.engine import Engine, Mount, RunSpec
+from hackback.base.engine import Engine, Mount, RunSpec
 
 pytestmark = pytest.mark.docker
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import result_of
-from hackback import stats
+from hackback.services import stats
 
 DUMP = """
 ---------- Begin Simulation Statistics ----------

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from hackback.errors import UsageError
-from hackback.records import Member, WorkItem
-from hackback.suite_def import SuiteDef, native_roi_insts
+from hackback.base.errors import UsageError
+from hackback.store.records import Member, WorkItem
+from hackback.services.suite_def import SuiteDef, native_roi_insts
 
 NPB_PASS = " Verification    =               SUCCESSFUL\n"
 NPB_FAIL = " Verification    =             UNSUCCESSFUL\n"  # contains the word SUCCESSFUL

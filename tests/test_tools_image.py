@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from hackback.records import ToolsImage
-from hackback import tools_image, config
-from hackback.layout import Layout
-from hackback.engine import Engine, RunSpec
+from hackback.store.records import ToolsImage
+from hackback.services import tools_image
+from hackback.base import config
+from hackback.store.layout import Layout
+from hackback.base.engine import Engine, RunSpec
 
 pytestmark = pytest.mark.docker
 
