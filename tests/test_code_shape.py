@@ -43,7 +43,7 @@ def test_no_function_takes_over_7_parameters() -> None:
 
 # ---------------------------------------------------------------- issue #24: the house's typed seams
 
-ANY_DICT_CEILING = 99  # `dict[str, Any]` in hackback/: it only goes down (lower it when you remove some)
+ANY_DICT_CEILING = 96  # `dict[str, Any]` in hackback/: it only goes down (lower it when you remove some)
 
 
 def _sources() -> dict[str, str]:
