@@ -1,7 +1,7 @@
 """Which step needs which, like make: asking for a restore builds whatever is
 missing (env, image, kernel, checkpoint) and reuses whatever is up to date.
 Each step decides for itself whether it is a no-op (by its manifest), what it
-refuses and what can be handed over for it (hackback.step's protocol); this is
+refuses and what can be handed over for it (hackback.protocol.step's protocol); this is
 the only module that knows the order, and it knows no step's rules. A step
 whose artifact was handed over (--m5, --checkpoint) is not built, and neither
 is what only it needed. Every task is one Request through perform().

@@ -162,7 +162,7 @@ def test_a_killed_task_leaves_no_container_running(engine: Engine, image: str, s
     """kill -9 (or a hang-up) of the process that started a container: the guard
     it left (hackback/base/reaper.py) removes the container well within 60 s."""
     # Under nohup this test process ignores SIGHUP, and so would its child: set it back to the default there.
-    code = ("import signal, sys; signal.signal(signal.SIGHUP, signal.SIG_DFL); from hackback.engine import Engine, RunSpec; "
+    code = ("import signal, sys; signal.signal(signal.SIGHUP, signal.SIG_DFL); from hackback.base.engine import Engine, RunSpec; "
             f"Engine.connect().run(RunSpec({image!r}, ['sleep', '300'], step='t-killed', kvm=False), on_line=lambda l: None)")
     proc = subprocess.Popen([sys.executable, "-c", code], env={k: v for k, v in os.environ.items() if k != "HACKBACK_NO_REAPER"})
     owner = f"{socket.gethostname()}:{proc.pid}"

@@ -397,9 +397,9 @@ def _read_toml(path: Path, origin: str) -> dict[str, Any]:
 # config layer leaves them alone (what each does, and who reads it).
 NOT_CONFIG = {
     "CONFIG": "the user config file (instead of ./hackback.toml)",
-    "PLAIN": "plain progress lines instead of bars on a terminal (hackback.log)",
-    "NODE_CACHE": "a Slurm node's own hash-cache directory (hackback.cluster; default /var/tmp/hackback-node-<uid>)",
-    "NO_REAPER": "1: no guard process that removes a killed task's containers (hackback.reaper; for debugging)",
+    "PLAIN": "plain progress lines instead of bars on a terminal (hackback.base.log)",
+    "NODE_CACHE": "a Slurm node's own hash-cache directory (hackback.steps.cluster; default /var/tmp/hackback-node-<uid>)",
+    "NO_REAPER": "1: no guard process that removes a killed task's containers (hackback.base.reaper; for debugging)",
     # The guest's own, read by hackback-guest and the rcS when the tests run them on a host.
     "STATE": "guest side: the rcS state directory (tests only)",
     "GUEST": "guest side: the hackback-guest binary the rcS runs (tests only)",

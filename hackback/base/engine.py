@@ -117,7 +117,7 @@ class _Output:
         return line
 
 
-# The guards started by this process (python -m hackback.reaper OWNER): one per
+# The guards started by this process (python -m hackback.base.reaper OWNER): one per
 # process, not per task, since a guard watches the process's pid.
 _reapers: set[str] = set()
 

@@ -6,7 +6,7 @@ of its own, with the process's first container; it polls the owner's pid every P
 once the owner has exited (normally or not), removes what carries its owner
 label and exits itself.
 
-    python -m hackback.reaper <host>:<pid>
+    python -m hackback.base.reaper <host>:<pid>
 """
 from __future__ import annotations
 

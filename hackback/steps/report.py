@@ -2,7 +2,7 @@
 Markdown) and plots (PNG).
 
 Each run's figures are read again from its own stats.txt, every dump by name
-(hackback.stats): the whole run's (its dumps added up) and, where the run has
+(hackback.services.stats): the whole run's (its dumps added up) and, where the run has
 one, its region of interest's (the dump its manifest names). A stat gem5 did
 not print is missing in the table (empty in the CSV, "-" on screen), never 0.
 Which run is which (checkpoint, script, CPU, caches, payload) comes from its

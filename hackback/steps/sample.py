@@ -5,7 +5,7 @@ rerun is a no-op and a new CPU or cache configuration reruns only the samples:
 
 1. profile   profiles/<cpt>-b<N>/   the ROI on atomic with gem5's SimPoint probe,
              basic-block vectors of N instructions to the ROI's m5 workend;
-2. sampling  samplings/<cpt>/       the choice (hackback.sampling: SimPoint's
+2. sampling  samplings/<cpt>/       the choice (hackback.services.sampling: SimPoint's
              method with scikit-learn's k-means, stratified samples), then one
              atomic pass from the same checkpoint that saves a checkpoint before
              each sample (less its warm-ups) and goes on to the ROI's end, whose

@@ -1,5 +1,5 @@
 """`hackback suite npb` (or gapbs): a benchmark suite, or the members asked
-for, from one checkpoint. Each member is built (hackback.bench: static, for
+for, from one checkpoint. Each member is built (hackback.steps.bench: static, for
 gem5 and natively, verified natively) and run as its own restore, its binary
 (and any --payload) in the guest's working directory: a batch of restores
 that every restore option applies to (CPU, caches, --switch-from to measure

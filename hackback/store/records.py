@@ -36,7 +36,7 @@ CPU_JOIN = "-to-"  # a switching run's CPU label joins its two CPUs with it: ato
 INFO_SCHEMA = 2  # what this hackback writes in a checkpoint's or run's info; 1: the previous version's
 
 Json = Any  # what json.loads gives: the records' own types say what is inside
-Figures = Mapping[str, float]  # a dump's figures (hackback.stats.figures): insts, ipc, miss rates, ...
+Figures = Mapping[str, float]  # a dump's figures (hackback.services.stats.figures): insts, ipc, miss rates, ...
 R = TypeVar("R", bound="Record")
 
 
@@ -996,7 +996,7 @@ class RunResult:
     status: ScriptStatus
     sim_seconds: float
     host_seconds: float
-    stats: Figures  # the whole run's figures (hackback.stats.figures)
+    stats: Figures  # the whole run's figures (hackback.services.stats.figures)
     reused: bool = False
     roi: Optional[Roi] = None  # the region of interest's, if the script marked one
     verdict: Optional[Verdict] = None  # a suite member's own
