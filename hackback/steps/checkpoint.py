@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, TypeVar
 
 from ..services import accel, gem5run, kernel_config
 from ..base import log
@@ -254,20 +254,24 @@ def tree(layout: Layout) -> list[str]:
     return lines
 
 
-def _readable(directory: Path) -> Optional[Manifest]:
+R = TypeVar("R")
+
+
+def _or_warn(read: Callable[[Path], R], directory: Path) -> Optional[R]:
+    """What read(directory) gives, or None with a warning: one unreadable artifact leaves the listing whole."""
     try:
-        return Manifest.read(directory)
+        return read(directory)
     except HackbackError as e:
         log.warn(f"{directory} left out: {e.message}")
         return None
+
+
+def _readable(directory: Path) -> Optional[Manifest]:
+    return _or_warn(Manifest.read, directory)
 
 
 def _readable_run(directory: Path) -> Optional[RunRecord]:
-    try:
-        return RunRecord.read(directory)
-    except HackbackError as e:
-        log.warn(f"{directory} left out: {e.message}")
-        return None
+    return _or_warn(RunRecord.read, directory)
 
 
 # ---------------------------------------------------------------- the steps

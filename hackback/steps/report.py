@@ -247,8 +247,14 @@ def _ipc_by_script(rows: Sequence[dict[str, Any]], directory: Path) -> Optional[
     ax.set_ylabel("IPC (region of interest where marked)")
     ax.set_title("IPC per script and CPU model (mean over its runs)")
     ax.legend()
+    return _saved(fig, directory / "ipc_by_script.png")
+
+
+def _saved(fig: Any, path: Path) -> Path:
+    """A finished figure as a PNG at path, its memory freed (every plot ends this way)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    path = directory / "ipc_by_script.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -262,10 +268,11 @@ def _roi_ipc_by_benchmark(rows: Sequence[dict[str, Any]], directory: Path) -> Op
     if not members:
         return None
     benches = sorted({f"{r['benchmark']} {r['input']}" for r in members})
-    configs = sorted({f"{r['cpu']}, {r['caches']}" + (f" {r['l1d']}/{r['l2']}" if r["l2"] else "") for r in members})
 
     def config_of(r: dict[str, Any]) -> str:
         return f"{r['cpu']}, {r['caches']}" + (f" {r['l1d']}/{r['l2']}" if r["l2"] else "")
+
+    configs = sorted({config_of(r) for r in members})
 
     fig, ax = plt.subplots(figsize=(min(16, max(6, 0.7 * len(benches) * max(1, len(configs)))), 4.5))
     width = 0.8 / len(configs)
@@ -278,11 +285,7 @@ def _roi_ipc_by_benchmark(rows: Sequence[dict[str, Any]], directory: Path) -> Op
     ax.set_ylabel("IPC of the region of interest")
     ax.set_title("Suite members: ROI IPC per benchmark and CPU model")
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    path = directory / "roi_ipc_by_benchmark.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _saved(fig, directory / "roi_ipc_by_benchmark.png")
 
 
 def _sweeps(rows: Sequence[dict[str, Any]], directory: Path) -> list[Path]:
@@ -315,11 +318,7 @@ def _sweeps(rows: Sequence[dict[str, Any]], directory: Path) -> list[Path]:
             _sweep_axis(ax, param, [label(r) for r, _ in got], [y for _, y in got])
             ax.set_ylabel(metric.replace("roi_", "ROI ").replace("_", " "))
         fig.suptitle(f"{script} on {key[2]} ({key[3]} caches): against {param}")
-        fig.tight_layout()
-        path = directory / f"{key[0]}-{Path(script).stem}-{key[2]}-{key[3]}_vs_{param}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        out.append(path)
+        out.append(_saved(fig, directory / f"{key[0]}-{Path(script).stem}-{key[2]}-{key[3]}_vs_{param}.png"))
     return out
 
 
