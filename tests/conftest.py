@@ -42,12 +42,16 @@ def make_config(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def engine():  # type: ignore[no-untyped-def]
+def engine(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     from hackback.base.engine import Engine
     from hackback.base.errors import DockerUnavailable
 
+    # Labelled with the tests' work dir, as every hackback task labels its own: a
+    # run killed mid-test leaves containers that `hackback clean --work-dir` of that
+    # dir (.ci/run does it first) can prove to be leftovers and reap.
+    given = os.environ.get("HACKBACK_TEST_WORK_DIR")
     try:
-        return Engine.connect()
+        return Engine.connect(Path(given) if given else tmp_path_factory.mktemp("engine-work"))
     except DockerUnavailable as e:
         if os.environ.get("CI"):
             pytest.fail(f"CI must have a Docker engine (.ci/run starts one): {e.one_line()}")
