@@ -2,9 +2,8 @@
 """Sampled simulation against full detailed runs, side by side: for NPB class S
 IS, MG, LU, SP and CG, a checkpoint at each one's own ROI (hackback suite ...
 --save-checkpoint), the ROI sampled on o3 with L1+L2 (hackback sample), and
-the estimate beside the full detailed run of the same ROI (the suite's
-switching run from benchmarks/suites.py, kept; or --reference runs one from
-the ROI checkpoint); then CG with a second cache configuration (a 256 KiB L2),
+the estimate beside the full detailed run from the same ROI checkpoint
+(--reference: run once, then kept); then CG with a second cache configuration (a 256 KiB L2),
 sampled and run in full. Every step is a hackback command and a no-op when its
 runs are kept. Prints one table: k, samples, interval, warm-ups, detailed
 instructions as a share of the ROI, sampled and full CPI, error, interval,
@@ -69,7 +68,7 @@ def main() -> None:
     for m in members:
         hackback(env, ["suite", "npb", "--members", m, "--source", args.npb, "--save-checkpoint", f"{m}-roi"])
     for m in members:
-        hackback(env, ["sample", "--checkpoint", f"{m}-roi", *O3, "-j", "2"])
+        hackback(env, ["sample", "--checkpoint", f"{m}-roi", *O3, "-j", "2", "--reference"])
     if "cg" in members:  # a second cache configuration, both ways: the samples and checkpoints are reused
         hackback(env, ["sample", "--checkpoint", "cg-roi", *O3, "--l2", "256KiB", "-j", "2", "--reference"])
     table(Path(args.work_dir))
