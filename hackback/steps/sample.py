@@ -229,7 +229,7 @@ def _reference(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact) -> O
     suite's switching run from the parent: it reaches the ROI by another history,
     and gem5's stdlib L1+L2 hierarchy sends page walks past the caches, served from
     them only where a dirty page-table line happens to sit, so the same ROI's CPI
-    differs by that history (NPB SP: 0.9855 switching, 1.1531 from its ROI checkpoint)."""
+    differs by that history (NPB SP: 0.9855 switching, 1.1538 from its ROI checkpoint)."""
     runs, plans = restore.prepare(ctx, env, cpt, [])
     found = restore.completed(ctx, plans[0])
     if found is None and ctx.cfg.sample.reference:
