@@ -74,3 +74,36 @@ def test_suite_members_get_a_row_each_with_their_verdict_and_native_count_and_a_
         ("npb is", "atomic", "PASS"), ("npb is", "o3", "PASS"), ("npb mg", "o3", "FAIL")]
     assert suite[1]["roi_insts"] == "400" and suite[1]["native_roi_insts"] == "390" and suite[2]["native_roi_insts"] == ""
     assert {"suite.md", "roi_ipc_by_benchmark.png"} <= {p.name for p in rep.files}
+
+
+def _estimate(work: Path, name: str, cpi: float, full_run: str, full_cpi: float) -> None:
+    from hackback.store.records import Board, EstimateInfo
+
+    board = Board("2GiB", 1, "o3", "l1l2", "32KiB", "32KiB", "512KiB", switch_from="atomic", switch_after_insts=100,
+                  warmup_insts=10, measure_insts=40)
+    e = EstimateInfo("is-roi", board, cpi, 0.1, 6, 3, 400, 4000, 10.0, 6.0, 20.0, ("s0",), 0.1, 0.2, full_cpi, 30.0, full_run,
+                     0.1, 0.25)
+    d = work / "estimates" / name
+    d.mkdir(parents=True)
+    m = Manifest("estimates", name)
+    m.set_part("estimate", {}, {}, e.to_json())
+    write_manifest(d, m)
+
+
+def test_the_report_lists_estimates_judged_only_by_a_full_run_from_their_own_checkpoint(tmp_path: Path) -> None:
+    """An estimate beside the full run from the checkpoint it sampled; one an earlier hackback
+    judged by the suite's switching run from the parent (another history) gets no error."""
+    work = tmp_path / "work"
+    _run(work, "is-roi-full", "npb-is.sh", "32KiB", "0.1")
+    (work / "runs" / "is-roi-full" / "manifest.json").write_text(
+        (work / "runs" / "is-roi-full" / "manifest.json").read_text().replace('"default"', '"is-roi"'))
+    _run(work, "default-switching", "npb-is.sh", "32KiB", "0.1")
+    _estimate(work, "e-own", 2.2, "is-roi-full", 2.0)
+    _estimate(work, "e-parent", 2.2, "default-switching", 2.1)
+    report.report(Layout(work), report.Selection(), tmp_path / "out")
+    rows = {r["estimate"]: r for r in csv.DictReader((tmp_path / "out" / "estimates.csv").open())}
+    assert rows["e-own"]["full_cpi"] == "2" and rows["e-own"]["error"] == "0.1" and rows["e-own"]["covered"] == "no"
+    assert rows["e-parent"]["cpi"] == "2.2" and rows["e-parent"]["full_cpi"] == "" and rows["e-parent"]["error"] == ""
+    assert rows["e-own"]["detailed_share"] == "0.1" and rows["e-own"]["ipc"] == "0.454545"
+    only = report.report(Layout(work), report.Selection(checkpoint="default"), tmp_path / "out2")
+    assert only.rows and not (tmp_path / "out2" / "estimates.csv").exists()  # estimates of is-roi are not default's

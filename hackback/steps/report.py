@@ -23,7 +23,7 @@ from ..store.layout import Layout, make_dir
 from ..store.manifest import Manifest
 from ..base.errors import HackbackError, UsageError
 from ..protocol.context import StepContext
-from ..store.records import CPU_JOIN, BenchInfo, RunInfo, RunRecord, checkpoint_name_of
+from ..store.records import CPU_JOIN, BenchInfo, EstimateInfo, RunInfo, RunRecord, checkpoint_name_of
 from ..protocol.step import Request, Step
 
 # (column, what it is); the figures' columns are read from stats.txt.
@@ -41,6 +41,10 @@ COLUMNS = (
 SWEEPABLE = ("l1d", "l2", "payload")
 SIZES = ("l1d", "l2")  # numeric: on a numeric axis, in their own order
 # The suite view: one row per benchmark x CPU x caches x input.
+# The sampled estimates (hackback sample): one row each, beside the full run it was judged by.
+ESTIMATE_COLUMNS = ("checkpoint", "cpu", "caches", "l1d", "l2", "k", "samples", "detailed_share", "cpi", "ipc", "ci95_relative",
+                    "full_cpi", "error", "covered", "l2_miss_rate", "full_l2_miss_rate", "sample_host_seconds",
+                    "full_host_seconds", "full_run", "estimate")
 SUITE_COLUMNS = ("benchmark", "input", "threads", "cpu", "caches", "l1d", "l2", "verification", "roi_insts", "native_roi_insts",
                  "roi_ipc", "roi_l1d_miss_rate", "roi_l2_miss_rate", "sim_seconds", "host_seconds", "run")
 
@@ -80,6 +84,10 @@ def report(layout: Layout, select: Selection, out: Optional[Path] = None, dry: b
     members = [r for r in rows if r["benchmark"]]
     if members:
         files += [_write_suite(members, directory / "suite.csv", "csv"), _write_suite(members, directory / "suite.md", "md")]
+    estimates = _estimates(layout, select)
+    if estimates:
+        files += [_write_table(estimates, ESTIMATE_COLUMNS, directory / "estimates.csv", "csv", ESTIMATES_NOTE),
+                  _write_table(estimates, ESTIMATE_COLUMNS, directory / "estimates.md", "md", ESTIMATES_NOTE)]
     files += _plots(rows, directory)
     _show(rows)
     for f in files:
@@ -175,21 +183,74 @@ def _write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
 def _write_suite(rows: Sequence[dict[str, Any]], path: Path, form: str) -> Path:
     """The suite view: one row per benchmark x CPU x caches x input (its latest run), verdict and ROI figures."""
     latest = {tuple(str(r[k]) for k in ("benchmark", "input", "threads", "cpu", "caches", "l1d", "l2")): r for r in rows}
-    ordered = [latest[k] for k in sorted(latest)]
+    return _write_table([latest[k] for k in sorted(latest)], SUITE_COLUMNS, path, form, SUITE_NOTE)
+
+
+SUITE_NOTE = ("One row per benchmark, input, CPU and caches (its latest run). verification: the benchmark's own verdict "
+              "line. native_roi_insts: the same binary's region of interest counted natively under callgrind; gem5's "
+              "roi_insts are more by the kernel's share (interrupts, page faults, console output).")
+
+
+ESTIMATES_NOTE = ("One row per sampled estimate (hackback sample). cpi: the weighted CPI of the samples; ci95_relative: "
+                  "its 95% interval over cpi; full_cpi: the full detailed run from the same ROI checkpoint, on the same "
+                  "CPU and caches (empty when there is none: hackback sample --reference runs one); error: (cpi - "
+                  "full_cpi) / full_cpi; covered: whether the interval holds full_cpi.")
+
+
+def _estimates(layout: Layout, select: Selection) -> list[dict[str, object]]:
+    """Each estimate under estimates/, judged only by a full run from its own checkpoint: one an
+    earlier hackback recorded from another (the suite's switching run) is left out of its row."""
+    rows = []
+    for d in sorted((layout.work_dir / "estimates").glob("*/")):
+        try:
+            manifest = Manifest.read(d)
+            if manifest is None:
+                continue
+            e = EstimateInfo.of(manifest)
+        except HackbackError as err:
+            log.warn(f"{d.name} left out of the report: {err.message}")
+            continue
+        if select.checkpoint not in (None, e.sampling) or (select.cpu is not None and not e.board.runs_on(select.cpu)):
+            continue
+        full = _same_checkpoint(layout, e)
+        kept = (lambda v: v) if full else (lambda v: None)  # a full run from elsewhere: no figure of it shown
+        b = e.board
+        rows.append({
+            "checkpoint": e.sampling, "cpu": b.cpu_label, "caches": b.caches, "l1d": b.l1d or None, "l2": b.l2 or None,
+            "k": e.k, "samples": e.samples, "detailed_share": e.detailed_insts / e.roi_insts, "cpi": e.cpi, "ipc": 1 / e.cpi,
+            "ci95_relative": e.half_width / e.cpi, "full_cpi": kept(e.full_cpi), "error": kept(e.error),
+            "covered": kept({True: "yes", False: "no"}.get(e.covered)) if e.covered is not None else None,
+            "l2_miss_rate": e.l2_miss_rate, "full_l2_miss_rate": kept(e.full_l2_miss_rate),
+            "sample_host_seconds": e.sample_host_seconds, "full_host_seconds": kept(e.full_host_seconds),
+            "full_run": kept(e.full_run), "estimate": d.name})
+        if e.full_run and not full:
+            log.warn(f"estimate {d.name}: its full run {e.full_run} is not from checkpoint '{e.sampling}': not compared "
+                     f"(hackback sample --checkpoint {e.sampling} --reference judges it again)")
+    return rows
+
+
+def _same_checkpoint(layout: Layout, e: EstimateInfo) -> bool:
+    if not e.full_run or e.full_cpi is None:
+        return False
+    try:
+        run = RunRecord.read(layout.work_dir / "runs" / e.full_run)
+    except HackbackError:
+        return False
+    return run is not None and run.info.checkpoint.name == e.sampling
+
+
+def _write_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str], path: Path, form: str, note: str) -> Path:
     if form == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(SUITE_COLUMNS)
-        for r in ordered:
-            w.writerow([_text(r[c]) for c in SUITE_COLUMNS])
+        w.writerow(columns)
+        for r in rows:
+            w.writerow([_text(r[c]) for c in columns])
         path.write_text(buf.getvalue())
         return path
-    lines = ["| " + " | ".join(SUITE_COLUMNS) + " |", "|" + "---|" * len(SUITE_COLUMNS)]
-    lines += ["| " + " | ".join(_text(r[c]) or "-" for c in SUITE_COLUMNS) + " |" for r in ordered]
-    path.write_text("\n".join(lines) + "\n\nOne row per benchmark, input, CPU and caches (its latest run). "
-                    "verification: the benchmark's own verdict line. native_roi_insts: the same binary's region of "
-                    "interest counted natively under callgrind; gem5's roi_insts are more by the kernel's share "
-                    "(interrupts, page faults, console output).\n")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_text(r[c]) or "-" for c in columns) + " |" for r in rows]
+    path.write_text("\n".join(lines) + "\n\n" + note + "\n")
     return path
 
 
