@@ -11,6 +11,7 @@ when a report is asked for, so the other tasks start as fast as before."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import time
 from dataclasses import dataclass
@@ -40,11 +41,11 @@ COLUMNS = (
 )
 SWEEPABLE = ("l1d", "l2", "payload")
 SIZES = ("l1d", "l2")  # numeric: on a numeric axis, in their own order
-# The suite view: one row per benchmark x CPU x caches x input.
 # The sampled estimates (hackback sample): one row each, beside the full run it was judged by.
 ESTIMATE_COLUMNS = ("checkpoint", "cpu", "caches", "l1d", "l2", "k", "samples", "detailed_share", "cpi", "ipc", "ci95_relative",
                     "full_cpi", "error", "covered", "l2_miss_rate", "full_l2_miss_rate", "sample_host_seconds",
                     "full_host_seconds", "full_run", "estimate")
+# The suite view: one row per benchmark x CPU x caches x input.
 SUITE_COLUMNS = ("benchmark", "input", "threads", "cpu", "caches", "l1d", "l2", "verification", "roi_insts", "native_roi_insts",
                  "roi_ipc", "roi_l1d_miss_rate", "roi_l2_miss_rate", "sim_seconds", "host_seconds", "run")
 
@@ -171,13 +172,7 @@ def _text(value: Any) -> str:
 
 
 def _write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow([c for c, _ in COLUMNS])
-    for r in rows:
-        w.writerow([_text(r[c]) for c, _ in COLUMNS])
-    path.write_text(buf.getvalue())
-    return path
+    return _write_table(rows, [c for c, _ in COLUMNS], path, "csv", "")
 
 
 def _write_suite(rows: Sequence[dict[str, Any]], path: Path, form: str) -> Path:
@@ -200,7 +195,7 @@ ESTIMATES_NOTE = ("One row per sampled estimate (hackback sample). cpi: the weig
 def _estimates(layout: Layout, select: Selection) -> list[dict[str, object]]:
     """Each estimate under estimates/, judged only by a full run from its own checkpoint: one an
     earlier hackback recorded from another (the suite's switching run) is left out of its row."""
-    rows = []
+    rows: list[dict[str, object]] = []
     for d in sorted((layout.work_dir / "estimates").glob("*/")):
         try:
             manifest = Manifest.read(d)
@@ -212,20 +207,20 @@ def _estimates(layout: Layout, select: Selection) -> list[dict[str, object]]:
             continue
         if select.checkpoint not in (None, e.sampling) or (select.cpu is not None and not e.board.runs_on(select.cpu)):
             continue
-        full = _same_checkpoint(layout, e)
-        kept = (lambda v: v) if full else (lambda v: None)  # a full run from elsewhere: no figure of it shown
+        if e.full_run and not _same_checkpoint(layout, e):  # from elsewhere: none of its figures shown
+            log.warn(f"estimate {d.name}: its full run {e.full_run} is not from checkpoint '{e.sampling}': not compared "
+                     f"(hackback sample --checkpoint {e.sampling} --reference judges it again)")
+            e = dataclasses.replace(e, full_cpi=None, full_host_seconds=None, full_run=None, full_l1d_miss_rate=None,
+                                    full_l2_miss_rate=None)
         b = e.board
         rows.append({
             "checkpoint": e.sampling, "cpu": b.cpu_label, "caches": b.caches, "l1d": b.l1d or None, "l2": b.l2 or None,
             "k": e.k, "samples": e.samples, "detailed_share": e.detailed_insts / e.roi_insts, "cpi": e.cpi, "ipc": 1 / e.cpi,
-            "ci95_relative": e.half_width / e.cpi, "full_cpi": kept(e.full_cpi), "error": kept(e.error),
-            "covered": kept({True: "yes", False: "no"}.get(e.covered)) if e.covered is not None else None,
-            "l2_miss_rate": e.l2_miss_rate, "full_l2_miss_rate": kept(e.full_l2_miss_rate),
-            "sample_host_seconds": e.sample_host_seconds, "full_host_seconds": kept(e.full_host_seconds),
-            "full_run": kept(e.full_run), "estimate": d.name})
-        if e.full_run and not full:
-            log.warn(f"estimate {d.name}: its full run {e.full_run} is not from checkpoint '{e.sampling}': not compared "
-                     f"(hackback sample --checkpoint {e.sampling} --reference judges it again)")
+            "ci95_relative": e.half_width / e.cpi, "full_cpi": e.full_cpi, "error": e.error,
+            "covered": {True: "yes", False: "no"}.get(e.covered) if e.covered is not None else None,
+            "l2_miss_rate": e.l2_miss_rate, "full_l2_miss_rate": e.full_l2_miss_rate,
+            "sample_host_seconds": e.sample_host_seconds, "full_host_seconds": e.full_host_seconds,
+            "full_run": e.full_run, "estimate": d.name})
     return rows
 
 
@@ -255,12 +250,8 @@ def _write_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str], p
 
 
 def _write_markdown(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    cols = [c for c, _ in COLUMNS]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_text(r[c]) or "-" for c in cols) + " |" for r in rows]
-    path.write_text("\n".join(lines) + "\n\nMissing stats are shown as -, never 0. Columns: "
-                    + "; ".join(f"{c}: {what}" for c, what in COLUMNS) + ".\n")
-    return path
+    return _write_table(rows, [c for c, _ in COLUMNS], path, "md", "Missing stats are shown as -, never 0. Columns: "
+                        + "; ".join(f"{c}: {what}" for c, what in COLUMNS) + ".")
 
 
 def _show(rows: Sequence[dict[str, Any]]) -> None:
