@@ -50,6 +50,9 @@ from gem5.components.cachehierarchies.classic.private_l1_cache_hierarchy import 
 from gem5.components.cachehierarchies.classic.private_l1_private_l2_cache_hierarchy import (
     PrivateL1PrivateL2CacheHierarchy,
 )
+from gem5.components.cachehierarchies.classic.private_l1_private_l2_walk_cache_hierarchy import (
+    PrivateL1PrivateL2WalkCacheHierarchy,
+)
 from gem5.components.memory.single_channel import SingleChannelDDR3_1600
 from gem5.components.processors.cpu_types import CPUTypes
 from gem5.components.processors.cpu_types import get_mem_mode
@@ -106,7 +109,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--memory", default="2GiB")
     ap.add_argument("--cores", type=int, default=1)
     ap.add_argument("--cpu", choices=sorted(CPUS), default="atomic")
-    ap.add_argument("--caches", choices=("none", "l1", "l1l2"), default="none")
+    ap.add_argument("--caches", choices=("none", "l1", "l1l2", "l1l2walk"), default="none")
     ap.add_argument("--l1d", default=CONTRACT["cache_defaults"]["l1d"])
     ap.add_argument("--l1i", default=CONTRACT["cache_defaults"]["l1i"])
     ap.add_argument("--l2", default=CONTRACT["cache_defaults"]["l2"])
@@ -209,6 +212,11 @@ def cache_hierarchy(args: argparse.Namespace):
         return PrivateL1CacheHierarchy(l1d_size=args.l1d, l1i_size=args.l1i)
     if args.caches == "l1l2":
         return PrivateL1PrivateL2CacheHierarchy(l1d_size=args.l1d, l1i_size=args.l1i, l2_size=args.l2)
+    if args.caches == "l1l2walk":
+        # As l1l2, with an 8 KiB cache per page-table walker in front of the L2: l1l2's walkers
+        # read the memory bus past the caches, so a walk costs a DRAM read unless a dirty
+        # page-table line happens to be snooped, and an ROI's CPI depends on that history.
+        return PrivateL1PrivateL2WalkCacheHierarchy(l1d_size=args.l1d, l1i_size=args.l1i, l2_size=args.l2)
     return NoCache()
 
 

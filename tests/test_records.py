@@ -90,6 +90,16 @@ def test_one_board_gives_the_runs_inputs_id_part_label_and_gem5_arguments() -> N
     assert Board.from_json(b.to_json()) == b
 
 
+def test_the_walk_cache_preset_keeps_its_l2_and_the_run_script_takes_it() -> None:
+    from hackback.base import resources
+
+    w = Board("2GiB", 1, "o3", caches="l1l2walk", l1d="32KiB", l1i="32KiB", l2="256KiB")
+    assert w.inputs()["l2"] == "256KiB" and w.id_part() == "o3-l1l2walk"
+    assert w.args()[w.args().index("--l2") + 1] == "256KiB" and w.args()[w.args().index("--caches") + 1] == "l1l2walk"
+    script = (resources.configs_dir() / "hackback_fs.py").read_text()
+    assert '"l1l2walk")' in script and "PrivateL1PrivateL2WalkCacheHierarchy(" in script
+
+
 def test_a_result_says_whether_it_named_its_roi_dump() -> None:
     base = {"mode": "restore", "cause": "exit", "expected": "exit", "ok": True, "sim_seconds": 1.0, "host_seconds": 1.0,
             "final_tick": 1}

@@ -100,7 +100,8 @@ SwitchFrom = Literal["", "atomic", "timing"]  # the fast CPU a switching restore
 RunsOn = Literal["local", "slurm"]
 SaveAt = Literal["guest", "workbegin"]  # a child checkpoint at the guest's hackback-checkpoint, or at its first m5 workbegin
 _SLURM_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")  # sbatch --time
-Caches = Literal["none", "l1", "l1l2"]
+Caches = Literal["none", "l1", "l1l2", "l1l2walk"]
+WITH_L2: tuple[str, ...] = ("l1l2", "l1l2walk")  # the presets that take an L2 size
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Mapping, Optional, TypeVar
 from .hashes import digest_of
 from .layout import Layout
 from .manifest import Manifest
+from ..base.config import WITH_L2
 from ..base.errors import ArtifactError, UsageError
 
 FASTINIT = "/sbin/hackback-fastinit"  # in every image: init= for a fast boot (no init system)
@@ -262,7 +263,7 @@ class Board(Record):
         if self.caches == "none":
             object.__setattr__(self, "l1d", "")
             object.__setattr__(self, "l1i", "")
-        if self.caches != "l1l2":
+        if self.caches not in WITH_L2:
             object.__setattr__(self, "l2", "")
         if not self.switch_from:
             object.__setattr__(self, "switch_after_insts", 0)
@@ -273,7 +274,7 @@ class Board(Record):
         """What a run's manifest records as the board among its inputs."""
         return {"cpu": self.cpu, "caches": self.caches,
                 **({"l1d": self.l1d, "l1i": self.l1i} if self.caches != "none" else {}),
-                **({"l2": self.l2} if self.caches == "l1l2" else {}),
+                **({"l2": self.l2} if self.caches in WITH_L2 else {}),
                 **({"switch_from": self.switch_from, "switch_after_insts": self.switch_after_insts,
                     "warmup_insts": self.warmup_insts} if self.switch_from else {}),
                 **({"in_roi": True, "warmup_insts": self.warmup_insts} if self.in_roi else {}),
@@ -302,7 +303,7 @@ class Board(Record):
         out = ["--memory", self.memory, "--cores", str(self.cores), "--cpu", self.cpu, "--caches", self.caches]
         if self.caches != "none":
             out += ["--l1d", self.l1d, "--l1i", self.l1i]
-        if self.caches == "l1l2":
+        if self.caches in WITH_L2:
             out += ["--l2", self.l2]
         if self.switch_from:
             out += ["--switch-from", self.switch_from, "--switch-after-insts", str(self.switch_after_insts),
