@@ -92,6 +92,11 @@ FILES = CONTRACT["files"]
 CAUSE = CONTRACT["causes"]
 
 CPUS = {"atomic": CPUTypes.ATOMIC, "timing": CPUTypes.TIMING, "o3": CPUTypes.O3, "kvm": CPUTypes.KVM}
+# The presets with an L2. l1l2walk is l1l2 with an 8 KiB cache per page-table walker in
+# front of the L2: l1l2's walkers read the memory bus past the caches, so a walk costs a
+# DRAM read unless a dirty page-table line happens to be snooped, and an ROI's CPI
+# depends on that history.
+WITH_L2 = {"l1l2": PrivateL1PrivateL2CacheHierarchy, "l1l2walk": PrivateL1PrivateL2WalkCacheHierarchy}
 PANIC_MARKS = ("Kernel panic - not syncing", "Kernel panic -")
 TICKS_PER_SECOND = 10**12
 STARTED = time.monotonic()  # when gem5 handed this script control (its own start-up is before)
@@ -109,7 +114,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--memory", default="2GiB")
     ap.add_argument("--cores", type=int, default=1)
     ap.add_argument("--cpu", choices=sorted(CPUS), default="atomic")
-    ap.add_argument("--caches", choices=("none", "l1", "l1l2", "l1l2walk"), default="none")
+    ap.add_argument("--caches", choices=("none", "l1", *WITH_L2), default="none")
     ap.add_argument("--l1d", default=CONTRACT["cache_defaults"]["l1d"])
     ap.add_argument("--l1i", default=CONTRACT["cache_defaults"]["l1i"])
     ap.add_argument("--l2", default=CONTRACT["cache_defaults"]["l2"])
@@ -175,6 +180,12 @@ class Switchable(SwitchableProcessor):
         self._modes = {key: get_mem_mode(CPUS[cpu]) for key, cpu in self._cpu_of.items()}
         cores = {key: [SimpleCore(cpu_type=CPUS[cpu], core_id=i, isa=ISA.X86) for i in range(num_cores)]
                  for key, cpu in self._cpu_of.items()}
+        if start in ("atomic", "timing") and other == "o3":
+            # Functional warming trains the branch predictor too, as SMARTS' does: the simple
+            # cores drive the o3 cores' own predictors (BaseSimpleCPU takes one), so o3 starts
+            # on a trained predictor, not an empty one (gem5 hands no predictor state over).
+            for fast, detailed in zip(cores["cores"], cores["switch"]):
+                fast.core.branchPred = detailed.core.branchPred
         super().__init__(switchable_cores=cores, starting_cores="cores")
         self._active = "cores"  # underscored: a SimObject takes no other new attributes
 
@@ -210,13 +221,8 @@ def processor_for(args: argparse.Namespace):
 def cache_hierarchy(args: argparse.Namespace):
     if args.caches == "l1":
         return PrivateL1CacheHierarchy(l1d_size=args.l1d, l1i_size=args.l1i)
-    if args.caches == "l1l2":
-        return PrivateL1PrivateL2CacheHierarchy(l1d_size=args.l1d, l1i_size=args.l1i, l2_size=args.l2)
-    if args.caches == "l1l2walk":
-        # As l1l2, with an 8 KiB cache per page-table walker in front of the L2: l1l2's walkers
-        # read the memory bus past the caches, so a walk costs a DRAM read unless a dirty
-        # page-table line happens to be snooped, and an ROI's CPI depends on that history.
-        return PrivateL1PrivateL2WalkCacheHierarchy(l1d_size=args.l1d, l1i_size=args.l1i, l2_size=args.l2)
+    if args.caches in WITH_L2:
+        return WITH_L2[args.caches](l1d_size=args.l1d, l1i_size=args.l1i, l2_size=args.l2)
     return NoCache()
 
 

@@ -54,6 +54,16 @@ def suites(env: dict[str, str], work: Path, sources: dict[str, Path]) -> dict[st
     return {"npb": npb, "gapbs": gapbs}
 
 
+def config_ini(run: Path, section: str) -> dict[str, str]:
+    """One section of the config.ini gem5 wrote for the run (the system it built)."""
+    import configparser
+
+    ini = configparser.ConfigParser(interpolation=None, strict=False)
+    ini.optionxform = str  # type: ignore[assignment,method-assign]  # gem5's names are case-sensitive
+    ini.read(run / "config.ini")
+    return dict(ini[section])
+
+
 def stats_dump(run: Path, dump: int) -> dict[str, str]:
     """stats.txt's dump number `dump`, read here on its own (not with hackback's parser)."""
     out: dict[str, str] = {}
@@ -197,6 +207,8 @@ def test_is_is_sampled_from_its_roi_checkpoint_and_the_estimate_is_its_samples_o
         run = work / "runs" / rid
         info = json.loads((run / "manifest.json").read_text())["parts"]["run"]["info"]
         assert info["cause"] == "measured" and info["board"]["cpu"] == "o3" and info["board"]["measure_insts"] == s["length"]
+        # The functional warm-up trained o3's own branch predictor, as gem5's config.ini of the run says.
+        assert config_ini(run, "board.processor.cores.core")["branchPred"] == "board.processor.switch.core.branchPred"
         dump = stats_dump(run, info["roi"]["dump"])  # the measured part, read here on its own
         insts = float(dump["board.processor.switch.core.commitStats0.numInsts"])
         cycles = float(dump["board.processor.switch.core.numCycles"])

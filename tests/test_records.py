@@ -3,11 +3,13 @@ hackback wrote (its info had no schema number), writes the same layout back
 (with the schema number), and refuses a damaged one in one line."""
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
 import pytest
 
+from hackback.base.config import WITH_L2
 from hackback.base.errors import ArtifactError
 from hackback.store.records import (Board, CheckpointInfo, Gem5Result, RunInfo, RunResult, RunRecord, ScriptEnd,
                                     ScriptStatus)
@@ -96,8 +98,14 @@ def test_the_walk_cache_preset_keeps_its_l2_and_the_run_script_takes_it() -> Non
     w = Board("2GiB", 1, "o3", caches="l1l2walk", l1d="32KiB", l1i="32KiB", l2="256KiB")
     assert w.inputs()["l2"] == "256KiB" and w.id_part() == "o3-l1l2walk"
     assert w.args()[w.args().index("--l2") + 1] == "256KiB" and w.args()[w.args().index("--caches") + 1] == "l1l2walk"
-    script = (resources.configs_dir() / "hackback_fs.py").read_text()
-    assert '"l1l2walk")' in script and "PrivateL1PrivateL2WalkCacheHierarchy(" in script
+    # The run script's presets with an L2 (it imports gem5, so read, not imported) are the config's.
+    tree = ast.parse((resources.configs_dir() / "hackback_fs.py").read_text())
+    presets = next(n.value for n in tree.body if isinstance(n, ast.Assign)
+                   and isinstance(n.targets[0], ast.Name) and n.targets[0].id == "WITH_L2")
+    assert isinstance(presets, ast.Dict)
+    assert [k.value for k in presets.keys if isinstance(k, ast.Constant)] == list(WITH_L2)
+    assert [v.id for v in presets.values if isinstance(v, ast.Name)] == [
+        "PrivateL1PrivateL2CacheHierarchy", "PrivateL1PrivateL2WalkCacheHierarchy"]
 
 
 def test_a_result_says_whether_it_named_its_roi_dump() -> None:
@@ -130,3 +138,4 @@ def test_a_run_result_summary_names_its_roi(tmp_path: Path) -> None:
     assert run is not None
     r = RunResult.of("r", run)
     assert r.ok and "region of interest: instructions=3, IPC=0.250" in r.summary()
+
