@@ -139,3 +139,18 @@ def test_a_run_result_summary_names_its_roi(tmp_path: Path) -> None:
     r = RunResult.of("r", run)
     assert r.ok and "region of interest: instructions=3, IPC=0.250" in r.summary()
 
+
+def test_a_union_field_takes_the_first_of_its_types_that_fits_and_refuses_what_none_does() -> None:
+    from hackback.store.records import SamplingInfo
+
+    raw = {"checkpoint": {"name": "is-roi", "directory": "/w/checkpoints/is-roi", "cpt": "cpt.1"}, "interval": 40000,
+           "intervals": 396, "k": 1, "weights": [1.0], "bics": [0.0], "cpts": ["cpt.2"],
+           "samples": [{"at": 1, "cluster": 0, "detailed_warmup": 8000, "functional_warmup": 0, "interval": 0, "length": 40001,
+                        "nearest": True, "start": 8001, "weight": 1.0}], "roi_insts": 15859101,
+           "rule": {"max_k": 10, "detailed_budget": 0.1, "allocation": "proportional"},
+           "pass_host_seconds": 58.3, "profile_host_seconds": 16.3}
+    info = SamplingInfo.from_json(raw)
+    assert info.rule == {"max_k": 10.0, "detailed_budget": 0.1, "allocation": "proportional"}
+    assert SamplingInfo.from_json(info.to_json()) == info
+    with pytest.raises(ArtifactError, match="SamplingInfo.rule is"):
+        SamplingInfo.from_json({**raw, "rule": {"max_k": [10]}})

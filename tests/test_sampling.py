@@ -66,6 +66,32 @@ def test_the_choice_finds_the_phases_weighs_them_and_is_the_same_every_time(tmp_
         assert len({(i // 10) % 3 for i, label in enumerate(other.labels) if label == c}) == 1
 
 
+def test_proportional_allocation_gives_each_cluster_two_and_the_heavy_ones_the_rest() -> None:
+    rule = sampling.Rule(per_cluster=3)
+    # IS class S's clusters (weights from its sampling): equal allocation gives the cluster
+    # of 44% three samples like the one of 0.8%; proportional gives it 8 of the 24.
+    w = [0.442, 0.278, 0.207, 0.008, 0.015, 0.018, 0.025, 0.008]
+    got = sampling.allocation(w, [100] * 8, rule)
+    assert got == [8, 4, 2, 2, 2, 2, 2, 2] and sum(got) == 24
+    assert sampling.allocation(w, [100] * 8, sampling.Rule(per_cluster=3, allocation="equal")) == [3] * 8
+    # a cluster never gets more samples than it has intervals; what it cannot take goes elsewhere
+    assert sampling.allocation([0.9, 0.1], [3, 50], rule) == [3, 3]
+    assert sampling.allocation([0.5, 0.5], [1, 1], rule) == [1, 1]
+    # the same weights, more samples: the heavy cluster's share grows towards its weight
+    assert sampling.allocation([0.8, 0.1, 0.1], [100] * 3, sampling.Rule(per_cluster=10)) == [24, 3, 3]
+
+
+def test_the_choice_gives_the_heavier_phase_more_samples(tmp_path: Path) -> None:
+    vectors = _phases(60)
+    heavy = [vectors[i] for i in range(60) if (i // 10) % 3 == 0] * 4 + vectors  # phase 0 four times more
+    profile = sampling.read_profile(_write(tmp_path / "simpoint.bb.gz", heavy))
+    choice = sampling.choose(profile, sampling.Rule(max_k=6, per_cluster=3))
+    per = {c: sum(s.cluster == c for s in choice.samples) for c in range(choice.k)}
+    big = max(range(choice.k), key=lambda c: choice.weights[c])
+    assert sum(per.values()) == 3 * choice.k and min(per.values()) >= 2
+    assert per[big] == max(per.values()) > 3 and sum(s.nearest for s in choice.samples) == choice.k
+
+
 def test_an_interval_longer_than_the_roi_is_refused(tmp_path: Path) -> None:
     profile = sampling.read_profile(_write(tmp_path / "simpoint.bb.gz", _phases(3)))
     with pytest.raises(UsageError) as e:

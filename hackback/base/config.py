@@ -101,6 +101,7 @@ RunsOn = Literal["local", "slurm"]
 SaveAt = Literal["guest", "workbegin"]  # a child checkpoint at the guest's hackback-checkpoint, or at its first m5 workbegin
 _SLURM_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")  # sbatch --time
 Caches = Literal["none", "l1", "l1l2", "l1l2walk"]
+Allocation = Literal["proportional", "equal"]  # samples a cluster: by its weight (2 at least), or the same to each
 WITH_L2: tuple[str, ...] = ("l1l2", "l1l2walk")  # the presets that take an L2 size
 
 
@@ -166,6 +167,7 @@ class SampleConfig:
     intervals: int
     max_k: int
     per_cluster: int
+    allocation: Allocation
     detailed_warmup_percent: int
     functional_warmup: int
     functional_intervals: int

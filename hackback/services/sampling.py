@@ -7,10 +7,16 @@ normalised to sum 1, a random linear projection to 15 dimensions, k-means
 (scikit-learn's, k-means++ starts, several of them) for k = 1..max_k, k chosen
 as the smallest whose BIC reaches 90% of the range of BICs seen (the BIC of
 Pelleg and Moore's x-means, spherical Gaussians). Then per cluster the interval
-nearest its centroid and `per_cluster - 1` more drawn at random (seeded): a
+nearest its centroid and the rest of its share drawn at random (seeded): a
 stratified sample, so that the spread inside each cluster gives the estimate's
 own error bar, not one assumed (one sample a cluster gives none). Same profile,
 same parameters, same seed: the same choice.
+
+How many a cluster: `per_cluster` x k samples in all, 2 to each cluster and the
+rest in proportion to the clusters' weights (proportional allocation, Cochran's
+Sampling Techniques ch. 5). A cluster's error counts in the estimate's variance
+as w_c^2 s_c^2 / n_c: the same number to every cluster (`allocation =
+"equal"`) spends samples on clusters of 1% that a cluster of 40% needs.
 
 The estimate: CPI = sum over clusters of w_c x mean CPI of its samples (w_c:
 the cluster's share of the profiled instructions), IPC = 1 / CPI (never an
@@ -92,6 +98,7 @@ class Rule:
     functional_warmup: int = 2_000_000  # atomic with caches: at least this many instructions (a 512 KiB L2 filled)
     functional_intervals: int = 20  # ... or this many intervals, whichever is more
     seed: int = 1
+    allocation: str = "proportional"  # samples a cluster: "proportional" to its weight (2 at least), or "equal"
 
     def factor(self, roi_insts: int) -> int:
         return max(1, round(roi_insts / (self.intervals * self.base_interval)))
@@ -142,15 +149,36 @@ def choose(profile: Profile, rule: Rule) -> Choice:
     labels, centers = fits[k - 1]
     weights = tuple(float(lengths[labels == c].sum() / lengths.sum()) for c in range(k))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int)
+    sizes = [int((labels == c).sum()) for c in range(k)]
+    counts = allocation(weights, sizes, rule)
     rng = np.random.default_rng(rule.seed)
     samples: list[Sample] = []
     for c in range(k):
         members = np.flatnonzero(labels == c)
         nearest = int(members[np.argmin(((points[members] - centers[c]) ** 2).sum(axis=1))])
         others = [int(i) for i in members if i != nearest]
-        picked = [nearest, *rng.choice(others, size=min(len(others), rule.per_cluster - 1), replace=False).tolist()]
+        picked = [nearest, *rng.choice(others, size=counts[c] - 1, replace=False).tolist()]
         samples += [Sample(int(i), c, int(starts[i]), int(lengths[i]), i == nearest) for i in sorted(picked)]
     return Choice(k, weights, tuple(int(x) for x in labels), tuple(sorted(samples, key=lambda s: s.start)), tuple(bics))
+
+
+LEAST_PER_CLUSTER = 2  # the fewest that show a cluster's spread
+
+
+def allocation(weights: Sequence[float], sizes: Sequence[int], rule: Rule) -> list[int]:
+    """Samples per cluster (each at most the cluster's intervals). Proportional: 2
+    each, then one at a time to the cluster furthest below its share of the total
+    (w_c x per_cluster x k), the lower index on a tie."""
+    if rule.allocation == "equal":
+        return [min(n, rule.per_cluster) for n in sizes]
+    total = rule.per_cluster * len(sizes)
+    counts = [min(n, LEAST_PER_CLUSTER) for n in sizes]
+    while sum(counts) < total:
+        room = [c for c in range(len(sizes)) if counts[c] < sizes[c]]
+        if not room:
+            break
+        counts[max(room, key=lambda c: (weights[c] * total - counts[c], -c))] += 1
+    return counts
 
 
 def _projected(profile: Profile, seed: int):  # type: ignore[no-untyped-def]

@@ -59,6 +59,7 @@ def check(cpt: CheckpointArtifact) -> None:
 def rule_of(ctx: StepContext) -> sampling.Rule:
     s = ctx.cfg.sample
     return sampling.Rule(base_interval=s.base_interval, intervals=s.intervals, max_k=s.max_k, per_cluster=s.per_cluster,
+                         allocation=s.allocation,
                          detailed_warmup=s.detailed_warmup_percent / 100, functional_warmup=s.functional_warmup,
                          functional_intervals=s.functional_intervals, seed=s.seed)
 

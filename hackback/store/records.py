@@ -112,7 +112,12 @@ def _decode(tp: Any, raw: Json, where: str) -> Any:
         if raw is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _decode(inner[0], raw, where)
+        for alternative in inner[:-1]:  # the first of the union's types that takes it
+            try:
+                return _decode(alternative, raw, where)
+            except ArtifactError:
+                pass
+        return _decode(inner[-1], raw, where)
     if tp is Any:
         return raw
     if isinstance(tp, type) and issubclass(tp, Record):
@@ -684,7 +689,7 @@ class SamplingInfo(Record):
     samples: tuple[SampleAt, ...]
     cpts: tuple[str, ...]  # per sample: its cpt.<tick> in the sampling's directory
     roi_insts: int
-    rule: Mapping[str, float]
+    rule: Mapping[str, typing.Union[float, str]]  # sampling.Rule's fields: numbers, and the allocation's name
     pass_host_seconds: float
     profile_host_seconds: float
 
