@@ -20,6 +20,7 @@ from hackback import pipeline
 from hackback.protocol.step import Request
 from hackback.services import sampling
 from hackback.steps import restore, sample as S
+from hackback.store.records import CheckpointArtifact
 
 FLAGS = {"restore.cpu": "o3", "restore.caches": "l1l2", "restore.jobs": 2, "sample.reference": True}
 
@@ -41,7 +42,7 @@ def _again(ctx, env, cpt, detailed: int, shipped) -> None:  # type: ignore[no-un
     samp_dir, chosen = S.choose_and_checkpoint(ctx, env, cpt, prof_dir, prof, rule)
     batch = []
     for i in range(len(chosen.samples)):
-        c = S.sample_checkpoint(cpt, samp_dir, chosen, i)
+        c = CheckpointArtifact.of_sample(cpt, samp_dir, chosen, i)
         at = c.info.sample
         total = at.functional_warmup + at.detailed_warmup
         n = min(detailed, total - 1)

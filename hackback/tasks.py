@@ -208,7 +208,8 @@ TASKS = (
     sample, each measured on --cpu with --caches after its warm-ups, and the
     weighted CPI given with its 95% interval, beside the full detailed run when
     there is one. Only the samples rerun for another CPU or cache size.""",
-             ("checkpoint", "cpu", "caches", "l1d", "l1i", "l2", "jobs", "reference", "gem5-src", "gem5-binary", *COMMON), _build),
+             ("checkpoint", "cpu", "caches", "l1d", "l1i", "l2", "jobs", "on", "wait", "rerun-failed", "reference", "gem5-src",
+              "gem5-binary", *COMMON), _build),
     TaskSpec("checkpoints", "List the checkpoints as a tree: parent and children, tick, how each was made, runs using it.",
              ("work-dir", "config", "dry-run"), _build, reads=True),
     TaskSpec("export", "Write gem5 resources JSON for the checkpoint, its kernel and disk (obtain_resource, offline).",

@@ -235,3 +235,31 @@ def test_a_rerun_of_the_sampling_is_a_no_op_and_a_multi_core_or_boot_checkpoint_
     out = invoke(env, "sample", "--checkpoint", "default", *SAMPLE_FLAGS, timeout=600)
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1 and "was not saved at a region of interest's start" in lines[0], lines
+
+
+def test_another_l2s_samples_run_as_a_slurm_job_array_and_give_the_estimate_when_all_are_back(
+        sampled: subprocess.CompletedProcess[str], env: dict[str, str], work: Path, slurm_cluster) -> None:  # type: ignore[no-untyped-def]
+    """A second cache configuration (a 256 KiB L2) with --on slurm on the single-node
+    cluster: the profile and sample checkpoints reused, the samples one job array
+    (each task restoring its own sample checkpoint), no estimate while they are out,
+    and with --wait the estimate from all of them."""
+    import json
+
+    cluster_env = {**env, **FEW, "SLURM_CONF": str(slurm_cluster.conf)}
+    flags = ["sample", "--checkpoint", "is-roi", "--cpu", "o3", "--caches", "l1l2", "--l2", "256KiB", "--on", "slurm"]
+    samples = len(json.loads((work / "samplings" / "is-roi" / "manifest.json").read_text())["parts"]["sampling"]["info"]["samples"])
+    out = invoke(cluster_env, *flags, timeout=1800)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+    assert "sampling is-roi is up to date" in out.stdout and f"{samples} to submit" in out.stdout, out.stdout[-3000:]
+    assert f"0 of {samples} samples measured; the estimate comes when all are" in out.stdout
+    assert "sampled is-roi" not in out.stdout  # no estimate from samples still out
+    done = invoke(cluster_env, *flags, "--wait", timeout=1800)
+    assert done.returncode == 0 and "0 to submit" in done.stdout, done.stdout[-3000:] + done.stderr
+    m = re.search(r"^sampled is-roi on atomic-to-o3 CPU, l1l2 caches: CPI ([\d.]+) ± ", done.stdout, re.M)
+    where = re.search(r"^    (\S+/estimates/is-roi-\S+)$", done.stdout, re.M)
+    assert m and where, done.stdout[-3000:]
+    est = json.loads((Path(where.group(1)) / "manifest.json").read_text())["parts"]["estimate"]["info"]
+    assert len(est["runs"]) == samples and est["board"]["l2"] == "256KiB" and f"{est['cpi']:.4f}" == m.group(1)
+    for rid in est["runs"]:  # each a run of its own sample checkpoint, made by a task of the array
+        info = json.loads((work / "runs" / rid / "manifest.json").read_text())["parts"]["run"]["info"]
+        assert info["cause"] == "measured" and info["checkpoint"]["name"] == f"is-roi-s{est['runs'].index(rid):02d}"

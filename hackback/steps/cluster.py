@@ -38,7 +38,7 @@ from ..store.manifest import Manifest, write_atomically
 from ..protocol.context import StepContext
 from ..base.engine import Engine
 from ..base.errors import ArtifactError, HackbackError, TaskFailed, UsageError
-from ..store.records import CheckpointArtifact, EnvArtifact, Member, RunResult
+from ..store.records import CheckpointArtifact, EnvArtifact, Member, RunResult, SampleRef
 from ..base.resources import package_file
 from ..protocol.step import Request, Step, check_files
 
@@ -121,9 +121,12 @@ def check_executor(cfg: config.Config) -> None:
 # ---------------------------------------------------------------- submitting side
 
 
-def submit(ctx: StepContext, runs: restore.Restores, plans: Sequence[restore.Plan]) -> list[RunResult]:
+def submit(ctx: StepContext, runs: restore.Restores, plans: Sequence[restore.Plan],
+           samples: Optional[Mapping[str, SampleRef]] = None) -> list[RunResult]:
     """Submit the runs not done yet as one job array; with slurm.wait, follow it to
-    the end. The results of the runs that are done (all of them after a wait)."""
+    the end. The results of the runs that are done (all of them after a wait).
+    `samples`: run id -> where its sample checkpoint is (parent, sampling, index),
+    for runs each from their own sample checkpoint; the others share runs.cpt."""
     check_executor(ctx.cfg)
     done, todo, again = _split(ctx, plans, runs.force)
     live = _live_batches(ctx.layout)
@@ -139,7 +142,7 @@ def submit(ctx: StepContext, runs: restore.Restores, plans: Sequence[restore.Pla
             ctx.layout.would_build(f"a Slurm job array of {len(todo)} task(s)", "listed above")
         return done
     if todo:
-        waiting_on.append(_submit(ctx, runs, todo, again))
+        waiting_on.append(_submit(ctx, runs, todo, again, samples or {}))
     if ctx.cfg.slurm.wait and waiting_on:
         return wait(ctx, waiting_on, done)
     return _finish(ctx, [], done) if not waiting_on else done
@@ -162,7 +165,8 @@ def _split(ctx: StepContext, plans: Sequence[restore.Plan], force: bool) -> tupl
     return done, todo, again
 
 
-def _submit(ctx: StepContext, runs: restore.Restores, todo: Sequence[restore.Plan], again: set[str]) -> Batch:
+def _submit(ctx: StepContext, runs: restore.Restores, todo: Sequence[restore.Plan], again: set[str],
+            samples: Mapping[str, SampleRef]) -> Batch:
     saved = _saved_env_image(ctx, runs.env)
     rids = tuple(p.rid for p in todo)
     directory = ctx.layout.work_dir / "slurm" / f"{time.strftime('%Y%m%d-%H%M%S')}-{digest_of(list(rids))[:8]}"
@@ -176,7 +180,7 @@ def _submit(ctx: StepContext, runs: restore.Restores, todo: Sequence[restore.Pla
         "kernel": str(runs.kernel),
         "disk": str(runs.disk),
         "force": runs.force,
-        "tasks": [_task(p, p.rid in again) for p in todo],
+        "tasks": [{**_task(p, p.rid in again), **({"sample": samples[p.rid].to_json()} if p.rid in samples else {})} for p in todo],
     }
     _write_json(directory / TASKS, tasks)
     (directory / SCRIPT).write_text(_sbatch_script(ctx.cfg, directory, len(todo)))
@@ -331,7 +335,10 @@ def run_task(batch_dir: Path, index: int) -> None:
         ctx = StepContext(cfg, Layout(cfg.work_dir, node_hash_db=_node_hash_db()), Engine.connect(cfg.work_dir))
         env = _env_here(ctx.engine, batch["env"])
         status["gem5_start"] = time.time()
-        results = restore.restore(ctx, env, CheckpointArtifact.read(Path(batch["checkpoint"])), _work(cfg, task),
+        # The batch's checkpoint, or the task's own sample checkpoint (hackback sample --on slurm).
+        cpt = SampleRef.from_json(task["sample"]).checkpoint() if "sample" in task \
+            else CheckpointArtifact.read(Path(batch["checkpoint"]))
+        results = restore.restore(ctx, env, cpt, _work(cfg, task),
                                   Path(batch["kernel"]), Path(batch["disk"]), force=bool(batch["force"] or task.get("force")))
         status.update(ok=True, exit_code=0, result=True, summary=results[0].summary())
     except HackbackError as e:

@@ -13,7 +13,8 @@ rerun is a no-op and a new CPU or cache configuration reruns only the samples:
              stream, so the samples start from exact states;
 3. samples   runs/<cpt>-sNN-...     each sample checkpoint restored: atomic with
              the caches (functional warm-up), the detailed CPU's warm-up, then
-             exactly the interval, measured; a batch (-j);
+             exactly the interval, measured; a batch (-j, or --on slurm: one
+             job array, the estimate once every sample is back);
 4. estimate  estimates/<sampling>-<board>/  the weighted CPI, its 95% interval
              from the samples' spread, miss rates, beside the full detailed run
              from the same checkpoint when one is there (or asked for: --reference).
@@ -30,7 +31,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from ..services import gem5run, sampling
 from ..base import log
-from . import restore
+from . import cluster, restore
 from ..store.build import Target, build_unless_fresh, keep_failed
 from ..store.hashes import digest_of, file_record
 from ..store.layout import Kind
@@ -39,8 +40,8 @@ from .checkpoint import asked_for as checkpoint_asked_for
 from ..protocol.context import StepContext
 from ..base.errors import ArtifactError, MismatchError, UsageError
 from ..protocol.step import Request, Step
-from ..store.records import (GEM5_KERNEL, Board, CheckpointArtifact, CheckpointInfo, EnvArtifact, EstimateInfo,
-                             Gem5Result, ProfileInfo, RunResult, SampleAt, SamplingInfo)
+from ..store.records import (GEM5_KERNEL, Board, CheckpointArtifact, EnvArtifact, EstimateInfo,
+                             Gem5Result, ProfileInfo, RunResult, SampleAt, SampleRef, SamplingInfo)
 
 BBV = "simpoint.bb.gz"  # what gem5's SimPoint probe writes into its outdir
 
@@ -64,15 +65,26 @@ def rule_of(ctx: StepContext) -> sampling.Rule:
                          functional_intervals=s.functional_intervals, seed=s.seed)
 
 
-def run(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact) -> EstimateInfo:
+def run(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact) -> Optional[EstimateInfo]:
+    """The estimate; None when the samples went to Slurm and are not all back yet."""
     check(cpt)
     rule = rule_of(ctx)
     prof_dir, prof = profile(ctx, env, cpt, rule.base_interval)
     samp_dir, chosen = choose_and_checkpoint(ctx, env, cpt, prof_dir, prof, rule)
-    samples = [sample_checkpoint(cpt, samp_dir, chosen, i) for i in range(len(chosen.samples))]
+    samples = [CheckpointArtifact.of_sample(cpt, samp_dir, chosen, i) for i in range(len(chosen.samples))]
     start = time.monotonic()
     batch = [_plan(ctx, env, s) for s in samples]
-    results = restore.run_batch(batch, ctx.cfg.restore.jobs)
+    if ctx.cfg.restore.on == "slurm":
+        # One job array; each task finds its sample checkpoint from these (it has no directory of its own).
+        where = {plan.rid: SampleRef(cpt.directory, samp_dir, i) for i, (_, plan) in enumerate(batch)}
+        back = {r.run_id: r for r in cluster.submit(ctx, batch[0][0], [p for _, p in batch], where)}
+        if len(back) < len(batch):
+            log.info(f"{len(back)} of {len(batch)} samples measured; the estimate comes when all are: run this command "
+                     "again once the job is done (or with --wait to follow it)")
+            return None
+        results = [back[p.rid] for _, p in batch]  # in the samples' order, as the estimate pairs them
+    else:
+        results = restore.run_batch(batch, ctx.cfg.restore.jobs)
     ran = _Ran(results, batch[0][0].board, time.monotonic() - start)
     return _estimate(ctx, samp_dir.name, chosen, prof, ran, _reference(ctx, env, cpt))
 
@@ -200,22 +212,6 @@ def _saved(result: Gem5Result, counts: Sequence[int], prof: ProfileInfo, cpt: Ch
     return {c.insts: c.cpt for c in result.checkpoints if c.insts is not None}
 
 
-def sample_checkpoint(parent: CheckpointArtifact, directory: Path, info: SamplingInfo, i: int) -> CheckpointArtifact:
-    """Sample i as a checkpoint any restore takes: its cpt in the sampling's
-    directory, its system its parent's, its place and measure in its info."""
-    manifest = Manifest.read(directory)
-    assert manifest is not None
-    cpt, at = info.cpts[i], info.samples[i]
-    name = f"{parent.name}-s{i:02d}"
-    child = dataclasses.replace(parent.info, cpt=cpt, tick=int(cpt.split(".")[1]), saved_at="insts", sample=at,
-                                parent=None, measured=None, gem5_kernel=GEM5_KERNEL if parent.info.gem5_kernel else None)
-    own = Manifest("checkpoints", name)
-    own.set_part("checkpoint", {"sampling": manifest.inputs_digest("sampling"), "sample": i},
-                 {k: v for k, v in manifest.outputs_of("sampling").items() if k.startswith(f"{cpt}/") or k == GEM5_KERNEL},
-                 child.to_json())
-    return CheckpointArtifact(name, directory, directory / cpt, own, CheckpointInfo.of(own))
-
-
 # ---------------------------------------------------------------- 3 and 4: the samples and the estimate
 
 
@@ -313,8 +309,9 @@ class SampleStep(Step):
         if found is None:
             raise UsageError("no checkpoint to sample from", "name one saved at a region of interest: --checkpoint NAME")
         check(found)
+        cluster.check_executor(ctx.cfg)
 
-    def ensure(self, ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> EstimateInfo:
+    def ensure(self, ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> Optional[EstimateInfo]:
         return run(ctx, deps["env"], deps["checkpoint"])
 
 

@@ -954,6 +954,39 @@ class CheckpointArtifact:
             raise ArtifactError(f"{directory / 'manifest.json'}: {e.message}", e.hint) from None
         return cls(manifest.name, directory, cpt, manifest, info)
 
+    @classmethod
+    def of_sample(cls, parent: "CheckpointArtifact", directory: Path, info: SamplingInfo, i: int) -> "CheckpointArtifact":
+        """Sample i of a sampling as a checkpoint any restore takes: its cpt in the
+        sampling's directory, its system its parent's, its place and measure in its info."""
+        manifest = Manifest.read(directory)
+        assert manifest is not None
+        cpt, at = info.cpts[i], info.samples[i]
+        name = f"{parent.name}-s{i:02d}"
+        child = dataclasses.replace(parent.info, cpt=cpt, tick=int(cpt.split(".")[1]), saved_at="insts", sample=at,
+                                    parent=None, measured=None, gem5_kernel=GEM5_KERNEL if parent.info.gem5_kernel else None)
+        own = Manifest("checkpoints", name)
+        own.set_part("checkpoint", {"sampling": manifest.inputs_digest("sampling"), "sample": i},
+                     {k: v for k, v in manifest.outputs_of("sampling").items() if k.startswith(f"{cpt}/") or k == GEM5_KERNEL},
+                     child.to_json())
+        return cls(name, directory, directory / cpt, own, CheckpointInfo.of(own))
+
+
+
+@dataclass(frozen=True)
+class SampleRef(Record):
+    """Where sample `index` of a sampling is, by directories alone (what a Slurm task is given)."""
+
+    parent: Path  # the checkpoint sampled from
+    sampling: Path  # the sampling's directory, which holds the sample checkpoints
+    index: int
+
+    def checkpoint(self) -> CheckpointArtifact:
+        manifest = Manifest.read(self.sampling)
+        if manifest is None or "sampling" not in manifest.parts:
+            raise ArtifactError(f"{self.sampling} holds no sampling", "sample again on the submitting machine: hackback sample")
+        return CheckpointArtifact.of_sample(CheckpointArtifact.read(self.parent), self.sampling, SamplingInfo.of(manifest),
+                                            self.index)
+
 
 @dataclass(frozen=True)
 class RunRecord:
