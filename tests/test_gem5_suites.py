@@ -253,8 +253,15 @@ def test_another_l2s_samples_run_as_a_slurm_job_array_and_give_the_estimate_when
     assert "sampling is-roi is up to date" in out.stdout and f"{samples} to submit" in out.stdout, out.stdout[-3000:]
     assert f"0 of {samples} samples measured; the estimate comes when all are" in out.stdout
     assert "sampled is-roi" not in out.stdout  # no estimate from samples still out
+    batch = re.search(r"; batch (\S+)$", out.stdout, re.M)
+    assert batch, out.stdout[-2000:]
+    deadline = time.monotonic() + 600
+    while not (Path(batch.group(1)) / "status" / "task-0.json").is_file() and time.monotonic() < deadline:
+        time.sleep(2)  # one task done before --wait follows the job: it must count once, not twice
     done = invoke(cluster_env, *flags, "--wait", timeout=1800)
     assert done.returncode == 0 and "0 to submit" in done.stdout, done.stdout[-3000:] + done.stderr
+    assert re.search(rf"^{samples} run\(s\): [1-9]\d* done already", done.stdout, re.M), done.stdout[-3000:]
+    assert f"\n{samples} runs:\n" in done.stdout, done.stdout[-3000:]
     m = re.search(r"^sampled is-roi on atomic-to-o3 CPU, l1l2 caches: CPI ([\d.]+) ± ", done.stdout, re.M)
     where = re.search(r"^    (\S+/estimates/is-roi-\S+)$", done.stdout, re.M)
     assert m and where, done.stdout[-3000:]

@@ -301,8 +301,12 @@ def _finish(ctx: StepContext, batches: Sequence[Batch], done: Sequence[RunResult
     failures: list[HackbackError] = [TaskFailed(f"{r.run_id}: its script exited {r.status} in the guest",
                                                 f"its output is in {r.directory / 'console.log'}", r.status.exit_code)
                                      for r in done if not r.ok]
+    seen = {r.run_id for r in done}
     for b in batches:
         for i, rid in enumerate(b.rids):
+            if rid in seen:  # done before this command followed the job: counted once, above
+                continue
+            seen.add(rid)
             status = b.status(i) or {"ok": False, "exit_code": 1,
                                       "message": f"task {i} of job {b.job_id} ({rid}) ended without reporting"}
             if status.get("result"):
@@ -310,7 +314,7 @@ def _finish(ctx: StepContext, batches: Sequence[Batch], done: Sequence[RunResult
             if not status["ok"]:
                 failures.append(TaskFailed(str(status.get("message", f"task {i} failed")), f"its log is {b.log_of(i)}",
                                            int(status.get("exit_code", 1))))
-    return restore.finish(results, failures, len(done) + sum(len(b.rids) for b in batches))
+    return restore.finish(results, failures, len(seen))
 
 
 def _write_json(path: Path, data: Any) -> None:
