@@ -231,6 +231,9 @@ def test_a_rerun_of_the_sampling_is_a_no_op_and_a_multi_core_or_boot_checkpoint_
     again = invoke({**env, **FEW}, "sample", "--checkpoint", "is-roi", *SAMPLE_FLAGS, timeout=1800)
     assert again.returncode == 0 and "profile is-roi-b10000 is up to date" in again.stdout, again.stdout[-2000:]
     assert "sampling is-roi is up to date" in again.stdout and "(up to date, not rerun)" in again.stdout
+    wall = re.compile(r"^sampled is-roi on .* host s \((\d+) s wall\)", re.M)
+    first, kept = wall.search(sampled.stdout), wall.search(again.stdout)
+    assert first and kept and kept.group(1) == first.group(1) != "0", (first, kept)  # the batch's wall, not the no-op's
     assert time.monotonic() - start < 120
     out = invoke(env, "sample", "--checkpoint", "default", *SAMPLE_FLAGS, timeout=600)
     lines = out.stderr.strip().splitlines()

@@ -237,6 +237,10 @@ def _reference(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact) -> O
 def _estimate(ctx: StepContext, name: str, info: SamplingInfo, prof: ProfileInfo, ran: _Ran,
               full: Optional[RunResult]) -> EstimateInfo:
     results, board, wall = ran.results, ran.board, ran.wall
+    if all(r.reused for r in results):  # nothing ran now: the batch's wall time is the one kept when it ran
+        kept = Manifest.read(ctx.layout.artifact_dir("estimates", _estimate_name(name, board)))
+        before = EstimateInfo.of(kept) if kept is not None and "estimate" in kept.parts else None
+        wall = before.sample_wall_seconds if before is not None and before.runs == tuple(r.run_id for r in results) else wall
     measured = [_measured(r, s.cluster) for r, s in zip(results, info.samples)]
     est = sampling.estimate(info.weights, measured)
     full_fig = full.roi.figures if full is not None and full.roi is not None else {}
@@ -259,8 +263,12 @@ def _measured(r: RunResult, cluster: int) -> sampling.Measured:
                              f.get("l2_accesses"), f.get("l2_misses"))
 
 
+def _estimate_name(sampling_name: str, board: Board) -> str:
+    return f"{sampling_name}-{board.id_part()}-{digest_of(board.to_json())[:8]}"
+
+
 def _write(ctx: StepContext, est: EstimateInfo) -> Path:
-    name = f"{est.sampling}-{est.board.id_part()}-{digest_of(est.board.to_json())[:8]}"
+    name = _estimate_name(est.sampling, est.board)
     want = {"runs": list(est.runs), "full_run": est.full_run}
     return build_unless_fresh(ctx.layout, Target("estimates", name, "estimate", f"estimate {name}"), want, False,
                               lambda tmp, m: m.set_part("estimate", want, {}, est.to_json())).directory
