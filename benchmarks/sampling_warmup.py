@@ -48,7 +48,7 @@ def _again(ctx, env, cpt, detailed: int, shipped) -> None:  # type: ignore[no-un
         n = min(detailed, total - 1)
         c = dataclasses.replace(c, info=dataclasses.replace(c.info, sample=dataclasses.replace(
             at, functional_warmup=total - n, detailed_warmup=n)))
-        batch.append(S._plan(ctx, env, c))
+        batch.append(S._plan(ctx, env, c, False))
     results = restore.run_batch(batch, ctx.cfg.restore.jobs)
     est = sampling.estimate(chosen.weights, [S._measured(r, s.cluster) for r, s in zip(results, chosen.samples)])
     detail = sum(s.length + detailed for s in chosen.samples) / prof.roi_insts

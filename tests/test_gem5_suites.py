@@ -17,6 +17,7 @@ from typing import Optional
 import pytest
 
 from conftest import hackback_env, invoke, suite_source
+from hackback.services import sampling
 from hackback.store.manifest import Manifest
 
 pytestmark = pytest.mark.gem5
@@ -200,8 +201,8 @@ def test_is_is_sampled_from_its_roi_checkpoint_and_the_estimate_is_its_samples_o
     samp = json.loads((work / "samplings" / "is-roi" / "manifest.json").read_text())["parts"]["sampling"]["info"]
     assert abs(sum(samp["weights"]) - 1) < 1e-9 and 1 <= samp["k"] <= 2 and len(samp["samples"]) == 3 * samp["k"]
     per = [sum(s["cluster"] == c for s in samp["samples"]) for c in range(samp["k"])]
-    heaviest = max(range(samp["k"]), key=lambda c: samp["weights"][c])
-    assert min(per) >= 2 and per[heaviest] == max(per), (per, samp["weights"])  # allocated by weight
+    big = [samp["intervals"]] * samp["k"]  # no cluster of IS's ~400 intervals is smaller than its share of 6
+    assert per == sampling.allocation(samp["weights"], big, sampling.Rule(per_cluster=3)), (per, samp["weights"])
     # The estimate this sampling wrote, as it says (a kept work dir holds others, of other rules and boards).
     where = re.search(r"^    (\S+/estimates/is-roi-\S+)$", sampled.stdout, re.M)
     assert where, sampled.stdout[-2000:]
@@ -263,7 +264,8 @@ def test_another_l2s_samples_run_as_a_slurm_job_array_and_give_the_estimate_when
         time.sleep(2)  # one task done before --wait follows the job: it must count once, not twice
     done = invoke(cluster_env, *flags, "--wait", timeout=1800)
     assert done.returncode == 0 and "0 to submit" in done.stdout, done.stdout[-3000:] + done.stderr
-    assert re.search(rf"^{samples} run\(s\): [1-9]\d* done already", done.stdout, re.M), done.stdout[-3000:]
+    assert re.search(rf"^{samples} run\(s\): [1-9]\d* done already, [1-9]\d* pending or running in an earlier job",
+                     done.stdout, re.M), done.stdout[-3000:]
     assert f"\n{samples} runs:\n" in done.stdout, done.stdout[-3000:]
     m = re.search(r"^sampled is-roi on atomic-to-o3 CPU, l1l2 caches: CPI ([\d.]+) ± ", done.stdout, re.M)
     where = re.search(r"^    (\S+/estimates/is-roi-\S+)$", done.stdout, re.M)

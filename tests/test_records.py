@@ -150,7 +150,8 @@ def test_a_union_field_takes_the_first_of_its_types_that_fits_and_refuses_what_n
            "rule": {"max_k": 10, "detailed_budget": 0.1, "allocation": "proportional"},
            "pass_host_seconds": 58.3, "profile_host_seconds": 16.3}
     info = SamplingInfo.from_json(raw)
-    assert info.rule == {"max_k": 10.0, "detailed_budget": 0.1, "allocation": "proportional"}
+    assert info.rule == {"max_k": 10, "detailed_budget": 0.1, "allocation": "proportional"}
+    assert [type(v) for v in info.rule.values()] == [int, float, str]  # a whole number stays an int
     assert SamplingInfo.from_json(info.to_json()) == info
     with pytest.raises(ArtifactError, match="SamplingInfo.rule is"):
         SamplingInfo.from_json({**raw, "rule": {"max_k": [10]}})

@@ -37,7 +37,7 @@ from ..store.layout import Layout, make_dir
 from ..store.manifest import Manifest, write_atomically
 from ..protocol.context import StepContext
 from ..base.engine import Engine
-from ..base.errors import ArtifactError, HackbackError, TaskFailed, UsageError
+from ..base.errors import ArtifactError, HackbackError, TaskFailed, UsageError, VerificationFailed
 from ..store.records import CheckpointArtifact, EnvArtifact, Member, RunResult, SampleRef
 from ..base.resources import package_file
 from ..protocol.step import Request, Step, check_files
@@ -128,8 +128,8 @@ def submit(ctx: StepContext, runs: restore.Restores, plans: Sequence[restore.Pla
     `samples`: run id -> where its sample checkpoint is (parent, sampling, index),
     for runs each from their own sample checkpoint; the others share runs.cpt."""
     check_executor(ctx.cfg)
+    live = _live_batches(ctx.layout)  # first: a task that ends between the two is then done, not submitted again
     done, todo, again = _split(ctx, plans, runs.force)
-    live = _live_batches(ctx.layout)
     in_flight = {rid for b in live for rid in b.rids}
     waiting_on = [b for b in live if set(b.rids) & {p.rid for p in todo}]
     todo = [p for p in todo if p.rid not in in_flight]
@@ -297,16 +297,11 @@ def _counts(batches: Sequence[Batch]) -> tuple[dict[str, int], bool]:
 
 def _finish(ctx: StepContext, batches: Sequence[Batch], done: Sequence[RunResult]) -> list[RunResult]:
     """Every run's summary; a failure (a task's, or a done run's script) raised as a local restore raises it."""
-    results = list(done)
-    failures: list[HackbackError] = [TaskFailed(f"{r.run_id}: its script exited {r.status} in the guest",
-                                                f"its output is in {r.directory / 'console.log'}", r.status.exit_code)
-                                     for r in done if not r.ok]
-    seen = {r.run_id for r in done}
+    in_batches = {rid for b in batches for rid in b.rids}
+    results = [r for r in done if r.run_id not in in_batches]  # a run of a batch: its task's status says how it ended
+    failures: list[HackbackError] = [f for f in map(_failure_of, results) if f is not None]
     for b in batches:
         for i, rid in enumerate(b.rids):
-            if rid in seen:  # done before this command followed the job: counted once, above
-                continue
-            seen.add(rid)
             status = b.status(i) or {"ok": False, "exit_code": 1,
                                       "message": f"task {i} of job {b.job_id} ({rid}) ended without reporting"}
             if status.get("result"):
@@ -314,7 +309,18 @@ def _finish(ctx: StepContext, batches: Sequence[Batch], done: Sequence[RunResult
             if not status["ok"]:
                 failures.append(TaskFailed(str(status.get("message", f"task {i} failed")), f"its log is {b.log_of(i)}",
                                            int(status.get("exit_code", 1))))
-    return restore.finish(results, failures, len(seen))
+    return restore.finish(results, failures, len(in_batches | {r.run_id for r in done}))
+
+
+def _failure_of(r: RunResult) -> Optional[HackbackError]:
+    """How a run found done failed, as the local restore would have said: its script, or its benchmark's verdict."""
+    if not r.ok:
+        return TaskFailed(f"{r.run_id}: its script exited {r.status} in the guest",
+                          f"its output is in {r.directory / 'console.log'}", r.status.exit_code)
+    if r.verdict is not None and not r.verdict.passed:
+        return VerificationFailed(f"{r.run_id}: {r.verdict.why}", f"the run is kept; its output is in "
+                                  f"{r.directory / 'console.log'}", result=r)
+    return None
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -41,7 +40,7 @@ from ..protocol.context import StepContext
 from ..base.errors import ArtifactError, MismatchError, UsageError
 from ..protocol.step import Request, Step
 from ..store.records import (GEM5_KERNEL, Board, CheckpointArtifact, EnvArtifact, EstimateInfo,
-                             Gem5Result, ProfileInfo, RunResult, SampleAt, SampleRef, SamplingInfo)
+                             Gem5Result, ProfileInfo, RunRecord, RunResult, SampleAt, SampleRef, SamplingInfo)
 
 BBV = "simpoint.bb.gz"  # what gem5's SimPoint probe writes into its outdir
 
@@ -65,27 +64,30 @@ def rule_of(ctx: StepContext) -> sampling.Rule:
                          functional_intervals=s.functional_intervals, seed=s.seed)
 
 
-def run(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact) -> Optional[EstimateInfo]:
-    """The estimate; None when the samples went to Slurm and are not all back yet."""
+def run(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, force: bool = False) -> Optional[EstimateInfo]:
+    """The estimate; None when the samples went to Slurm and are not all back yet.
+    force (--force): the profile, the sampling and the samples made again."""
     check(cpt)
     rule = rule_of(ctx)
-    prof_dir, prof = profile(ctx, env, cpt, rule.base_interval)
-    samp_dir, chosen = choose_and_checkpoint(ctx, env, cpt, prof_dir, prof, rule)
+    prof_dir, prof = profile(ctx, env, cpt, rule.base_interval, force)
+    samp_dir, chosen = choose_and_checkpoint(ctx, env, cpt, prof_dir, prof, rule, force)
     samples = [CheckpointArtifact.of_sample(cpt, samp_dir, chosen, i) for i in range(len(chosen.samples))]
-    start = time.monotonic()
-    batch = [_plan(ctx, env, s) for s in samples]
+    batch = [_plan(ctx, env, s, force) for s in samples]
     if ctx.cfg.restore.on == "slurm":
         # One job array; each task finds its sample checkpoint from these (it has no directory of its own).
-        where = {plan.rid: SampleRef(cpt.directory, samp_dir, i) for i, (_, plan) in enumerate(batch)}
+        made = Manifest.read(samp_dir)
+        assert made is not None  # just built, or found up to date
+        where = {plan.rid: SampleRef(cpt.directory, samp_dir, i, made.inputs_digest("sampling"))
+                 for i, (_, plan) in enumerate(batch)}
         back = {r.run_id: r for r in cluster.submit(ctx, batch[0][0], [p for _, p in batch], where)}
         if len(back) < len(batch):
-            log.info(f"{len(back)} of {len(batch)} samples measured; the estimate comes when all are: run this command "
-                     "again once the job is done (or with --wait to follow it)")
+            log.info(f"{sum(r.ok for r in back.values())} of {len(batch)} samples measured; the estimate comes when all "
+                     "are: run this command again once the job is done (or with --wait to follow it)")
             return None
         results = [back[p.rid] for _, p in batch]  # in the samples' order, as the estimate pairs them
     else:
         results = restore.run_batch(batch, ctx.cfg.restore.jobs)
-    ran = _Ran(results, batch[0][0].board, time.monotonic() - start)
+    ran = _Ran(results, batch[0][0].board, _batch_wall(results))
     return _estimate(ctx, samp_dir.name, chosen, prof, ran, _reference(ctx, env, cpt))
 
 
@@ -110,7 +112,8 @@ class _Pass:
 # ---------------------------------------------------------------- 1. the profile
 
 
-def profile(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, base: int) -> tuple[Path, ProfileInfo]:
+def profile(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, base: int,
+            force: bool = False) -> tuple[Path, ProfileInfo]:
     g = env.gem5()
     want = {"checkpoint": cpt.identity_digest(), "gem5_binary_sha256": g.binary_sha256, "base_interval": base,
             "run_script_sha256": gem5run.run_script_sha256()}
@@ -128,7 +131,7 @@ def profile(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, base: i
         manifest.set_part("profile", want, {n: file_record(tmp / n, ctx.hashes) for n in (BBV, "stats.txt", "console.log")
                                             if (tmp / n).is_file()}, info.to_json())
 
-    done = build_unless_fresh(ctx.layout, Target("profiles", name, "profile", f"profile {name}"), want, False, build)
+    done = build_unless_fresh(ctx.layout, Target("profiles", name, "profile", f"profile {name}"), want, force, build)
     info = ProfileInfo.of(done.manifest)
     log.info(f"profile {name}: the ROI is {info.roi_insts:,} instructions, {info.intervals:,} intervals of {base:,} "
              f"profiled ({info.host_seconds:.0f} host s)")
@@ -147,7 +150,7 @@ def _workend_insts(result: Gem5Result, cpt: CheckpointArtifact) -> int:
 
 
 def choose_and_checkpoint(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, prof_dir: Path, prof: ProfileInfo,
-                          rule: sampling.Rule) -> tuple[Path, SamplingInfo]:
+                          rule: sampling.Rule, force: bool = False) -> tuple[Path, SamplingInfo]:
     g = env.gem5()
     manifest = Manifest.read(prof_dir)
     assert manifest is not None
@@ -178,7 +181,7 @@ def choose_and_checkpoint(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArt
                             result.host_seconds, prof.host_seconds)
         out.set_part("sampling", want, {str(p.relative_to(tmp)): file_record(p, ctx.hashes) for p in files}, info.to_json())
 
-    done = build_unless_fresh(ctx.layout, Target("samplings", name, "sampling", f"sampling {name}"), want, False, build)
+    done = build_unless_fresh(ctx.layout, Target("samplings", name, "sampling", f"sampling {name}"), want, force, build)
     info = SamplingInfo.of(done.manifest)
     detailed = sum(s.length + s.detailed_warmup for s in info.samples)
     log.info(f"sampling {name}: {info.intervals} intervals of {info.interval:,} instructions, k = {info.k}, "
@@ -215,8 +218,8 @@ def _saved(result: Gem5Result, counts: Sequence[int], prof: ProfileInfo, cpt: Ch
 # ---------------------------------------------------------------- 3 and 4: the samples and the estimate
 
 
-def _plan(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact) -> tuple[restore.Restores, restore.Plan]:
-    runs, plans = restore.prepare(ctx, env, cpt, [])
+def _plan(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, force: bool) -> tuple[restore.Restores, restore.Plan]:
+    runs, plans = restore.prepare(ctx, env, cpt, [], force=force)
     return runs, plans[0]
 
 
@@ -237,10 +240,6 @@ def _reference(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact) -> O
 def _estimate(ctx: StepContext, name: str, info: SamplingInfo, prof: ProfileInfo, ran: _Ran,
               full: Optional[RunResult]) -> EstimateInfo:
     results, board, wall = ran.results, ran.board, ran.wall
-    if all(r.reused for r in results):  # nothing ran now: the batch's wall time is the one kept when it ran
-        kept = Manifest.read(ctx.layout.artifact_dir("estimates", _estimate_name(name, board)))
-        before = EstimateInfo.of(kept) if kept is not None and "estimate" in kept.parts else None
-        wall = before.sample_wall_seconds if before is not None and before.runs == tuple(r.run_id for r in results) else wall
     measured = [_measured(r, s.cluster) for r, s in zip(results, info.samples)]
     est = sampling.estimate(info.weights, measured)
     full_fig = full.roi.figures if full is not None and full.roi is not None else {}
@@ -263,12 +262,23 @@ def _measured(r: RunResult, cluster: int) -> sampling.Measured:
                              f.get("l2_accesses"), f.get("l2_misses"))
 
 
-def _estimate_name(sampling_name: str, board: Board) -> str:
-    return f"{sampling_name}-{board.id_part()}-{digest_of(board.to_json())[:8]}"
+def _batch_wall(results: Sequence[RunResult]) -> float:
+    """The samples' wall time, from the first one's start to the last one's end by
+    the runs' own records (a manifest's time less its container's life): the same
+    on a rerun that ran nothing, and for samples that ran as Slurm tasks."""
+    starts, ends = [], []
+    for r in results:
+        rec = RunRecord.read(r.directory)
+        if rec is None:
+            raise ArtifactError(f"sample run {r.run_id} has no manifest", f"see {r.directory}")
+        end = rec.manifest.built_at("run")
+        ends.append(end)
+        starts.append(end - (rec.info.container_wall_seconds or r.host_seconds))
+    return max(ends) - min(starts) if results else 0.0
 
 
 def _write(ctx: StepContext, est: EstimateInfo) -> Path:
-    name = _estimate_name(est.sampling, est.board)
+    name = f"{est.sampling}-{est.board.id_part()}-{digest_of(est.board.to_json())[:8]}"
     want = {"runs": list(est.runs), "full_run": est.full_run}
     return build_unless_fresh(ctx.layout, Target("estimates", name, "estimate", f"estimate {name}"), want, False,
                               lambda tmp, m: m.set_part("estimate", want, {}, est.to_json())).directory
@@ -320,7 +330,7 @@ class SampleStep(Step):
         cluster.check_executor(ctx.cfg)
 
     def ensure(self, ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> Optional[EstimateInfo]:
-        return run(ctx, deps["env"], deps["checkpoint"])
+        return run(ctx, deps["env"], deps["checkpoint"], req.forced(self.name))
 
 
 SAMPLE = SampleStep()

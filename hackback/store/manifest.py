@@ -54,6 +54,10 @@ class Manifest:
     def inputs_digest(self, part: str) -> str:
         return str(self.parts[part]["inputs_digest"])
 
+    def built_at(self, part: str) -> float:
+        """When the part was written (seconds since the epoch, to the second)."""
+        return _dt.datetime.fromisoformat(str(self.parts[part]["built_at"])).timestamp()
+
     def output_sha256(self, part: str, name: str) -> Optional[str]:
         out = self.parts.get(part, {}).get("outputs", {}).get(name)
         return str(out["sha256"]) if isinstance(out, Mapping) and "sha256" in out else None

@@ -689,7 +689,7 @@ class SamplingInfo(Record):
     samples: tuple[SampleAt, ...]
     cpts: tuple[str, ...]  # per sample: its cpt.<tick> in the sampling's directory
     roi_insts: int
-    rule: Mapping[str, typing.Union[float, str]]  # sampling.Rule's fields: numbers, and the allocation's name
+    rule: Mapping[str, typing.Union[int, float, str]]  # sampling.Rule's fields: numbers, and the allocation's name
     pass_host_seconds: float
     profile_host_seconds: float
 
@@ -979,11 +979,15 @@ class SampleRef(Record):
     parent: Path  # the checkpoint sampled from
     sampling: Path  # the sampling's directory, which holds the sample checkpoints
     index: int
+    digest: str  # the sampling's inputs digest when the task was planned
 
     def checkpoint(self) -> CheckpointArtifact:
         manifest = Manifest.read(self.sampling)
         if manifest is None or "sampling" not in manifest.parts:
             raise ArtifactError(f"{self.sampling} holds no sampling", "sample again on the submitting machine: hackback sample")
+        if manifest.inputs_digest("sampling") != self.digest:  # rebuilt since (another rule): sample i is another sample
+            raise ArtifactError(f"the sampling {self.sampling} was made again after this job was submitted",
+                                "submit its samples again: hackback sample --on slurm")
         return CheckpointArtifact.of_sample(CheckpointArtifact.read(self.parent), self.sampling, SamplingInfo.of(manifest),
                                             self.index)
 
