@@ -250,8 +250,12 @@ def _estimate(ctx: StepContext, name: str, info: SamplingInfo, prof: ProfileInfo
                        tuple(r.run_id for r in results), est.l1d_miss_rate, est.l2_miss_rate, full_cpi,
                        full.host_seconds if full else None, full.run_id if full else None,
                        full_fig.get("l1d_miss_rate"), full_fig.get("l2_miss_rate"))
-    _show(out, _write(ctx, out))
-    return out
+    where = _write(ctx, out)
+    kept = Manifest.read(where)
+    assert kept is not None  # just written, or found up to date
+    shown = EstimateInfo.of(kept)  # what the manifest holds: the same on a rerun that found it up to date
+    _show(shown, where)
+    return shown
 
 
 def _measured(r: RunResult, cluster: int) -> sampling.Measured:
