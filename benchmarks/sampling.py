@@ -3,13 +3,15 @@
 IS, MG, LU, SP and CG, a checkpoint at each one's own ROI (hackback suite ...
 --save-checkpoint), the ROI sampled on o3 with L1+L2 (hackback sample), and
 the estimate beside the full detailed run from the same ROI checkpoint
-(--reference: run once, then kept); then CG with a second cache configuration (a 256 KiB L2),
-sampled and run in full. Every step is a hackback command and a no-op when its
+(--reference: run once, then kept), for each cache preset asked for (l1l2 and l1l2walk: the
+same L1s and L2, the second with gem5's page-walk caches); then CG with a second cache
+configuration (l1l2 with a 256 KiB L2), sampled and run in full. Every step is a hackback command and a no-op when its
 runs are kept. Prints one table: k, samples, interval, warm-ups, detailed
 instructions as a share of the ROI, sampled and full CPI, error, interval,
 and host seconds of the one-off passes, of the samples and of the full run.
 
-    python3 benchmarks/sampling.py --gem5-src SRC --gem5-binary BIN --work-dir DIR --npb NPB.tar.xz [--members is,mg,lu,sp,cg]
+    python3 benchmarks/sampling.py --gem5-src SRC --gem5-binary BIN --work-dir DIR --npb NPB.tar.xz \
+        [--members is,mg,lu,sp,cg] [--caches l1l2,l1l2walk]
 """
 from __future__ import annotations
 
@@ -23,7 +25,6 @@ from pathlib import Path
 from _common import gem5_work_args
 
 REPO = Path(__file__).resolve().parent.parent
-O3 = ["--cpu", "o3", "--caches", "l1l2"]
 
 
 def hackback(env: dict[str, str], args: list[str]) -> int:
@@ -62,6 +63,7 @@ def main() -> None:
     ap = gem5_work_args(__doc__.splitlines()[0], "unused")
     ap.add_argument("--npb", required=True)
     ap.add_argument("--members", default="is,mg,lu,sp,cg")
+    ap.add_argument("--caches", default="l1l2,l1l2walk", help="cache presets to sample each member with")
     args = ap.parse_args()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HACKBACK_")}
     env.update(HACKBACK_WORK_DIR=str(Path(args.work_dir).resolve()), HACKBACK_GEM5_SRC=args.gem5_src,
@@ -69,10 +71,12 @@ def main() -> None:
     members = args.members.split(",")
     for m in members:
         hackback(env, ["suite", "npb", "--members", m, "--source", args.npb, "--save-checkpoint", f"{m}-roi"])
-    for m in members:
-        hackback(env, ["sample", "--checkpoint", f"{m}-roi", *O3, "-j", "2", "--reference"])
+    for caches in args.caches.split(","):
+        for m in members:
+            hackback(env, ["sample", "--checkpoint", f"{m}-roi", "--cpu", "o3", "--caches", caches, "-j", "2", "--reference"])
     if "cg" in members:  # a second cache configuration, both ways: the samples and checkpoints are reused
-        hackback(env, ["sample", "--checkpoint", "cg-roi", *O3, "--l2", "256KiB", "-j", "2", "--reference"])
+        hackback(env, ["sample", "--checkpoint", "cg-roi", "--cpu", "o3", "--caches", "l1l2", "--l2", "256KiB", "-j", "2",
+                       "--reference"])
     table(Path(args.work_dir))
 
 
