@@ -87,17 +87,16 @@ def run(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, force: bool
         results = [back[p.rid] for _, p in batch]  # in the samples' order, as the estimate pairs them
     else:
         results = restore.run_batch(batch, ctx.cfg.restore.jobs)
-    ran = _Ran(results, batch[0][0].board, _batch_wall(results))
+    ran = _Ran(results, batch[0][0].board)
     return _estimate(ctx, samp_dir.name, chosen, prof, ran, _reference(ctx, env, cpt))
 
 
 @dataclass(frozen=True)
 class _Ran:
-    """The samples' runs, the board they ran on, and the batch's wall time."""
+    """The samples' runs and the board they ran on."""
 
     results: Sequence[RunResult]
     board: Board
-    wall: float
 
 
 @dataclass(frozen=True)
@@ -239,7 +238,7 @@ def _reference(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact) -> O
 
 def _estimate(ctx: StepContext, name: str, info: SamplingInfo, prof: ProfileInfo, ran: _Ran,
               full: Optional[RunResult]) -> EstimateInfo:
-    results, board, wall = ran.results, ran.board, ran.wall
+    results, board, wall = ran.results, ran.board, _batch_wall(ran.results)
     measured = [_measured(r, s.cluster) for r, s in zip(results, info.samples)]
     est = sampling.estimate(info.weights, measured)
     full_fig = full.roi.figures if full is not None and full.roi is not None else {}
