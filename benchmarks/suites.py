@@ -4,14 +4,15 @@ the figures they give: NPB class S, every member on atomic end to end; IS, MG,
 LU, SP and CG on o3 with L1+L2, switching from atomic at their own ROI (the
 sampling benchmark's full detailed references); GAPBS on a 2^10-vertex graph,
 every kernel on atomic and bfs and pr on o3; CG and pr on the 2-core checkpoint
-with 2 OpenMP threads on timing. Each part is one hackback command, rerun as a
+with 2 OpenMP threads on timing; every NPB member built at classes W and A and
+verified natively (`hackback build`, no gem5). Each part is one hackback command, rerun as a
 no-op when its runs are kept: stop it at any point and run it again. Prints a
 row per run: its own verdict, ROI instructions beside the native count of the
 same binary (callgrind) and their difference (the kernel's share), IPC, miss
 rates, simulated and host seconds.
 
     python3 benchmarks/suites.py --gem5-src SRC --gem5-binary BIN --work-dir DIR --npb NPB.tar.xz --gapbs GAPBS.tar.xz \\
-        [--parts o3,atomic,gapbs,smp]
+        [--parts o3,atomic,gapbs,smp,classes]
 """
 from __future__ import annotations
 
@@ -38,7 +39,13 @@ def parts(npb: str, gapbs: str) -> dict[str, list[list[str]]]:
                 # atomic: CG with 2 threads on timing made no progress past its third iteration in 52 min (docs/benchmarks.md)
                 ["suite", "npb", "--name", "smp", "--members", "cg", "--threads", "2", "--source", npb, "--cpu", "atomic"],
                 ["suite", "gapbs", "--name", "smp", "--members", "pr", "--threads", "2", "--source", gapbs, "--cpu", "atomic"]],
+        # Built and verified natively only: class A's ROIs take gem5 hours to days (and callgrind's count, at about
+        # 50x native, hours for BT, LU and SP: native_counts off for these two classes).
+        "classes": [["build", "npb", "--input", c, "--source", npb] for c in ("W", "A")],
     }
+
+# What a part's commands run with beyond the benchmark's own environment.
+PART_ENV = {"classes": {"HACKBACK_SUITE_NATIVE_COUNTS": "false"}}
 
 
 def hackback(env: dict[str, str], args: list[str]) -> None:
@@ -46,6 +53,18 @@ def hackback(env: dict[str, str], args: list[str]) -> None:
     start = time.monotonic()
     out = subprocess.run([sys.executable, "-m", "hackback.cli", *args], cwd=REPO, env=env)
     print(f"  (exit {out.returncode}, {time.monotonic() - start:.0f} s)", flush=True)
+
+
+def builds(work: Path) -> None:
+    """A row per member built at a class other than S: its native verdict and its binary."""
+    head = ("benchmark", "class", "native verdict", "gem5 binary", "bytes", "sha256")
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    for f in sorted((work / "benchmarks").glob("npb-*-[WABC]-1t/manifest.json")):
+        part = json.loads(f.read_text())["parts"]["benchmark"]
+        m, v = part["info"]["member"], part["info"]["verdict"]
+        (rel, rec), = ((k, r) for k, r in part["outputs"].items() if k.startswith("gem5/"))
+        print(f"| npb {m['member']} | {m['input']} | {'PASS' if v['passed'] else 'FAIL'}: {' '.join(v['said'].split())} | "
+              f"{rel} | {rec['size']:,} | {rec['sha256'][:12]} |")
 
 
 def table(work: Path) -> None:
@@ -82,10 +101,13 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HACKBACK_")}
     env.update(HACKBACK_WORK_DIR=str(Path(args.work_dir).resolve()), HACKBACK_GEM5_SRC=args.gem5_src,
                HACKBACK_GEM5_BINARY=args.gem5_binary, HACKBACK_PLAIN="1")
-    for part in args.parts.split(","):
+    chosen = args.parts.split(",")
+    for part in chosen:
         for command in parts(args.npb, args.gapbs)[part]:
-            hackback(env, command)
+            hackback({**env, **PART_ENV.get(part, {})}, command)
     table(Path(args.work_dir))
+    if "classes" in chosen:
+        builds(Path(args.work_dir))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from .protocol.step import Step
 STEPS: dict[str, Step] = {
     s.name: s
     for s in (env.M5, env.ENV, image.IMAGE, image.IMAGE_CHECK, kernel.KERNEL, checkpoint.CHECKPOINT, cluster.RESTORE,
-              suite.SUITE, sample.SAMPLE, export.EXPORT, checkpoint.CHECKPOINTS, report.REPORT, clean.CLEAN)
+              suite.SUITE, suite.BUILD, sample.SAMPLE, export.EXPORT, checkpoint.CHECKPOINTS, report.REPORT, clean.CLEAN)
 }
 
 

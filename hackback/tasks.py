@@ -201,6 +201,13 @@ TASKS = (
               "switch-from", "switch-after-insts", "warmup-insts", "caches", "l1d", "l1i", "l2", "gem5-config", "gem5-args",
               "jobs", "on", "wait", "rerun-failed", "checkpoint", "kernel", "image", "gem5-src", "gem5-binary", *COMMON), _build,
              positional=("suite",)),
+    TaskSpec("build", """Build a benchmark suite's members (NPB, GAPBS) and verify each natively, without running them in gem5.
+
+    The same static binaries `hackback suite` runs (its artifacts, so a suite
+    run after it builds nothing), each proven by its own verdict in a native
+    run; no image, kernel or checkpoint is needed. One OpenMP thread unless
+    --threads.""",
+             ("suite", "members", "input", "threads", "trials", "source", "sha256", *COMMON), _build, positional=("suite",)),
     TaskSpec("sample", """Sampled simulation (SimPoint) of a ROI from a checkpoint at its start; the estimate with its error.
 
     The ROI is profiled on atomic (gem5's basic-block vectors), its intervals

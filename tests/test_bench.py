@@ -5,12 +5,13 @@ reproducible, a no-op rerun, in an image of its own (the tools image, and so
 every image, kernel and checkpoint, is left as it was)."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import suite_source
+from conftest import hackback_env, invoke, suite_source
 from hackback.steps import bench
 from hackback.base import elf
 from hackback.store.hashes import HashCache
@@ -55,3 +56,20 @@ def test_a_tarball_that_is_not_the_one_its_sha256_names_is_refused(make_config, 
     with pytest.raises(UsageError, match="not the .* given for it") as e:
         bench.source(ctx, SuiteDef.load("npb"), SuiteSource(str(src), "0" * 64))
     assert "\n" not in e.value.one_line() and not (ctx.layout.work_dir / "cache" / "suite-src").exists()
+
+
+def test_hackback_build_builds_a_larger_class_and_verifies_it_natively_with_no_image_kernel_or_checkpoint(  # type: ignore[no-untyped-def]
+        tmp_path: Path, engine, tools) -> None:
+    """`hackback build npb --input A`: a class too large to run in gem5 here is
+    still proven to build and verify, natively; nothing of gem5's is built."""
+    work = tmp_path / "work"
+    env = {**hackback_env(work), "HACKBACK_SUITE_NATIVE_COUNTS": "false"}  # callgrind's count is the S tier's
+    out = invoke(env, "build", "npb", "--members", "is", "--input", "A", "--source", str(suite_source("npb")), timeout=1800)
+    assert out.returncode == 0, out.stderr[-2000:]
+    info = json.loads((work / "benchmarks" / "npb-is-A-1t" / "manifest.json").read_text())["parts"]["benchmark"]["info"]
+    assert info["verdict"]["passed"] and "SUCCESSFUL" in info["verdict"]["said"], info["verdict"]
+    assert info["member"]["input"] == "A" and info.get("native_roi_insts") is None
+    assert 'npb is (A, 1 thread): natively "Verification' in out.stderr + out.stdout
+    assert sorted(p.name for p in work.iterdir() if not p.name.startswith(".")) == ["benchmarks", "cache"]  # no gem5 artifact
+    again = invoke(env, "build", "npb", "--members", "is", "--input", "A", "--source", str(suite_source("npb")))
+    assert again.returncode == 0 and "up to date" in again.stderr + again.stdout, again.stderr[-2000:]

@@ -11,7 +11,11 @@ naming the benchmark, with its run kept.
 With --save-checkpoint NAME (one member), the checkpoint is saved at the
 member's own m5 workbegin: a restore of it resumes inside the benchmark, at
 its region of interest, and reads no new script (`hackback suite --checkpoint
-NAME`, or `hackback restore --checkpoint NAME`)."""
+NAME`, or `hackback restore --checkpoint NAME`).
+
+`hackback build npb` builds the members alone (each verified natively, the
+same artifacts `hackback suite` runs): no image, kernel or checkpoint needed,
+so a larger class can be proven to build and verify before hours in gem5."""
 from __future__ import annotations
 
 import dataclasses
@@ -66,6 +70,11 @@ def check(ctx: StepContext, asked: Asked) -> None:
     if ctx.cfg.restore.save_checkpoint and len(members) != 1:
         raise UsageError(f"--save-checkpoint saves one member at its region of interest, not {len(members)}",
                          "name the member alone: --members NAME")
+    check_source(ctx, defn, given)
+
+
+def check_source(ctx: StepContext, defn: SuiteDef, given: SourceConfig) -> None:
+    """A source is given, and a local one is there and is the suite (and the tarball its sha256 names)."""
     if not given.source:
         raise UsageError(f"no source for {defn.name}: give --source PATH|URL (or suite.{defn.name}.source)",
                          f"a tarball or tree of {defn.title}; its home: {defn.home}")
@@ -91,6 +100,22 @@ def run(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, asked: Aske
     results = _restores(ctx, env, cpt, works, asked)
     _compare(results, ctx.layout, defn)
     return results
+
+
+def build_only(ctx: StepContext, asked: Asked) -> list[bench.BenchArtifact]:
+    """The members asked for, built and verified natively, nothing run in gem5: one
+    thread unless --threads (no checkpoint says how many cores there are)."""
+    defn, members, input, given = chosen(ctx.cfg, asked)
+    threads = ctx.cfg.suite.threads or 1
+    src = bench.source(ctx, defn, given)
+    built = []
+    for name in members:
+        b = bench.ensure(ctx, defn, src, Member(defn.name, name, input, threads, ctx.cfg.suite.trials), force=asked.force)
+        count = (f"native ROI {b.native_roi_insts:,} instructions (callgrind)" if b.native_roi_insts is not None
+                 else "ROI not counted (suite.native_counts = false)")
+        log.info(f"{b.member.label}: natively \"{b.verdict.said.strip()}\"; {count}; {b.binary}")
+        built.append(b)
+    return built
 
 
 def _restores(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, works: Sequence[restore.Work],
@@ -152,4 +177,19 @@ def asked_of(req: Request) -> Asked:
     return Asked(req.source, req.sha256, req.kernel, req.disk, req.forced("suite"))
 
 
+class BuildStep(Step):
+    """`hackback build`: the suite's members built and verified natively, run nowhere else."""
+
+    name = "build"
+    needs = ()
+
+    def check(self, ctx: StepContext, req: Request) -> None:
+        defn, _members, _input, given = chosen(ctx.cfg, asked_of(req))
+        check_source(ctx, defn, given)
+
+    def ensure(self, ctx: StepContext, req: Request, deps: Mapping[str, Any]) -> list[bench.BenchArtifact]:
+        return build_only(ctx, Asked(req.source, req.sha256, force=req.forced("build")))
+
+
 SUITE = SuiteStep()
+BUILD = BuildStep()
