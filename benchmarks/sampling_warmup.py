@@ -37,7 +37,7 @@ def main() -> None:
 
 
 def _again(ctx, env, cpt, detailed: int, shipped) -> None:  # type: ignore[no-untyped-def]
-    rule = S.rule_of(ctx)
+    rule = S.rule_of(ctx.cfg)
     prof_dir, prof = S.profile(ctx, env, cpt, rule.base_interval)
     samp_dir, chosen = S.choose_and_checkpoint(ctx, env, cpt, prof_dir, prof, rule)
     batch = []

@@ -18,6 +18,8 @@ import pytest
 
 from conftest import hackback_env, invoke, suite_source
 from hackback.services import sampling
+from hackback.base import config
+from hackback.steps import sample as sample_step
 from hackback.store.manifest import Manifest
 
 pytestmark = pytest.mark.gem5
@@ -174,6 +176,8 @@ SAMPLE_FLAGS = ["--cpu", "o3", "--caches", "l1l2", "-j", "2"]
 # A few samples (the tier's time): at most 2 clusters, 3 samples a cluster on average (2 each, the
 # rest by weight); the shipped rule is at most 10 clusters.
 FEW = {"HACKBACK_SAMPLE_MAX_K": "2", "HACKBACK_SAMPLE_PER_CLUSTER": "3"}
+# IS's sampling by the FEW rule: samplings/is-roi-r<its rule's digest> (others, of other rules, are kept beside it).
+FEW_SAMPLING = sample_step.sampling_name("is-roi", sample_step.rule_of(config.load(flags={}, environ=FEW)))
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +202,7 @@ def test_is_is_sampled_from_its_roi_checkpoint_and_the_estimate_is_its_samples_o
     with gzip.open(work / "profiles" / "is-roi-b10000" / "simpoint.bb.gz", "rt") as f:
         lines = [ln for ln in f if ln.startswith("T")]
     assert len(lines) == prof["intervals"] and prof["roi_insts"] - prof["profiled_insts"] < 20_000, prof
-    samp = json.loads((work / "samplings" / "is-roi" / "manifest.json").read_text())["parts"]["sampling"]["info"]
+    samp = json.loads((work / "samplings" / FEW_SAMPLING / "manifest.json").read_text())["parts"]["sampling"]["info"]
     assert abs(sum(samp["weights"]) - 1) < 1e-9 and 1 <= samp["k"] <= 2 and len(samp["samples"]) == 3 * samp["k"]
     per = [sum(s["cluster"] == c for s in samp["samples"]) for c in range(samp["k"])]
     big = [samp["intervals"]] * samp["k"]  # no cluster of IS's ~400 intervals is smaller than its share of 6
@@ -221,7 +225,7 @@ def test_is_is_sampled_from_its_roi_checkpoint_and_the_estimate_is_its_samples_o
         cpis.setdefault(s["cluster"], []).append(cycles / insts)
     expected = sum(samp["weights"][c] * sum(v) / len(v) for c, v in cpis.items())
     assert est["cpi"] == pytest.approx(expected, rel=1e-9)
-    assert re.search(r"^sampled is-roi on atomic-to-o3 CPU, l1l2 caches: CPI [\d.]+ ± [\d.]+", sampled.stdout, re.M), sampled.stdout[-2000:]
+    assert re.search(rf"^sampled {FEW_SAMPLING} on atomic-to-o3 CPU, l1l2 caches: CPI [\d.]+ ± [\d.]+", sampled.stdout, re.M), sampled.stdout[-2000:]
     print(f"IS sampled: CPI {est['cpi']:.4f} ± {est['half_width']:.4f}, full {est.get('full_cpi')}, "
           f"{len(samp['samples'])} samples in {samp['k']} clusters")
 
@@ -231,8 +235,8 @@ def test_a_rerun_of_the_sampling_is_a_no_op_and_a_multi_core_or_boot_checkpoint_
     start = time.monotonic()
     again = invoke({**env, **FEW}, "sample", "--checkpoint", "is-roi", *SAMPLE_FLAGS, timeout=1800)
     assert again.returncode == 0 and "profile is-roi-b10000 is up to date" in again.stdout, again.stdout[-2000:]
-    assert "sampling is-roi is up to date" in again.stdout and "(up to date, not rerun)" in again.stdout
-    wall = re.compile(r"^sampled is-roi on .* host s \((\d+) s wall\)", re.M)
+    assert f"sampling {FEW_SAMPLING} is up to date" in again.stdout and "(up to date, not rerun)" in again.stdout
+    wall = re.compile(rf"^sampled {FEW_SAMPLING} on .* host s \((\d+) s wall\)", re.M)
     first, kept = wall.search(sampled.stdout), wall.search(again.stdout)
     assert first and kept and kept.group(1) == first.group(1) != "0", (first, kept)  # the batch's wall, not the no-op's
     assert time.monotonic() - start < 120
@@ -251,7 +255,7 @@ def test_another_l2s_samples_run_as_a_slurm_job_array_and_give_the_estimate_when
 
     cluster_env = {**env, **FEW, "SLURM_CONF": str(slurm_cluster.conf)}
     flags = ["sample", "--checkpoint", "is-roi", "--cpu", "o3", "--caches", "l1l2", "--l2", "256KiB", "--on", "slurm"]
-    samples = len(json.loads((work / "samplings" / "is-roi" / "manifest.json").read_text())["parts"]["sampling"]["info"]["samples"])
+    samples = len(json.loads((work / "samplings" / FEW_SAMPLING / "manifest.json").read_text())["parts"]["sampling"]["info"]["samples"])
     import shutil
 
     for run in work.glob("runs/is-roi-s*-l1l2-*"):  # a kept work dir's runs of this board: submitted afresh here
@@ -260,9 +264,9 @@ def test_another_l2s_samples_run_as_a_slurm_job_array_and_give_the_estimate_when
             shutil.rmtree(run)
     out = invoke(cluster_env, *flags, timeout=1800)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr
-    assert "sampling is-roi is up to date" in out.stdout and f"{samples} to submit" in out.stdout, out.stdout[-3000:]
+    assert f"sampling {FEW_SAMPLING} is up to date" in out.stdout and f"{samples} to submit" in out.stdout, out.stdout[-3000:]
     assert f"0 of {samples} samples measured; the estimate comes when all are" in out.stdout
-    assert "sampled is-roi" not in out.stdout  # no estimate from samples still out
+    assert "sampled is-roi-" not in out.stdout  # no estimate from samples still out
     batch = re.search(r"; batch (\S+)$", out.stdout, re.M)
     assert batch, out.stdout[-2000:]
     deadline = time.monotonic() + 600
@@ -273,7 +277,7 @@ def test_another_l2s_samples_run_as_a_slurm_job_array_and_give_the_estimate_when
     assert re.search(rf"^{samples} run\(s\): [1-9]\d* done already, [1-9]\d* pending or running in an earlier job",
                      done.stdout, re.M), done.stdout[-3000:]
     assert f"\n{samples} runs:\n" in done.stdout, done.stdout[-3000:]
-    m = re.search(r"^sampled is-roi on atomic-to-o3 CPU, l1l2 caches: CPI ([\d.]+) ± ", done.stdout, re.M)
+    m = re.search(rf"^sampled {FEW_SAMPLING} on atomic-to-o3 CPU, l1l2 caches: CPI ([\d.]+) ± ", done.stdout, re.M)
     where = re.search(r"^    (\S+/estimates/is-roi-\S+)$", done.stdout, re.M)
     assert m and where, done.stdout[-3000:]
     est = json.loads((Path(where.group(1)) / "manifest.json").read_text())["parts"]["estimate"]["info"]

@@ -137,3 +137,15 @@ def test_a_checkpoint_sampling_cannot_start_from_is_refused_in_one_line(tmp_path
     with pytest.raises(UsageError, match=says) as e:
         sample.check(CheckpointArtifact.read(tmp_path))
     assert "\n" not in e.value.one_line()
+
+
+def test_a_sampling_is_named_by_its_rule_so_another_rules_sampling_is_kept_beside_it() -> None:
+    from hackback.base import config
+    from hackback.steps import sample
+
+    shipped = sample.rule_of(config.load(flags={}, environ={}))
+    assert sample.rule_of(config.load(flags={}, environ={})) == shipped  # the same rule, the same name
+    names = {sample.sampling_name("is-roi", shipped),
+             sample.sampling_name("is-roi", sample.rule_of(config.load(flags={}, environ={"HACKBACK_SAMPLE_MAX_K": "2"}))),
+             sample.sampling_name("is-roi", sample.rule_of(config.load(flags={}, environ={"HACKBACK_SAMPLE_ALLOCATION": "equal"})))}
+    assert len(names) == 3 and all(n.startswith("is-roi-r") and len(n) == len("is-roi-r") + 8 for n in names), names

@@ -5,8 +5,9 @@ rerun is a no-op and a new CPU or cache configuration reruns only the samples:
 
 1. profile   profiles/<cpt>-b<N>/   the ROI on atomic with gem5's SimPoint probe,
              basic-block vectors of N instructions to the ROI's m5 workend;
-2. sampling  samplings/<cpt>/       the choice (hackback.services.sampling: SimPoint's
-             method with scikit-learn's k-means, stratified samples), then one
+2. sampling  samplings/<cpt>-r<R>/  one per rule R (a digest of [sample]'s keys):
+             the choice (hackback.services.sampling: SimPoint's method with
+             scikit-learn's k-means, stratified samples), then one
              atomic pass from the same checkpoint that saves a checkpoint before
              each sample (less its warm-ups) and goes on to the ROI's end, whose
              instruction count must be the profile's: both are the same atomic
@@ -36,6 +37,7 @@ from ..store.hashes import digest_of, file_record
 from ..store.layout import Kind
 from ..store.manifest import Manifest
 from .checkpoint import asked_for as checkpoint_asked_for
+from ..base.config import Config
 from ..protocol.context import StepContext
 from ..base.errors import ArtifactError, MismatchError, UsageError
 from ..protocol.step import Request, Step
@@ -56,8 +58,8 @@ def check(cpt: CheckpointArtifact) -> None:
                          "gem5's SimPoint probe counts one core's instructions: take a 1-core checkpoint")
 
 
-def rule_of(ctx: StepContext) -> sampling.Rule:
-    s = ctx.cfg.sample
+def rule_of(cfg: Config) -> sampling.Rule:
+    s = cfg.sample
     return sampling.Rule(base_interval=s.base_interval, intervals=s.intervals, max_k=s.max_k, per_cluster=s.per_cluster,
                          allocation=s.allocation,
                          detailed_warmup=s.detailed_warmup_percent / 100, functional_warmup=s.functional_warmup,
@@ -68,7 +70,7 @@ def run(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, force: bool
     """The estimate; None when the samples went to Slurm and are not all back yet.
     force (--force): the profile, the sampling and the samples made again."""
     check(cpt)
-    rule = rule_of(ctx)
+    rule = rule_of(ctx.cfg)
     prof_dir, prof = profile(ctx, env, cpt, rule.base_interval, force)
     samp_dir, chosen = choose_and_checkpoint(ctx, env, cpt, prof_dir, prof, rule, force)
     samples = [CheckpointArtifact.of_sample(cpt, samp_dir, chosen, i) for i in range(len(chosen.samples))]
@@ -156,7 +158,7 @@ def choose_and_checkpoint(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArt
     want = {"checkpoint": cpt.identity_digest(), "profile": digest_of(manifest.outputs_of("profile")),
             "rule": dataclasses.asdict(rule), "gem5_binary_sha256": g.binary_sha256,
             "run_script_sha256": gem5run.run_script_sha256()}
-    name = cpt.name
+    name = sampling_name(cpt, rule)
 
     def build(tmp: Path, out: Manifest) -> None:
         factor = rule.factor(prof.roi_insts)
@@ -186,6 +188,12 @@ def choose_and_checkpoint(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArt
     log.info(f"sampling {name}: {info.intervals} intervals of {info.interval:,} instructions, k = {info.k}, "
              f"{len(info.samples)} samples; detailed instructions {detailed:,} = {detailed / info.roi_insts:.1%} of the ROI")
     return done.directory, info
+
+
+def sampling_name(cpt: CheckpointArtifact | str, rule: sampling.Rule) -> str:
+    """samplings/<cpt>-r<rule>: one per rule, so a sampling made by another rule
+    (and the estimates named after it) is kept beside it, not overwritten."""
+    return f"{cpt if isinstance(cpt, str) else cpt.name}-r{digest_of(dataclasses.asdict(rule))[:8]}"
 
 
 def _placed(s: sampling.Sample, choice: sampling.Choice, interval: int, warm: int, rule: sampling.Rule) -> SampleAt:

@@ -2,7 +2,7 @@
 
 Under the work directory:
     env/<name>/  images/<name>/  kernels/<name>/  checkpoints/<name>/  runs/<run-id>/
-    benchmarks/<suite>-<member>-<input>-<threads>t/  profiles/<checkpoint>-b<interval>/  samplings/<checkpoint>/
+    benchmarks/<suite>-<member>-<input>-<threads>t/  profiles/<checkpoint>-b<interval>/  samplings/<checkpoint>-r<rule>/
     estimates/<sampling>-<board>/
         each with a manifest.json
     cache/   build trees and downloads that outlive artifacts (gem5 scons tree, kernel tree)
