@@ -32,7 +32,7 @@ def main() -> None:
     os.environ.update(HACKBACK_WORK_DIR=str(Path(args.work_dir).resolve()), HACKBACK_GEM5_SRC=args.gem5_src,
                       HACKBACK_GEM5_BINARY=args.gem5_binary, HACKBACK_PLAIN="1")
     shipped = pipeline.perform(Request(target="sample", flags=FLAGS, checkpoint=args.source))
-    S.run = lambda ctx, env, cpt: _again(ctx, env, cpt, args.detailed, shipped)  # the same steps, other warm-up split
+    S.run = lambda ctx, env, cpt, force=False: _again(ctx, env, cpt, args.detailed, shipped)  # the same steps, other warm-up split
     pipeline.perform(Request(target="sample", flags=FLAGS, checkpoint=args.source))
 
 

@@ -57,14 +57,15 @@ def hackback(env: dict[str, str], args: list[str]) -> None:
 
 def builds(work: Path) -> None:
     """A row per member built at a class other than S: its native verdict and its binary."""
-    head = ("benchmark", "class", "native verdict", "gem5 binary", "bytes", "sha256")
+    head = ("benchmark", "class", "native verdict", "build and native run s", "gem5 binary", "bytes", "sha256")
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for f in sorted((work / "benchmarks").glob("npb-*-[WABC]-1t/manifest.json")):
         part = json.loads(f.read_text())["parts"]["benchmark"]
         m, v = part["info"]["member"], part["info"]["verdict"]
         (rel, rec), = ((k, r) for k, r in part["outputs"].items() if k.startswith("gem5/"))
+        secs = part["info"].get("build_seconds")
         print(f"| npb {m['member']} | {m['input']} | {'PASS' if v['passed'] else 'FAIL'}: {' '.join(v['said'].split())} | "
-              f"{rel} | {rec['size']:,} | {rec['sha256'][:12]} |")
+              f"{secs if secs is not None else '-'} | {rel} | {rec['size']:,} | {rec['sha256'][:12]} |")
 
 
 def table(work: Path) -> None:

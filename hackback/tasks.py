@@ -84,12 +84,12 @@ OPTIONS: dict[str, Option] = {
     "out": Option("where the CSV, Markdown and plots go (default <work_dir>/reports/<time>)", metavar="DIR"),
     "resource-dir": Option("also seed this gem5 resource directory (GEM5_RESOURCE_DIR) with sparse copies", metavar="DIR"),
     "suite": Option("the benchmark suite: npb (NAS Parallel Benchmarks 3.3.1-OMP) or gapbs (GAP 1.5); also the first "
-                    "argument: hackback suite npb", "suite.name"),
-    "members": Option("the members to run, comma-separated (default: the suite's usual set: NPB's bt,cg,ep,ft,is,lu,mg,sp; "
+                    "argument: hackback suite npb (or build npb)", "suite.name"),
+    "members": Option("the members to run (or build), comma-separated (default: the suite's usual set: NPB's bt,cg,ep,ft,is,lu,mg,sp; "
                       "GAPBS's bfs,pr,cc,sssp,bc,tc)", "suite.members", metavar="NAME,..."),
     "input": Option("NPB's class (S, W, A, B, C; default S) or GAPBS's synthetic graph (g<N> Kronecker, u<N> uniform; "
                     "default g10)", "suite.input", metavar="CLASS|GRAPH"),
-    "threads": Option("OpenMP threads in the guest (default: the checkpoint's cores)", "suite.threads", Optional[int],
+    "threads": Option("OpenMP threads in the guest (default: the checkpoint's cores; build: 1)", "suite.threads", Optional[int],
                       metavar="INT"),
     "trials": Option("GAPBS: trials of the kernel, each verified (default 1; the first is the ROI measured)",
                      "suite.trials", Optional[int], metavar="INT"),
@@ -203,11 +203,12 @@ TASKS = (
              positional=("suite",)),
     TaskSpec("build", """Build a benchmark suite's members (NPB, GAPBS) and verify each natively, without running them in gem5.
 
-    The same static binaries `hackback suite` runs (its artifacts, so a suite
-    run after it builds nothing), each proven by its own verdict in a native
-    run; no image, kernel or checkpoint is needed. One OpenMP thread unless
-    --threads.""",
-             ("suite", "members", "input", "threads", "trials", "source", "sha256", *COMMON), _build, positional=("suite",)),
+    The same static binaries `hackback suite` runs (its artifacts: a suite run
+    after it with the same suite.native_counts builds nothing), each proven by
+    its own verdict in a native run; no image, kernel or checkpoint is needed.
+    One OpenMP thread unless --threads.""",
+             ("suite", "members", "input", "threads", "trials", "source", "sha256", "work-dir", "config", "force", "dry-run"),
+             _build, positional=("suite",)),
     TaskSpec("sample", """Sampled simulation (SimPoint) of a ROI from a checkpoint at its start; the estimate with its error.
 
     The ROI is profiled on atomic (gem5's basic-block vectors), its intervals

@@ -53,7 +53,7 @@ def artifact(work: Path, kind: str, name: str, **info: Any) -> Path:
     m = Manifest(kind, name)
     if kind == "runs":  # a whole run info, as hackback writes it, with the test's fields
         info = run_info_json(str(info.pop("checkpoint", {}).get("name", "default")), **info)
-    m.set_part("run" if kind == "runs" else kind, {}, {}, info)
+    m.set_part({"runs": "run", "samplings": "sampling", "estimates": "estimate"}.get(kind, kind), {}, {}, info)
     write_manifest(d, m)
     return d
 
@@ -119,6 +119,26 @@ def test_clean_name_does_not_touch_runs_of_a_similarly_named_checkpoint(make_con
     assert cpt_other.is_dir() and run_other.is_dir() and env_x_other.is_dir()
     assert (run_other / "payload").read_text() == "X-other-hello-atomic-1234abcd"
     assert report.left == []
+
+
+def test_clean_name_finds_a_checkpoints_samplings_and_estimates_of_every_rule_by_their_manifests(make_config) -> None:  # type: ignore[no-untyped-def]
+    """samplings/<cpt>-r<rule>: `clean --kind samplings --name X` is X's, by what their manifests say."""
+    from hackback.store.records import Board, CheckpointRef, EstimateInfo, SampleAt, SamplingInfo
+
+    work = make_config().work_dir
+
+    def sampling_of(cpt: str) -> dict[str, Any]:
+        return SamplingInfo(CheckpointRef(cpt, work / "checkpoints" / cpt, "cpt.1"), 40_000, 400, 2, (0.5, 0.5), (1.0, 2.0),
+                            (SampleAt(0, 0, 0.5, 100, 40_000, 1, 99, 0, True),), ("cpt.2",), 16_000_000, {"seed": 1}, 1.0,
+                            1.0).to_json()
+
+    mine = [artifact(work, "samplings", f"X-r{r}", **sampling_of("X")) for r in ("0123abcd", "89abcdef")]
+    theirs = artifact(work, "samplings", "X-other-r0123abcd", **sampling_of("X-other"))
+    est = EstimateInfo("X-r0123abcd", Board("2GiB", 1, "o3"), 1.0, 0.1, 4, 2, 100, 1000, 1.0, 1.0, 1.0, ("s0",), checkpoint="X")
+    estimate = artifact(work, "estimates", "X-r0123abcd-o3-1234abcd", **est.to_json())
+    assert sorted(run_clean(make_config, CleanRequest(kind="samplings", name="X", yes=True)).artifacts) == mine
+    assert theirs.is_dir() and estimate.is_dir()
+    assert run_clean(make_config, CleanRequest(kind="estimates", name="X", yes=True)).artifacts == [estimate]
 
 
 def test_clean_finds_artifacts_by_kind_and_name_and_refuses_an_unknown_kind(make_config) -> None:  # type: ignore[no-untyped-def]

@@ -76,13 +76,14 @@ def test_suite_members_get_a_row_each_with_their_verdict_and_native_count_and_a_
     assert {"suite.md", "roi_ipc_by_benchmark.png"} <= {p.name for p in rep.files}
 
 
-def _estimate(work: Path, name: str, cpi: float, full_run: str, full_cpi: float) -> None:
+def _estimate(work: Path, name: str, cpi: float, full_run: str, full_cpi: float, sampling: str = "is-roi-r0123abcd",
+              checkpoint: str = "is-roi") -> None:
     from hackback.store.records import Board, EstimateInfo
 
     board = Board("2GiB", 1, "o3", "l1l2", "32KiB", "32KiB", "512KiB", switch_from="atomic", switch_after_insts=100,
                   warmup_insts=10, measure_insts=40)
-    e = EstimateInfo("is-roi", board, cpi, 0.1, 6, 3, 400, 4000, 10.0, 6.0, 20.0, ("s0",), 0.1, 0.2, full_cpi, 30.0, full_run,
-                     0.1, 0.25)
+    e = EstimateInfo(sampling, board, cpi, 0.1, 6, 3, 400, 4000, 10.0, 6.0, 20.0, ("s0",), 0.1, 0.2, full_cpi, 30.0, full_run,
+                     0.1, 0.25, checkpoint)
     d = work / "estimates" / name
     d.mkdir(parents=True)
     m = Manifest("estimates", name)
@@ -100,10 +101,15 @@ def test_the_report_lists_estimates_judged_only_by_a_full_run_from_their_own_che
     _run(work, "default-switching", "npb-is.sh", "32KiB", "0.1")
     _estimate(work, "e-own", 2.2, "is-roi-full", 2.0)
     _estimate(work, "e-parent", 2.2, "default-switching", 2.1)
+    _estimate(work, "e-older", 2.2, "is-roi-full", 2.0, sampling="is-roi", checkpoint="")  # named before rules were
     report.report(Layout(work), report.Selection(), tmp_path / "out")
     rows = {r["estimate"]: r for r in csv.DictReader((tmp_path / "out" / "estimates.csv").open())}
     assert rows["e-own"]["full_cpi"] == "2" and rows["e-own"]["error"] == "0.1" and rows["e-own"]["covered"] == "no"
     assert rows["e-parent"]["cpi"] == "2.2" and rows["e-parent"]["full_cpi"] == "" and rows["e-parent"]["error"] == ""
     assert rows["e-own"]["detailed_share"] == "0.1" and rows["e-own"]["ipc"] == "0.454545"
+    assert rows["e-own"]["checkpoint"] == "is-roi" and rows["e-own"]["sampling"] == "is-roi-r0123abcd"
+    assert rows["e-older"]["checkpoint"] == "is-roi" and rows["e-older"]["error"] == "0.1"
+    mine = report.report(Layout(work), report.Selection(checkpoint="is-roi"), tmp_path / "out3")
+    assert mine.files and len(list(csv.DictReader((tmp_path / "out3" / "estimates.csv").open()))) == 3
     only = report.report(Layout(work), report.Selection(checkpoint="default"), tmp_path / "out2")
     assert only.rows and not (tmp_path / "out2" / "estimates.csv").exists()  # estimates of is-roi are not default's

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -158,6 +159,7 @@ def ensure(ctx: StepContext, defn: SuiteDef, src: SourceTree, m: Member, force: 
     name = name_of(m)
 
     def build(tmp: Path, manifest: Manifest) -> None:
+        start = time.monotonic()
         _build(ctx, defn, src, m, tools, tmp, want)
         binary = defn.binary(m.member, m.input)
         problem = elf.static_x86_64_problem(tmp / "gem5" / binary)
@@ -165,7 +167,8 @@ def ensure(ctx: StepContext, defn: SuiteDef, src: SourceTree, m: Member, force: 
             raise BenchmarkFailed(f"{m.label}'s gem5 build {problem}", "the suite's build script must link it static")
         verdict, insts = _native_verdict(defn, m, tmp)
         outputs = {rel: file_record(tmp / rel, ctx.hashes) for rel in (f"gem5/{binary}", f"native/{binary}", NATIVE_LOG)}
-        manifest.set_part("benchmark", want, outputs, BenchInfo(m, verdict, src.origin, insts, tools).to_json())
+        manifest.set_part("benchmark", want, outputs, BenchInfo(m, verdict, src.origin, insts, tools,
+                                                                  round(time.monotonic() - start, 1)).to_json())
 
     done = build_unless_fresh(ctx.layout, Target("benchmarks", name, "benchmark", f"benchmark {name}"), want, force, build)
     return read(done.directory, defn)

@@ -26,7 +26,7 @@ from ..base.config import Config
 from ..base.engine import LABEL, Engine
 from ..base.errors import ArtifactError, DockerFailure, LockBusy, UsageError
 from ..protocol.context import StepContext
-from ..store.records import Gem5Image, RunInfo
+from ..store.records import EstimateInfo, Gem5Image, RunInfo, SamplingInfo
 from ..protocol.step import Request, Step
 
 Ask = Callable[[str], bool]
@@ -169,10 +169,10 @@ def _targets(layout: Layout, kind: Optional[str], name: Optional[str], report: C
 
 
 def _wanted(kind: Kind, d: Path, name: Optional[str], report: CleanReport) -> bool:
-    """Whether d is an artifact asked for. Runs match their own id or, by their
-    manifest, their checkpoint's name (never a prefix of their id: X-other's runs
-    start with X- too)."""
-    maybe = name is None or d.name == name or (kind == "runs" and d.name.startswith(f"{name}-"))
+    """Whether d is an artifact asked for. Runs, samplings and estimates match their
+    own name or, by their manifest, the checkpoint's name they were made from (never
+    a prefix of their name: X-other's runs start with X- too)."""
+    maybe = name is None or d.name == name or (kind in BY_CHECKPOINT and d.name.startswith(f"{name}-"))
     try:
         manifest = Manifest.read(d)
     except ArtifactError as e:
@@ -185,14 +185,23 @@ def _wanted(kind: Kind, d: Path, name: Optional[str], report: CleanReport) -> bo
         return False
     if name is None or d.name == name:
         return True
-    return kind == "runs" and _run_checkpoint(manifest) == name
+    return kind in BY_CHECKPOINT and _checkpoint_of(kind, manifest) == name
 
 
-def _run_checkpoint(manifest: Manifest) -> Optional[str]:
+BY_CHECKPOINT: tuple[Kind, ...] = ("runs", "samplings", "estimates")  # named by more than their checkpoint's name
+
+
+def _checkpoint_of(kind: Kind, manifest: Manifest) -> Optional[str]:
     try:
-        return RunInfo.of(manifest).checkpoint.name if manifest.has("run") else None
+        if kind == "runs" and manifest.has("run"):
+            return RunInfo.of(manifest).checkpoint.name
+        if kind == "samplings" and manifest.has("sampling"):
+            return SamplingInfo.of(manifest).checkpoint.name
+        if kind == "estimates" and manifest.has("estimate"):
+            return EstimateInfo.of(manifest).sampled
     except ArtifactError:
-        return None  # not a run this hackback can read: not matched by name
+        pass  # not one this hackback can read: not matched by name
+    return None
 
 
 def _delete(layout: Layout, targets: list[tuple[Kind, Path]], ask: Ask, report: CleanReport) -> None:

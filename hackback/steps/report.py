@@ -42,7 +42,7 @@ COLUMNS = (
 SWEEPABLE = ("l1d", "l2", "payload")
 SIZES = ("l1d", "l2")  # numeric: on a numeric axis, in their own order
 # The sampled estimates (hackback sample): one row each, beside the full run it was judged by.
-ESTIMATE_COLUMNS = ("checkpoint", "cpu", "caches", "l1d", "l2", "k", "samples", "detailed_share", "cpi", "ipc", "ci95_relative",
+ESTIMATE_COLUMNS = ("checkpoint", "sampling", "cpu", "caches", "l1d", "l2", "k", "samples", "detailed_share", "cpi", "ipc", "ci95_relative",
                     "full_cpi", "error", "covered", "l2_miss_rate", "full_l2_miss_rate", "sample_host_seconds",
                     "full_host_seconds", "full_run", "estimate")
 # The suite view: one row per benchmark x CPU x caches x input.
@@ -205,16 +205,16 @@ def _estimates(layout: Layout, select: Selection) -> list[dict[str, object]]:
         except HackbackError as err:
             log.warn(f"{d.name} left out of the report: {err.message}")
             continue
-        if select.checkpoint not in (None, e.sampling) or (select.cpu is not None and not e.board.runs_on(select.cpu)):
+        if select.checkpoint not in (None, e.sampled) or (select.cpu is not None and not e.board.runs_on(select.cpu)):
             continue
         if e.full_run and not _same_checkpoint(layout, e):  # from elsewhere: none of its figures shown
-            log.warn(f"estimate {d.name}: its full run {e.full_run} is not from checkpoint '{e.sampling}': not compared "
-                     f"(hackback sample --checkpoint {e.sampling} --reference judges it again)")
+            log.warn(f"estimate {d.name}: its full run {e.full_run} is not from checkpoint '{e.sampled}': not compared "
+                     f"(hackback sample --checkpoint {e.sampled} --reference judges it again)")
             e = dataclasses.replace(e, full_cpi=None, full_host_seconds=None, full_run=None, full_l1d_miss_rate=None,
                                     full_l2_miss_rate=None)
         b = e.board
         rows.append({
-            "checkpoint": e.sampling, "cpu": b.cpu_label, "caches": b.caches, "l1d": b.l1d or None, "l2": b.l2 or None,
+            "checkpoint": e.sampled, "sampling": e.sampling, "cpu": b.cpu_label, "caches": b.caches, "l1d": b.l1d or None, "l2": b.l2 or None,
             "k": e.k, "samples": e.samples, "detailed_share": e.detailed_insts / e.roi_insts, "cpi": e.cpi, "ipc": 1 / e.cpi,
             "ci95_relative": e.half_width / e.cpi, "full_cpi": e.full_cpi, "error": e.error,
             "covered": {True: "yes", False: "no"}.get(e.covered) if e.covered is not None else None,
@@ -231,7 +231,7 @@ def _same_checkpoint(layout: Layout, e: EstimateInfo) -> bool:
         run = RunRecord.read(layout.work_dir / "runs" / e.full_run)
     except HackbackError:
         return False
-    return run is not None and run.info.checkpoint.name == e.sampling
+    return run is not None and run.info.checkpoint.name == e.sampled
 
 
 def _write_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str], path: Path, form: str, note: str) -> Path:

@@ -90,7 +90,7 @@ def run(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact, force: bool
     else:
         results = restore.run_batch(batch, ctx.cfg.restore.jobs)
     ran = _Ran(results, batch[0][0].board)
-    return _estimate(ctx, samp_dir.name, chosen, prof, ran, _reference(ctx, env, cpt))
+    return _estimate(ctx, cpt.name, samp_dir.name, chosen, prof, ran, _reference(ctx, env, cpt))
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ def _reference(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArtifact) -> O
     return found
 
 
-def _estimate(ctx: StepContext, name: str, info: SamplingInfo, prof: ProfileInfo, ran: _Ran,
+def _estimate(ctx: StepContext, cpt_name: str, name: str, info: SamplingInfo, prof: ProfileInfo, ran: _Ran,
               full: Optional[RunResult]) -> EstimateInfo:
     results, board, wall = ran.results, ran.board, _batch_wall(ran.results)
     measured = [_measured(r, s.cluster) for r, s in zip(results, info.samples)]
@@ -256,7 +256,7 @@ def _estimate(ctx: StepContext, name: str, info: SamplingInfo, prof: ProfileInfo
                        sum(r.host_seconds for r in results), wall, prof.host_seconds + info.pass_host_seconds,
                        tuple(r.run_id for r in results), est.l1d_miss_rate, est.l2_miss_rate, full_cpi,
                        full.host_seconds if full else None, full.run_id if full else None,
-                       full_fig.get("l1d_miss_rate"), full_fig.get("l2_miss_rate"))
+                       full_fig.get("l1d_miss_rate"), full_fig.get("l2_miss_rate"), cpt_name)
     where = _write(ctx, out)
     kept = Manifest.read(where)
     assert kept is not None  # just written, or found up to date

@@ -52,7 +52,7 @@ def chosen(cfg: Config, asked: Asked) -> tuple[SuiteDef, tuple[str, ...], str, S
     """The suite, members, input and source asked for, each checked (before anything builds)."""
     s = cfg.suite
     if not s.name:
-        raise UsageError("no suite named", "name one: hackback suite npb (or gapbs), or set suite.name")
+        raise UsageError("no suite named", "name one, npb or gapbs, after the task (hackback suite npb), or set suite.name")
     defn = SuiteDef.load(s.name)
     configured: SourceConfig = getattr(s, defn.name)
     given = SourceConfig(asked.source or configured.source, asked.sha256 or configured.sha256)

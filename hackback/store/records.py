@@ -358,6 +358,7 @@ class BenchInfo(Record):
     source: str = ""  # the suite's source, as handed over
     native_roi_insts: Optional[int] = None  # callgrind's count of its ROI (suite.native_counts)
     suite_tools: str = ""  # the image it was built in
+    build_seconds: Optional[float] = None  # the build and the native run, host seconds
 
 
 @dataclass(frozen=True)
@@ -718,6 +719,12 @@ class EstimateInfo(Record):
     full_run: Optional[str] = None
     full_l1d_miss_rate: Optional[float] = None
     full_l2_miss_rate: Optional[float] = None
+    checkpoint: str = ""  # the checkpoint sampled ("": an estimate from before samplings were named by rule)
+
+    @property
+    def sampled(self) -> str:
+        """The name of the checkpoint sampled (an older estimate's sampling was named after it alone)."""
+        return self.checkpoint or self.sampling
 
     @property
     def error(self) -> Optional[float]:
@@ -985,7 +992,7 @@ class SampleRef(Record):
         manifest = Manifest.read(self.sampling)
         if manifest is None or "sampling" not in manifest.parts:
             raise ArtifactError(f"{self.sampling} holds no sampling", "sample again on the submitting machine: hackback sample")
-        if manifest.inputs_digest("sampling") != self.digest:  # rebuilt since (another rule): sample i is another sample
+        if manifest.inputs_digest("sampling") != self.digest:  # rebuilt since (a new profile, gem5 or run script): sample i is another sample
             raise ArtifactError(f"the sampling {self.sampling} was made again after this job was submitted",
                                 "submit its samples again: hackback sample --on slurm")
         return CheckpointArtifact.of_sample(CheckpointArtifact.read(self.parent), self.sampling, SamplingInfo.of(manifest),
