@@ -17,7 +17,7 @@ from typing import Optional
 import pytest
 
 from conftest import hackback_env, invoke, suite_source
-from hackback.services import sampling
+from hackback.services import pmem, sampling
 from hackback.base import config
 from hackback.steps import sample as sample_step
 from hackback.store.manifest import Manifest
@@ -204,6 +204,9 @@ def test_is_is_sampled_from_its_roi_checkpoint_and_the_estimate_is_its_samples_o
     assert len(lines) == prof["intervals"] and prof["roi_insts"] - prof["profiled_insts"] < 20_000, prof
     samp = json.loads((work / "samplings" / FEW_SAMPLING / "manifest.json").read_text())["parts"]["sampling"]["info"]
     assert abs(sum(samp["weights"]) - 1) < 1e-9 and 1 <= samp["k"] <= 2 and len(samp["samples"]) == 3 * samp["k"]
+    for c in samp["cpts"]:  # each sample's memory stored as it is, sparse (restored below without inflating)
+        memory = work / "samplings" / FEW_SAMPLING / c / "board.physmem.store0.pmem"
+        assert not pmem.is_compressed(memory) and memory.stat().st_blocks * 512 < memory.stat().st_size // 4, memory
     per = [sum(s["cluster"] == c for s in samp["samples"]) for c in range(samp["k"])]
     big = [samp["intervals"]] * samp["k"]  # no cluster of IS's ~400 intervals is smaller than its share of 6
     assert per == sampling.allocation(samp["weights"], big, sampling.Rule(per_cluster=3)), (per, samp["weights"])

@@ -23,13 +23,14 @@ rerun is a no-op and a new CPU or cache configuration reruns only the samples:
 Sampling is single-core: gem5's probe counts one core's instructions."""
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from ..services import gem5run, sampling
+from ..services import gem5run, pmem, sampling
 from ..base import log
 from . import cluster, restore
 from ..store.build import Target, build_unless_fresh, keep_failed
@@ -172,6 +173,7 @@ def choose_and_checkpoint(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArt
         result = _atomic(ctx, env, cpt, board, tmp, _Pass(f"sample checkpoints of {cpt.name} ({len(counts)}, k={choice.k})",
                                                           extra, ("samplings", name)))
         at_cpt = _saved(result, counts, prof, cpt, tmp)
+        _unpack_memory(ctx, [tmp / c for c in at_cpt.values()])
         files = sorted(p for c in at_cpt.values() for p in (tmp / c).rglob("*") if p.is_file())
         if cpt.info.gem5_kernel:
             os.link(cpt.directory / GEM5_KERNEL, tmp / GEM5_KERNEL)
@@ -205,6 +207,28 @@ def _placed(s: sampling.Sample, choice: sampling.Choice, interval: int, warm: in
     at = max(1, s.start - detailed - functional)
     return SampleAt(s.interval, s.cluster, choice.weights[s.cluster], s.start, s.length, at, max(0, s.start - detailed - at),
                     detailed, s.nearest)
+
+
+def _unpack_memory(ctx: StepContext, cpts: Sequence[Path]) -> None:
+    """Each sample checkpoint's memory stored uncompressed and sparse (hackback.services.pmem):
+    a sample is restored once per configuration measured, and inflating a 2 GiB memory
+    was most of a short sample run's host time."""
+    files = sorted(f for c in cpts for f in c.glob("*.pmem") if pmem.is_compressed(f))
+    if not files:
+        return
+    with log.step(f"unpacking the memory of {len(files)} sample checkpoints (sparse: restores without inflating)"):
+        with concurrent.futures.ThreadPoolExecutor(max(1, ctx.cfg.restore.jobs)) as pool:  # zlib lets go of the GIL
+            done = list(pool.map(pmem.unpack, files))
+    for u in done:
+        if u.sparse:
+            ctx.hashes.known(u.path, u.sha256)
+    kept = [u for u in done if not u.sparse]
+    if kept:
+        log.warn(f"{len(kept)} sample checkpoints' memory left compressed: this filesystem keeps no holes "
+                 f"({kept[0].on_disk:,} bytes on disk for {kept[0].size:,} of memory); their restores inflate it each time")
+    else:
+        log.info(f"sample checkpoints' memory: {sum(u.size for u in done) / 2**30:.0f} GiB in all, "
+                 f"{sum(u.on_disk for u in done) / 2**20:,.0f} MiB on disk")
 
 
 def _saved(result: Gem5Result, counts: Sequence[int], prof: ProfileInfo, cpt: CheckpointArtifact, tmp: Path) -> dict[int, str]:

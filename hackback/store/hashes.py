@@ -115,6 +115,14 @@ class HashCache:
         self._db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?)", (str(path), *key, digest))
         return digest
 
+    def known(self, path: Path, digest: str) -> None:
+        """path's digest, computed while it was written (a 2 GiB sparse memory file
+        need not be read again to be recorded)."""
+        path = Path(path).resolve()
+        st = path.stat()
+        self._db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?)",
+                         (str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, digest))
+
     def linked(self, src: Path, dst: Path) -> None:
         """After os.link(src, dst): the content is what was hashed (same size, mtime
         and inode), but the link changed the inode's ctime. Keep the digest, for
