@@ -8,7 +8,9 @@ same L1s and L2, the second with gem5's page-walk caches); then CG with a second
 configuration (l1l2 with a 256 KiB L2), sampled and run in full. Every step is a hackback command and a no-op when its
 runs are kept. Prints one table: k, samples, interval, warm-ups, detailed
 instructions as a share of the ROI, sampled and full CPI, error, interval,
-and host seconds of the one-off passes, of the samples and of the full run.
+and host seconds of the one-off passes, of the samples and of the full run; then
+where a sample run's host seconds go (container, gem5's instantiate and restore,
+functional warm-up, detailed part).
 
     python3 benchmarks/sampling.py --gem5-src SRC --gem5-binary BIN --work-dir DIR --npb NPB.tar.xz \
         [--members is,mg,lu,sp,cg] [--caches l1l2,l1l2walk]
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -59,6 +62,26 @@ def table(work: Path) -> None:
         print("| " + " | ".join(str(c) for c in cells) + " |")
 
 
+def where_the_time_goes(work: Path) -> None:
+    """Per estimate, a sample run's host seconds by phase (medians over its samples): the
+    container's life, gem5's instantiate (the board and the checkpoint's restore), the
+    functional warm-up (to the switch) and the detailed part (after it)."""
+    head = ("estimate", "samples", "container s", "instantiate s", "functional s", "detailed s", "sum of gem5 s")
+    print("\n| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    for f in sorted((work / "estimates").glob("*/manifest.json")):
+        e = json.loads(f.read_text())["parts"]["estimate"]["info"]
+        rows = []
+        for rid in e["runs"]:
+            i = json.loads((work / "runs" / rid / "manifest.json").read_text())["parts"]["run"]["info"]
+            inst = i.get("phases", {}).get("instantiate_seconds", 0.0)
+            switched = (i.get("switch") or {}).get("host_seconds", inst)
+            rows.append((i.get("container_wall_seconds") or 0.0, inst, switched - inst, i["host_seconds"] - switched,
+                         i["host_seconds"]))
+        cols = list(zip(*rows))
+        print(f"| {f.parent.name} | {len(rows)} | " + " | ".join(f"{statistics.median(c):.2f}" for c in cols[:4])
+              + f" | {sum(cols[4]):.0f} |")
+
+
 def main() -> None:
     ap = gem5_work_args(__doc__.splitlines()[0], "unused")
     ap.add_argument("--npb", required=True)
@@ -78,6 +101,7 @@ def main() -> None:
         hackback(env, ["sample", "--checkpoint", "cg-roi", "--cpu", "o3", "--caches", "l1l2", "--l2", "256KiB", "-j", "2",
                        "--reference"])
     table(Path(args.work_dir))
+    where_the_time_goes(Path(args.work_dir))
 
 
 if __name__ == "__main__":
