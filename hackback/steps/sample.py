@@ -217,7 +217,8 @@ def _unpack_memory(ctx: StepContext, cpts: Sequence[Path]) -> None:
     if not files:
         return
     with log.step(f"unpacking the memory of {len(files)} sample checkpoints (sparse: restores without inflating)"):
-        with concurrent.futures.ThreadPoolExecutor(max(1, ctx.cfg.restore.jobs)) as pool:  # zlib lets go of the GIL
+        # A host-side step, like a build: every core (zlib lets go of the GIL while it inflates).
+        with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
             done = list(pool.map(pmem.unpack, files))
     for u in done:
         if u.sparse:
