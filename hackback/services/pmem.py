@@ -46,7 +46,7 @@ def unpack(path: Path) -> Unpacked:
         with gzip.open(path, "rb") as src, tmp.open("wb") as out:
             while chunk := src.read(CHUNK):
                 digest.update(chunk)
-                if chunk == _ZERO[:len(chunk)]:
+                if chunk == _ZERO if len(chunk) == CHUNK else chunk.count(0) == len(chunk):
                     out.seek(len(chunk), os.SEEK_CUR)  # a hole: zeros read back, nothing allocated
                 else:
                     out.write(chunk)
@@ -54,7 +54,6 @@ def unpack(path: Path) -> Unpacked:
             out.truncate(size)  # a trailing hole still counts in the file's size
         on_disk = tmp.stat().st_blocks * 512
         if on_disk > size // 2:  # no holes kept (or a guest that fills its memory): not worth the disk
-            tmp.unlink()
             return Unpacked(path, size, on_disk, "", False)
         tmp.replace(path)
     finally:

@@ -159,7 +159,7 @@ def choose_and_checkpoint(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArt
     want = {"checkpoint": cpt.identity_digest(), "profile": digest_of(manifest.outputs_of("profile")),
             "rule": dataclasses.asdict(rule), "gem5_binary_sha256": g.binary_sha256,
             "run_script_sha256": gem5run.run_script_sha256()}
-    name = sampling_name(cpt, rule)
+    name = sampling_name(cpt.name, rule)
 
     def build(tmp: Path, out: Manifest) -> None:
         factor = rule.factor(prof.roi_insts)
@@ -192,10 +192,10 @@ def choose_and_checkpoint(ctx: StepContext, env: EnvArtifact, cpt: CheckpointArt
     return done.directory, info
 
 
-def sampling_name(cpt: CheckpointArtifact | str, rule: sampling.Rule) -> str:
+def sampling_name(checkpoint: str, rule: sampling.Rule) -> str:
     """samplings/<cpt>-r<rule>: one per rule, so a sampling made by another rule
     (and the estimates named after it) is kept beside it, not overwritten."""
-    return f"{cpt if isinstance(cpt, str) else cpt.name}-r{digest_of(dataclasses.asdict(rule))[:8]}"
+    return f"{checkpoint}-r{digest_of(dataclasses.asdict(rule))[:8]}"
 
 
 def _placed(s: sampling.Sample, choice: sampling.Choice, interval: int, warm: int, rule: sampling.Rule) -> SampleAt:
